@@ -1,0 +1,523 @@
+//! The write-once filesystem over DATA_DIR, in plain types: what the FUSE adapter calls for each
+//! request. Rules come from `policy`; this file applies them to the live state (sizes of open
+//! files, handles, inodes) and does the backing I/O.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::sys::stat::FileStat;
+use nix::sys::time::TimeSpec;
+
+use super::backing::DataDir;
+use super::error::{FsError, FsResult};
+use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
+use super::inodes::{InodeTable, ROOT_INO};
+use super::path::RelPath;
+use super::policy::{self, NodeKind, Refusal};
+use super::sync::lock;
+
+/// st_blksize we report at least: tools like cp size their buffers from it, and each write(2)
+/// costs a round trip to the daemon.
+pub const MIN_BLKSIZE: u32 = 128 * 1024;
+
+/// Who is asking (from the FUSE request header).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub kind: NodeKind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+/// A setattr request: each `Some` is a change asked for.
+#[derive(Debug, Clone, Default)]
+pub struct AttrChanges {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: NodeKind,
+    pub name: OsString,
+}
+
+/// A successful open: the handle, and whether the kernel must bypass its page cache for it.
+/// Writable handles are direct-I/O so that a shared writable mmap is refused by the kernel
+/// (ENODEV) instead of dirtying cached pages that could never be written back.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub fh: u64,
+    pub direct_io: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// The largest chunk copy_file_range moves per request; the kernel loops for more.
+const COPY_CHUNK: u64 = 1 << 20;
+
+#[derive(Debug)]
+pub struct WormFs {
+    data: DataDir,
+    inodes: InodeTable,
+    files: HandleTable<FileHandle>,
+    dirs: HandleTable<Vec<DirEntry>>,
+    open_files: OpenFiles,
+}
+
+fn refused(path: &RelPath, refusal: Refusal) -> FsError {
+    FsError::Refused { path: path.clone(), refusal }
+}
+
+impl WormFs {
+    pub fn new(data_dir: &Path) -> FsResult<WormFs> {
+        let data = DataDir::open(data_dir).map_err(|e| FsError::os(&RelPath::root(), e))?;
+        let root = data.stat(&RelPath::root()).map_err(|e| FsError::os(&RelPath::root(), e))?;
+        Ok(WormFs {
+            data,
+            inodes: InodeTable::new(root.st_ino),
+            files: HandleTable::default(),
+            dirs: HandleTable::default(),
+            open_files: OpenFiles::default(),
+        })
+    }
+
+    fn path_of(&self, ino: u64) -> FsResult<RelPath> {
+        self.inodes.path(ino).ok_or(FsError::UnknownInode(ino))
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<std::sync::Arc<FileHandle>> {
+        self.files.get(fh).ok_or(FsError::UnknownHandle(fh))
+    }
+
+    fn stat(&self, path: &RelPath) -> FsResult<FileStat> {
+        self.data.stat(path).map_err(|e| FsError::os(path, e))
+    }
+
+    fn attr(&self, st: &FileStat) -> Attr {
+        Attr {
+            ino: self.inodes.fuse_ino(st.st_ino),
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            atime: to_time(st.st_atime, st.st_atime_nsec),
+            mtime: to_time(st.st_mtime, st.st_mtime_nsec),
+            ctime: to_time(st.st_ctime, st.st_ctime_nsec),
+            kind: NodeKind::from_mode(st.st_mode).unwrap_or(NodeKind::File),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: (st.st_blksize as u32).max(MIN_BLKSIZE),
+        }
+    }
+
+    /// Stat `path` and count a kernel reference to it.
+    fn remember(&self, path: &RelPath) -> FsResult<Attr> {
+        let attr = self.attr(&self.stat(path)?);
+        self.inodes.remember(attr.ino, path);
+        Ok(attr)
+    }
+
+    /// The size the append rule applies to: the open file's if it is open, else the backing one.
+    fn current_size(&self, ino: u64, path: &RelPath) -> FsResult<u64> {
+        match self.open_files.get(ino) {
+            Some(state) => Ok(lock(&state).size),
+            None => Ok(self.stat(path)?.st_size as u64),
+        }
+    }
+
+    /// Owner of a new node: the caller, with the group of a setgid parent directory.
+    fn chown_new(&self, parent: &RelPath, path: &RelPath, caller: &Caller) -> FsResult<()> {
+        let dir = self.stat(parent)?;
+        let gid = if dir.st_mode & libc::S_ISGID != 0 { dir.st_gid } else { caller.gid };
+        self.data.chown(path, Some(caller.uid), Some(gid)).map_err(|e| FsError::os(path, e))
+    }
+
+    // ---- names ----
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        let path = self.path_of(parent)?.join(name)?;
+        self.remember(&path)
+    }
+
+    pub fn forget(&self, ino: u64, count: u64) {
+        self.inodes.forget(ino, count);
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let path = self.path_of(ino)?;
+        Ok(self.attr(&self.stat(&path)?))
+    }
+
+    pub fn setattr(&self, ino: u64, changes: &AttrChanges) -> FsResult<Attr> {
+        let path = self.path_of(ino)?;
+        if let Some(to) = changes.size {
+            // Checked under the open file's lock so no append can slip in between.
+            match self.open_files.get(ino) {
+                Some(state) => policy::truncate(lock(&state).size, to),
+                None => policy::truncate(self.stat(&path)?.st_size as u64, to),
+            }
+            .map_err(|r| refused(&path, r))?;
+        }
+        let os = |e| FsError::os(&path, e);
+        if let Some(mode) = changes.mode {
+            self.data.chmod(&path, mode).map_err(os)?;
+        }
+        if changes.uid.is_some() || changes.gid.is_some() {
+            self.data.chown(&path, changes.uid, changes.gid).map_err(os)?;
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            self.data.utimens(&path, to_timespec(changes.atime), to_timespec(changes.mtime)).map_err(os)?;
+        }
+        Ok(self.attr(&self.stat(&path)?))
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
+        let path = self.path_of(ino)?;
+        self.data.readlink(&path).map_err(|e| FsError::os(&path, e))
+    }
+
+    // ---- creating and removing names ----
+
+    pub fn mknod(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
+        let parent_path = self.path_of(parent)?;
+        let path = parent_path.join(name)?;
+        let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
+        policy::create_node(kind).map_err(|r| refused(&path, r))?;
+        self.data.create_file(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
+        self.chown_new(&parent_path, &path, caller)?;
+        self.remember(&path)
+    }
+
+    pub fn mkdir(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
+        let parent_path = self.path_of(parent)?;
+        let path = parent_path.join(name)?;
+        self.data.mkdir(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
+        self.chown_new(&parent_path, &path, caller)?;
+        self.remember(&path)
+    }
+
+    /// create(2)/open(O_CREAT): a new file, or the existing one when O_EXCL was not asked for.
+    pub fn create(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, Opened)> {
+        let parent_path = self.path_of(parent)?;
+        let path = parent_path.join(name)?;
+        let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
+        policy::create_node(kind).map_err(|r| refused(&path, r))?;
+        match self.data.create_file(&path, mode & !umask & 0o7777) {
+            Ok(file) => {
+                self.chown_new(&parent_path, &path, caller)?;
+                let attr = self.remember(&path)?;
+                let opened = self.register_handle(attr.ino, &path, file, flags);
+                Ok((attr, opened))
+            }
+            // Lost a race with another creator: open what is there, like open(2) would.
+            Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
+                let attr = self.remember(&path)?;
+                let opened = self.open(attr.ino, flags)?;
+                Ok((attr, opened))
+            }
+            Err(e) => Err(FsError::os(&path, e)),
+        }
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.path_of(parent)?.join(name)?;
+        policy::unlink().map_err(|r| refused(&path, r))
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.path_of(parent)?.join(name)?;
+        self.data.rmdir(&path).map_err(|e| FsError::os(&path, e))
+    }
+
+    pub fn rename(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.path_of(parent)?.join(name)?;
+        policy::rename().map_err(|r| refused(&path, r))
+    }
+
+    pub fn link(&self, new_parent: u64, new_name: &OsStr) -> FsResult<Attr> {
+        let path = self.path_of(new_parent)?.join(new_name)?;
+        Err(refused(&path, Refusal::Link))
+    }
+
+    pub fn symlink(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        let path = self.path_of(parent)?.join(name)?;
+        Err(refused(&path, Refusal::Symlink))
+    }
+
+    // ---- file I/O ----
+
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+        let path = self.path_of(ino)?;
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if flags & libc::O_TRUNC != 0 {
+            policy::open_truncate(self.current_size(ino, &path)?).map_err(|r| refused(&path, r))?;
+        }
+        let file = self.data.open_file(&path, writable).map_err(|e| FsError::os(&path, e))?;
+        Ok(self.register_handle(ino, &path, file, flags))
+    }
+
+    fn register_handle(&self, ino: u64, path: &RelPath, file: std::fs::File, flags: i32) -> Opened {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let state = self
+            .open_files
+            .attach(ino, || file.metadata().map(|m| m.len()).unwrap_or(0));
+        let fh = self.files.insert(FileHandle {
+            ino,
+            path: path.clone(),
+            file,
+            writable,
+            append: flags & libc::O_APPEND != 0,
+            state,
+        });
+        Opened { fh, direct_io: writable }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match h.file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FsError::os(&h.path, io_errno(&e))),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Append `data` if the rules allow a write at `offset`. `append_now` is O_APPEND as the
+    /// file's flags stand at this write (fcntl may have set it after open).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], append_now: bool) -> FsResult<u32> {
+        let h = self.handle(fh)?;
+        self.append_to(&h, offset, data, append_now)
+    }
+
+    fn append_to(&self, h: &FileHandle, offset: u64, data: &[u8], append_now: bool) -> FsResult<u32> {
+        if !h.writable {
+            return Err(FsError::os(&h.path, Errno::EBADF));
+        }
+        let mut state: std::sync::MutexGuard<'_, OpenFile> = lock(&h.state);
+        let at = policy::write_offset(state.size, offset, h.append || append_now)
+            .map_err(|r| refused(&h.path, r))?;
+        let mut written = 0usize;
+        while written < data.len() {
+            match h.file.write_at(&data[written..], at + written as u64) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Bytes already written are part of the file now: report them, like write(2).
+                Err(_) if written > 0 => break,
+                Err(e) => return Err(FsError::os(&h.path, io_errno(&e))),
+            }
+        }
+        state.size += written as u64;
+        Ok(written as u32)
+    }
+
+    /// copy_file_range into a wormfs file obeys the same append rule as write.
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        offset_in: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+        append_now: bool,
+    ) -> FsResult<u32> {
+        let out = self.handle(fh_out)?;
+        // Check before reading so a refused copy costs nothing.
+        {
+            let state = lock(&out.state);
+            policy::write_offset(state.size, offset_out, out.append || append_now)
+                .map_err(|r| refused(&out.path, r))?;
+        }
+        let data = self.read(fh_in, offset_in, len.min(COPY_CHUNK) as u32)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.append_to(&out, offset_out, &data, append_now)
+    }
+
+    pub fn fallocate(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        Err(refused(&h.path, Refusal::Fallocate))
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
+        r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
+    }
+
+    /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let h = self.handle(fh)?;
+        let whence = match whence {
+            libc::SEEK_DATA => nix::unistd::Whence::SeekData,
+            libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
+            libc::SEEK_SET => nix::unistd::Whence::SeekSet,
+            libc::SEEK_END => nix::unistd::Whence::SeekEnd,
+            _ => return Err(FsError::os(&h.path, Errno::EINVAL)),
+        };
+        nix::unistd::lseek(&h.file, offset, whence).map_err(|e| FsError::os(&h.path, e))
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
+        self.open_files.detach(h.ino);
+        Ok(())
+    }
+
+    // ---- directories ----
+
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let path = self.path_of(ino)?;
+        let listing = self.data.read_dir(&path).map_err(|e| FsError::os(&path, e))?;
+        let parent_ino = match path.split_last() {
+            Some((parent, _)) => self.stat(&parent).map(|st| self.inodes.fuse_ino(st.st_ino))?,
+            None => ROOT_INO,
+        };
+        let mut entries = vec![
+            DirEntry { ino, kind: NodeKind::Dir, name: ".".into() },
+            DirEntry { ino: parent_ino, kind: NodeKind::Dir, name: "..".into() },
+        ];
+        entries.extend(listing.into_iter().map(|e| DirEntry {
+            ino: self.inodes.fuse_ino(e.ino),
+            kind: NodeKind::from_mode(e.file_type).unwrap_or(NodeKind::File),
+            name: e.name,
+        }));
+        Ok(self.dirs.insert(entries))
+    }
+
+    /// The listing taken at opendir: a stable snapshot, so readdir offsets (indexes into it)
+    /// stay valid while the directory grows.
+    pub fn readdir(&self, fh: u64) -> FsResult<std::sync::Arc<Vec<DirEntry>>> {
+        self.dirs.get(fh).ok_or(FsError::UnknownHandle(fh))
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        let path = self.path_of(ino)?;
+        let fd = self.data.open_dir(&path).map_err(|e| FsError::os(&path, e))?;
+        nix::unistd::fsync(&fd).map_err(|e| FsError::os(&path, e))
+    }
+
+    // ---- extended attributes and the rest ----
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        self.data.getxattr(&path, name).map_err(|e| FsError::os(&path, e))
+    }
+
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        self.data.listxattr(&path).map_err(|e| FsError::os(&path, e))
+    }
+
+    pub fn setxattr(&self, ino: u64) -> FsResult<()> {
+        Err(refused(&self.path_of(ino)?, Refusal::SetXattr))
+    }
+
+    pub fn removexattr(&self, ino: u64) -> FsResult<()> {
+        Err(refused(&self.path_of(ino)?, Refusal::RemoveXattr))
+    }
+
+    pub fn statfs(&self) -> FsResult<FsStats> {
+        let s = self.data.statvfs().map_err(|e| FsError::os(&RelPath::root(), e))?;
+        Ok(FsStats {
+            blocks: s.blocks(),
+            bfree: s.blocks_free(),
+            bavail: s.blocks_available(),
+            files: s.files(),
+            ffree: s.files_free(),
+            bsize: s.block_size() as u32,
+            namelen: s.name_max() as u32,
+            frsize: s.fragment_size() as u32,
+        })
+    }
+
+    /// Handles still open (for logging at shutdown).
+    pub fn open_handles(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn to_time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::new(secs.unsigned_abs(), 0) + Duration::new(0, nsecs as u32)
+    }
+}
+
+fn to_timespec(t: Option<TimeSet>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeSet::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeSet::At(when)) => match when.duration_since(UNIX_EPOCH) {
+            Ok(d) => TimeSpec::from_duration(d),
+            Err(before) => TimeSpec::from_duration(Duration::ZERO) - TimeSpec::from_duration(before.duration()),
+        },
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}

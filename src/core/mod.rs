@@ -1,0 +1,16 @@
+//! The rules and state of a write-once filesystem, with no FUSE and no RocksDB in sight.
+//! `policy` says what is allowed; `fs` applies it to live state over `backing` (DATA_DIR).
+
+pub mod backing;
+pub mod error;
+pub mod fs;
+pub mod handles;
+pub mod inodes;
+pub mod path;
+pub mod policy;
+mod sync;
+
+pub use error::{FsError, FsResult};
+pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, TimeSet, WormFs};
+pub use path::RelPath;
+pub use policy::{NodeKind, Refusal};

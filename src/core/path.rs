@@ -1,0 +1,145 @@
+//! Paths relative to DATA_DIR. Every name the kernel hands us is checked here once, so the rest of
+//! the core can join and log paths without re-validating them.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+/// A path inside DATA_DIR: zero or more components, none empty, `.`, `..` or containing `/` or
+/// NUL. The empty path is DATA_DIR itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RelPath(OsString);
+
+/// Why a name was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadName {
+    Empty,
+    Dot,
+    Slash,
+    Nul,
+    TooLong,
+}
+
+/// Longest single component we accept (the kernel's NAME_MAX).
+const NAME_MAX: usize = 255;
+
+impl RelPath {
+    /// The root of DATA_DIR.
+    pub fn root() -> Self {
+        RelPath(OsString::new())
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `self/name`, after checking that `name` is one safe component.
+    pub fn join(&self, name: &OsStr) -> Result<RelPath, BadName> {
+        check_name(name)?;
+        let mut bytes = self.0.as_bytes().to_vec();
+        if !bytes.is_empty() {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(name.as_bytes());
+        Ok(RelPath(OsString::from_vec(bytes)))
+    }
+
+    /// Parse a relative path such as `a/b/c` (e.g. from the command line or a record).
+    pub fn parse(path: &OsStr) -> Result<RelPath, BadName> {
+        let mut out = RelPath::root();
+        for part in path.as_bytes().split(|b| *b == b'/') {
+            out = out.join(OsStr::from_bytes(part))?;
+        }
+        Ok(out)
+    }
+
+    /// The parent directory and the last component; `None` for the root.
+    pub fn split_last(&self) -> Option<(RelPath, &OsStr)> {
+        if self.is_root() {
+            return None;
+        }
+        let bytes = self.0.as_bytes();
+        Some(match bytes.iter().rposition(|b| *b == b'/') {
+            Some(i) => (
+                RelPath(OsString::from_vec(bytes[..i].to_vec())),
+                OsStr::from_bytes(&bytes[i + 1..]),
+            ),
+            None => (RelPath::root(), OsStr::from_bytes(bytes)),
+        })
+    }
+
+    /// The path for `*at` system calls relative to DATA_DIR (`.` for the root).
+    pub fn as_at_path(&self) -> &Path {
+        if self.is_root() {
+            Path::new(".")
+        } else {
+            Path::new(&self.0)
+        }
+    }
+
+    pub fn as_os_str(&self) -> &OsStr {
+        &self.0
+    }
+}
+
+fn check_name(name: &OsStr) -> Result<(), BadName> {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return Err(BadName::Empty);
+    }
+    if b == b"." || b == b".." {
+        return Err(BadName::Dot);
+    }
+    if b.contains(&b'/') {
+        return Err(BadName::Slash);
+    }
+    if b.contains(&0) {
+        return Err(BadName::Nul);
+    }
+    if b.len() > NAME_MAX {
+        return Err(BadName::TooLong);
+    }
+    Ok(())
+}
+
+impl fmt::Display for RelPath {
+    /// Shown as an absolute path inside the mount, e.g. `/app/today.log`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0.to_string_lossy())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_and_split_round_trip() {
+        let p = RelPath::root().join(OsStr::new("a")).unwrap().join(OsStr::new("b.log")).unwrap();
+        assert_eq!(p.to_string(), "/a/b.log");
+        let (parent, last) = p.split_last().unwrap();
+        assert_eq!(parent.to_string(), "/a");
+        assert_eq!(last, "b.log");
+        assert!(RelPath::root().split_last().is_none());
+    }
+
+    #[test]
+    fn hostile_names_are_rejected() {
+        let root = RelPath::root();
+        assert_eq!(root.join(OsStr::new("")), Err(BadName::Empty));
+        assert_eq!(root.join(OsStr::new("..")), Err(BadName::Dot));
+        assert_eq!(root.join(OsStr::new(".")), Err(BadName::Dot));
+        assert_eq!(root.join(OsStr::new("a/b")), Err(BadName::Slash));
+        assert_eq!(root.join(OsStr::from_bytes(b"a\0b")), Err(BadName::Nul));
+        assert_eq!(root.join(OsStr::new(&"x".repeat(256))), Err(BadName::TooLong));
+        assert_eq!(RelPath::parse(OsStr::new("a/../b")), Err(BadName::Dot));
+        assert_eq!(RelPath::parse(OsStr::new("/etc/passwd")), Err(BadName::Empty));
+        assert_eq!(RelPath::parse(OsStr::new("a//b")), Err(BadName::Empty));
+    }
+
+    #[test]
+    fn root_is_dot_for_at_calls() {
+        assert_eq!(RelPath::root().as_at_path(), Path::new("."));
+    }
+}

@@ -1,0 +1,280 @@
+//! `wormfs mount`: refuse a mount that cannot be right, build the fuser session over the core,
+//! and unmount cleanly on SIGINT/SIGTERM. Runs in the foreground, as systemd expects.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, SessionACL};
+use log::{info, warn};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::core::{FsError, WormFs};
+use crate::fuse::FuseAdapter;
+
+/// Worker threads serving FUSE requests: enough that a slow fsync on one file does not stall
+/// appends to the others.
+const WORKER_THREADS: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct MountArgs {
+    pub data: PathBuf,
+    pub state: PathBuf,
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+}
+
+#[derive(Debug)]
+pub enum MountError {
+    NotRoot,
+    NoFuseDevice(io::Error),
+    MountpointMissing(PathBuf),
+    MountpointNotDir(PathBuf),
+    MountpointNotEmpty(PathBuf),
+    AlreadyMounted(PathBuf),
+    Overlap { what: &'static str, a: PathBuf, b: PathBuf },
+    Dir { path: PathBuf, err: io::Error },
+    Core(FsError),
+    Signals(nix::errno::Errno),
+    Session(io::Error),
+}
+
+impl fmt::Display for MountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MountError::NotRoot => write!(
+                f,
+                "permission denied: wormfs mount must run as root (it mounts FUSE and gives new files to their callers)"
+            ),
+            MountError::NoFuseDevice(e) => {
+                write!(f, "cannot use /dev/fuse ({e}); load the fuse module or install fuse3")
+            }
+            MountError::MountpointMissing(p) => write!(f, "mountpoint {} does not exist", p.display()),
+            MountError::MountpointNotDir(p) => write!(f, "mountpoint {} is not a directory", p.display()),
+            MountError::MountpointNotEmpty(p) => write!(
+                f,
+                "mountpoint {} is not empty; mount over an empty directory so nothing is hidden",
+                p.display()
+            ),
+            MountError::AlreadyMounted(p) => write!(f, "mountpoint {} is already a mount point", p.display()),
+            MountError::Overlap { what, a, b } => {
+                write!(f, "{what} overlap ({} and {}); they must be separate trees", a.display(), b.display())
+            }
+            MountError::Dir { path, err } => write!(f, "{}: {err}", path.display()),
+            MountError::Core(e) => write!(f, "cannot open the data directory: {e}"),
+            MountError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            MountError::Session(e) => write!(f, "FUSE mount failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MountError {}
+
+/// The paths a mount will use, each checked and canonical.
+#[derive(Debug)]
+struct Checked {
+    data: PathBuf,
+    mountpoint: PathBuf,
+}
+
+fn ensure_dir(path: &Path) -> Result<PathBuf, MountError> {
+    fs::create_dir_all(path)
+        .and_then(|_| path.canonicalize())
+        .map_err(|err| MountError::Dir { path: path.to_path_buf(), err })
+}
+
+fn overlap(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn preflight(args: &MountArgs) -> Result<Checked, MountError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(MountError::NotRoot);
+    }
+    match fs::metadata("/dev/fuse") {
+        Ok(m) if m.file_type().is_char_device() => {}
+        Ok(_) => return Err(MountError::NoFuseDevice(io::Error::other("not a character device"))),
+        Err(e) => return Err(MountError::NoFuseDevice(e)),
+    }
+    fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").map_err(MountError::NoFuseDevice)?;
+
+    let mountpoint = match args.mountpoint.canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(MountError::MountpointMissing(args.mountpoint.clone()))
+        }
+        Err(err) => return Err(MountError::Dir { path: args.mountpoint.clone(), err }),
+    };
+    // Checked before creating anything, so a refused mount leaves no new directories behind.
+    for (what, dir) in [("data directory and mountpoint", &args.data), ("state directory and mountpoint", &args.state)] {
+        if overlap(&absolute(dir), &mountpoint) {
+            return Err(MountError::Overlap { what, a: dir.clone(), b: mountpoint });
+        }
+    }
+    if is_mount_point(&mountpoint) {
+        return Err(MountError::AlreadyMounted(mountpoint));
+    }
+    if !mountpoint.is_dir() {
+        return Err(MountError::MountpointNotDir(mountpoint));
+    }
+    let mut entries = fs::read_dir(&mountpoint).map_err(|err| MountError::Dir { path: mountpoint.clone(), err })?;
+    if entries.next().is_some() {
+        return Err(MountError::MountpointNotEmpty(mountpoint));
+    }
+
+    let data = ensure_dir(&args.data)?;
+    let state = ensure_dir(&args.state)?;
+    // Again on canonical paths: symlinks may hide an overlap the spelled-out paths did not show.
+    for (what, a, b) in [
+        ("data directory and mountpoint", &data, &mountpoint),
+        ("state directory and mountpoint", &state, &mountpoint),
+        ("data and state directories", &data, &state),
+    ] {
+        if overlap(a, b) {
+            return Err(MountError::Overlap { what, a: a.clone(), b: b.clone() });
+        }
+    }
+    Ok(Checked { data, mountpoint })
+}
+
+/// `path` made absolute without touching the filesystem (it may not exist yet).
+fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // Canonicalize the longest existing ancestor so symlinked parents compare correctly.
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return abs,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
+    for name in rest.iter().rev() {
+        out.push(name);
+    }
+    out
+}
+
+/// Whether `path` (canonical) is the mount point of some mount, per /proc/self/mountinfo.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount and serve until SIGINT/SIGTERM (or an external umount), then return.
+pub fn run(args: &MountArgs) -> Result<(), MountError> {
+    let checked = preflight(args)?;
+
+    // Block the stop signals before fuser starts its threads, so they inherit the mask and only
+    // the signal thread below ever sees them.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().map_err(MountError::Signals)?;
+
+    let fs = Arc::new(WormFs::new(&checked.data).map_err(MountError::Core)?);
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("wormfs:{}", checked.data.display())),
+        MountOption::Subtype("wormfs".into()),
+        // The kernel checks mode bits and ownership, as on any local filesystem.
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::RW,
+    ];
+    config.acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(WORKER_THREADS);
+    config.clone_fd = true;
+
+    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), &checked.mountpoint, &config)
+        .map_err(MountError::Session)?;
+    info!("mounted {} on {}", checked.data.display(), checked.mountpoint.display());
+
+    let unmounter = session.unmount_callable();
+    let mountpoint = checked.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || wait_for_stop(signals, unmounter, &mountpoint))
+        .map_err(MountError::Session)?;
+
+    session.run().map_err(MountError::Session)?;
+    info!("unmounted {}", checked.mountpoint.display());
+    if fs.open_handles() > 0 {
+        warn!("{} file handles were still open at unmount", fs.open_handles());
+    }
+    Ok(())
+}
+
+fn wait_for_stop(signals: SigSet, mut unmounter: fuser::SessionUnmounter, mountpoint: &Path) {
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => info!("SIGHUP ignored (wormfs has nothing to reload)"),
+            Ok(sig) => {
+                info!("{sig}: unmounting {}", mountpoint.display());
+                break;
+            }
+            Err(e) => {
+                warn!("waiting for signals failed ({e}); unmounting");
+                break;
+            }
+        }
+    }
+    if let Err(e) = unmounter.unmount() {
+        // Busy (a shell's cwd is inside, say): detach now; the kernel finishes the unmount when
+        // the last user leaves, and the session ends then.
+        warn!("unmount of {} failed ({e}); detaching it lazily", mountpoint.display());
+        if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            warn!("lazy unmount of {} failed too: {e}", mountpoint.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/mnt/with\\040space"), "/mnt/with space");
+        assert_eq!(unescape_mountinfo("/a\\134b"), "/a\\b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/trailing\\04"), "/trailing\\04");
+    }
+
+    #[test]
+    fn overlap_is_either_way_and_equal() {
+        assert!(overlap(Path::new("/a"), Path::new("/a")));
+        assert!(overlap(Path::new("/a/b"), Path::new("/a")));
+        assert!(overlap(Path::new("/a"), Path::new("/a/b")));
+        assert!(!overlap(Path::new("/a/b"), Path::new("/a/bc")));
+    }
+}

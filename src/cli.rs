@@ -1,9 +1,13 @@
 //! The command line: parse and dispatch. Each subcommand's work lives in its own module.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::core::RelPath;
+use crate::inspect;
+use crate::keys;
 use crate::mount::{self, MountArgs};
 
 #[derive(Debug, Parser)]
@@ -30,8 +34,36 @@ pub enum Command {
         /// Let users other than root use the mount (permissions still apply).
         #[arg(long)]
         allow_other: bool,
+        /// Seal the new bytes of files that stay open this often (e.g. 60s, 5m, 1h).
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        seal_interval: Duration,
+        /// DATA_DIR has files but STATE_DIR has no index: start a new chain anyway, adopting
+        /// each file with a flagged Recovered record.
+        #[arg(long)]
+        adopt_existing: bool,
         /// An empty directory to mount on.
         mountpoint: PathBuf,
+    },
+    /// Create the ed25519 signing key in STATE_DIR and print the public key to keep elsewhere.
+    Keygen {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+    },
+    /// Print the chain's records, oldest first, one a line.
+    Log {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// Only records about this file (path inside the mount, e.g. /app/today.log).
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarise the chain: head, files, sealed and unsealed bytes, last seal.
+    Status {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
     },
 }
 
@@ -44,9 +76,82 @@ pub struct Failure {
 
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Mount { data, state, allow_other, mountpoint } => {
-            mount::run(&MountArgs { data, state, mountpoint, allow_other })
+        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, mountpoint } => {
+            mount::run(&MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing })
                 .map_err(|e| Failure { message: e.to_string(), code: 1 })
         }
+        Command::Keygen { state } => {
+            let public = keys::generate(&state).map_err(fail)?;
+            println!("{}", crate::core::segment::hex(public.as_bytes()));
+            eprintln!(
+                "wrote {} (secret, mode 0600) and {}; keep the public key above somewhere other than this machine",
+                state.join(keys::SIGNING_KEY_FILE).display(),
+                state.join(keys::PUBLIC_KEY_FILE).display()
+            );
+            Ok(())
+        }
+        Command::Log { state, path, json } => {
+            let only = match path {
+                Some(p) => Some(
+                    RelPath::parse(std::ffi::OsStr::new(p.trim_start_matches('/')))
+                        .map_err(|_| Failure { message: format!("`{p}` is not a path inside the mount"), code: 2 })?,
+                ),
+                None => None,
+            };
+            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            let stdout = std::io::stdout();
+            inspect::log(&store, only.as_ref(), json, &mut stdout.lock()).map_err(fail)
+        }
+        Command::Status { state } => {
+            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            let status = inspect::status(&store).map_err(fail)?;
+            inspect::print_status(&status, &mut std::io::stdout().lock()).map_err(fail)
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure { message: e.to_string(), code: 1 }
+}
+
+
+/// `90`, `90s`, `250ms`, `5m`, `2h`, `1d`: a number with an optional unit (seconds by default).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 60s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)).and_then(nonzero),
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m, h or d)")),
+    };
+    nonzero(Duration::from_secs(seconds))
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("the duration must be more than zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! - `cli`    — the command line: parses arguments and dispatches, nothing more.
 //! - `mount`  — checks before mounting, the fuser session, signals and a clean unmount.
 //! - `fuse`   — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.
+//! - `index`  — the Store on RocksDB (`rocks`) and its in-memory twin (`memory`).
 //! - `core`   — the rules and state, free of FUSE and RocksDB:
 //!   - `core::policy`  which operation is allowed on which file state (pure functions);
 //!   - `core::fs`      the filesystem state machine (inodes, handles, sizes) over DATA_DIR;
@@ -14,4 +15,10 @@
 pub mod cli;
 pub mod core;
 pub mod fuse;
+pub mod keys;
+pub mod index;
+pub mod inspect;
 pub mod mount;
+pub mod sealer;
+pub mod timefmt;
+pub mod verify;

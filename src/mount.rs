@@ -12,8 +12,18 @@ use fuser::{Config, MountOption, SessionACL};
 use log::{info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
+use std::time::Duration;
+
+use crate::core::ledger::{Ledger, LedgerError};
+use crate::core::store::{Store, StoreError, SystemClock};
 use crate::core::{FsError, WormFs};
 use crate::fuse::FuseAdapter;
+use crate::index::RocksStore;
+use crate::keys::{self, KeyError};
+use crate::sealer::IntervalSealer;
+
+/// The index lives here inside STATE_DIR.
+pub const INDEX_DIR: &str = "index";
 
 /// Worker threads serving FUSE requests: enough that a slow fsync on one file does not stall
 /// appends to the others.
@@ -25,6 +35,10 @@ pub struct MountArgs {
     pub state: PathBuf,
     pub mountpoint: PathBuf,
     pub allow_other: bool,
+    /// How often files that stay open get their new bytes sealed.
+    pub seal_interval: Duration,
+    /// Start a new chain even though DATA_DIR already has files (they are adopted, flagged).
+    pub adopt_existing: bool,
 }
 
 #[derive(Debug)]
@@ -40,6 +54,13 @@ pub enum MountError {
     Core(FsError),
     Signals(nix::errno::Errno),
     Session(io::Error),
+    Key(KeyError),
+    Index { path: PathBuf, err: StoreError },
+    Ledger(LedgerError),
+    /// DATA_DIR has files but STATE_DIR has no index: a lost or misplaced index, never a reason
+    /// to silently start a new chain.
+    DataWithoutIndex { data: PathBuf, index: PathBuf },
+    Recovery(FsError),
 }
 
 impl fmt::Display for MountError {
@@ -67,6 +88,16 @@ impl fmt::Display for MountError {
             MountError::Core(e) => write!(f, "cannot open the data directory: {e}"),
             MountError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             MountError::Session(e) => write!(f, "FUSE mount failed: {e}"),
+            MountError::Key(e) => write!(f, "{e}"),
+            MountError::Index { path, err } => write!(f, "{}: {err}", path.display()),
+            MountError::Ledger(e) => write!(f, "{e}"),
+            MountError::DataWithoutIndex { data, index } => write!(
+                f,
+                "{} has files but there is no index at {}; restore the state directory, or pass --adopt-existing to start a new chain that adopts them",
+                data.display(),
+                index.display()
+            ),
+            MountError::Recovery(e) => write!(f, "recovery at mount failed: {e}"),
         }
     }
 }
@@ -77,7 +108,9 @@ impl std::error::Error for MountError {}
 #[derive(Debug)]
 struct Checked {
     data: PathBuf,
+    state: PathBuf,
     mountpoint: PathBuf,
+    adopt_existing: bool,
 }
 
 fn ensure_dir(path: &Path) -> Result<PathBuf, MountError> {
@@ -137,7 +170,7 @@ fn preflight(args: &MountArgs) -> Result<Checked, MountError> {
             return Err(MountError::Overlap { what, a: a.clone(), b: b.clone() });
         }
     }
-    Ok(Checked { data, mountpoint })
+    Ok(Checked { data, state, mountpoint, adopt_existing: args.adopt_existing })
 }
 
 /// `path` made absolute without touching the filesystem (it may not exist yet).
@@ -199,7 +232,24 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     }
     signals.thread_block().map_err(MountError::Signals)?;
 
-    let fs = Arc::new(WormFs::new(&checked.data).map_err(MountError::Core)?);
+    let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
+    let store = open_index(&checked)?;
+    let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock)).map_err(MountError::Ledger)?);
+    let fs = Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?);
+    let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
+    let mount_record = ledger
+        .mount(&software, checked.data.as_os_str().as_encoded_bytes())
+        .map_err(|err| MountError::Index { path: checked.state.join(INDEX_DIR), err })?;
+    let recovery = fs.recover().map_err(MountError::Recovery)?;
+    info!(
+        "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",
+        mount_record.seq(),
+        recovery.files_checked,
+        recovery.recovered
+    );
+    for damage in &recovery.damaged {
+        warn!("damaged outside wormfs: {damage} (run wormfs verify)");
+    }
 
     let mut config = Config::default();
     config.mount_options = vec![
@@ -215,8 +265,14 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     config.n_threads = Some(WORKER_THREADS);
     config.clone_fd = true;
 
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), &checked.mountpoint, &config)
-        .map_err(MountError::Session)?;
+    let mut session = match fuser::Session::new(FuseAdapter::new(fs.clone()), &checked.mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            // Close the chain cleanly: nothing was served.
+            let _ = fs.shutdown();
+            return Err(MountError::Session(e));
+        }
+    };
     info!("mounted {} on {}", checked.data.display(), checked.mountpoint.display());
 
     let unmounter = session.unmount_callable();
@@ -226,12 +282,36 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .spawn(move || wait_for_stop(signals, unmounter, &mountpoint))
         .map_err(MountError::Session)?;
 
-    session.run().map_err(MountError::Session)?;
+    let sealer = IntervalSealer::start(fs.clone(), args.seal_interval).map_err(MountError::Session)?;
+    let served = session.run();
+    sealer.stop();
     info!("unmounted {}", checked.mountpoint.display());
     if fs.open_handles() > 0 {
         warn!("{} file handles were still open at unmount", fs.open_handles());
     }
-    Ok(())
+    // Seal every tail and write Unmount even if the session ended with an error.
+    fs.shutdown().map_err(MountError::Core)?;
+    served.map_err(MountError::Session)
+}
+
+/// Open the index, or create it for a new chain — but never over existing data unless told to.
+fn open_index(checked: &Checked) -> Result<Arc<dyn Store>, MountError> {
+    let path = checked.state.join(INDEX_DIR);
+    let index_err = |err| MountError::Index { path: path.clone(), err };
+    if RocksStore::exists(&path) {
+        return Ok(Arc::new(RocksStore::open(&path).map_err(index_err)?));
+    }
+    let data_has_files = fs::read_dir(&checked.data)
+        .map_err(|err| MountError::Dir { path: checked.data.clone(), err })?
+        .next()
+        .is_some();
+    if data_has_files {
+        if !checked.adopt_existing {
+            return Err(MountError::DataWithoutIndex { data: checked.data.clone(), index: path });
+        }
+        warn!("starting a new chain over existing files in {}: each is adopted and flagged", checked.data.display());
+    }
+    Ok(Arc::new(RocksStore::create(&path).map_err(index_err)?))
 }
 
 fn wait_for_stop(signals: SigSet, mut unmounter: fuser::SessionUnmounter, mountpoint: &Path) {

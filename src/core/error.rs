@@ -18,6 +18,11 @@ pub enum FsError {
     BadName(BadName),
     /// The backing filesystem under DATA_DIR failed; carries the OS error for the caller.
     Os { path: RelPath, errno: nix::errno::Errno },
+    /// The chain could not be appended to (the index failed); nothing was sealed.
+    Ledger(String),
+    /// The backing file is shorter than its sealed size: it was truncated outside wormfs, and
+    /// appending would build on bytes that no longer match their seals.
+    Tampered { path: RelPath, sealed: u64, size: u64 },
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -38,6 +43,11 @@ impl fmt::Display for FsError {
             FsError::UnknownHandle(fh) => write!(f, "unknown file handle {fh}"),
             FsError::BadName(why) => write!(f, "invalid file name ({why:?})"),
             FsError::Os { path, errno } => write!(f, "{path}: {}", errno.desc()),
+            FsError::Ledger(e) => write!(f, "cannot write to the chain: {e}"),
+            FsError::Tampered { path, sealed, size } => write!(
+                f,
+                "{path}: {size} bytes on disk but {sealed} sealed; it was truncated outside wormfs"
+            ),
         }
     }
 }

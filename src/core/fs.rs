@@ -15,9 +15,12 @@ use super::backing::DataDir;
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
 use super::inodes::{InodeTable, ROOT_INO};
+use super::ledger::Ledger;
 use super::path::RelPath;
 use super::policy::{self, NodeKind, Refusal};
+use super::seals::{self, Recovery, SealCause};
 use super::sync::lock;
+use std::sync::Arc;
 
 /// st_blksize we report at least: tools like cp size their buffers from it, and each write(2)
 /// costs a round trip to the daemon.
@@ -99,6 +102,7 @@ const COPY_CHUNK: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct WormFs {
     data: DataDir,
+    ledger: Arc<Ledger>,
     inodes: InodeTable,
     files: HandleTable<FileHandle>,
     dirs: HandleTable<Vec<DirEntry>>,
@@ -110,11 +114,12 @@ fn refused(path: &RelPath, refusal: Refusal) -> FsError {
 }
 
 impl WormFs {
-    pub fn new(data_dir: &Path) -> FsResult<WormFs> {
+    pub fn new(data_dir: &Path, ledger: Arc<Ledger>) -> FsResult<WormFs> {
         let data = DataDir::open(data_dir).map_err(|e| FsError::os(&RelPath::root(), e))?;
         let root = data.stat(&RelPath::root()).map_err(|e| FsError::os(&RelPath::root(), e))?;
         Ok(WormFs {
             data,
+            ledger,
             inodes: InodeTable::new(root.st_ino),
             files: HandleTable::default(),
             dirs: HandleTable::default(),
@@ -227,7 +232,17 @@ impl WormFs {
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
         self.data.create_file(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
         self.chown_new(&parent_path, &path, caller)?;
-        self.remember(&path)
+        let attr = self.remember(&path)?;
+        self.record_create(&path, &attr)?;
+        Ok(attr)
+    }
+
+    /// The Create record, once the file exists with its final owner and mode.
+    fn record_create(&self, path: &RelPath, attr: &Attr) -> FsResult<()> {
+        self.ledger
+            .create(path, libc::S_IFREG | u32::from(attr.perm), attr.uid, attr.gid)
+            .map(|_| ())
+            .map_err(|e| FsError::Ledger(e.to_string()))
     }
 
     pub fn mkdir(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
@@ -256,7 +271,8 @@ impl WormFs {
             Ok(file) => {
                 self.chown_new(&parent_path, &path, caller)?;
                 let attr = self.remember(&path)?;
-                let opened = self.register_handle(attr.ino, &path, file, flags);
+                self.record_create(&path, &attr)?;
+                let opened = self.register_handle(attr.ino, &path, file, flags)?;
                 Ok((attr, opened))
             }
             // Lost a race with another creator: open what is there, like open(2) would.
@@ -303,14 +319,22 @@ impl WormFs {
             policy::open_truncate(self.current_size(ino, &path)?).map_err(|r| refused(&path, r))?;
         }
         let file = self.data.open_file(&path, writable).map_err(|e| FsError::os(&path, e))?;
-        Ok(self.register_handle(ino, &path, file, flags))
+        self.register_handle(ino, &path, file, flags)
     }
 
-    fn register_handle(&self, ino: u64, path: &RelPath, file: std::fs::File, flags: i32) -> Opened {
+    fn register_handle(&self, ino: u64, path: &RelPath, file: std::fs::File, flags: i32) -> FsResult<Opened> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let state = self
-            .open_files
-            .attach(ino, || file.metadata().map(|m| m.len()).unwrap_or(0));
+        // Writers share the file's append state; its first writer brings the index up to date
+        // with whatever is on disk, so appends chain onto sealed bytes.
+        let state = if writable {
+            Some(self.open_files.attach(ino, || {
+                let size = seals::catch_up(&self.ledger, path, &file)?;
+                let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
+                Ok(OpenFile::new(path.clone(), own, size))
+            })?)
+        } else {
+            None
+        };
         let fh = self.files.insert(FileHandle {
             ino,
             path: path.clone(),
@@ -319,7 +343,7 @@ impl WormFs {
             append: flags & libc::O_APPEND != 0,
             state,
         });
-        Opened { fh, direct_io: writable }
+        Ok(Opened { fh, direct_io: writable })
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -346,10 +370,10 @@ impl WormFs {
     }
 
     fn append_to(&self, h: &FileHandle, offset: u64, data: &[u8], append_now: bool) -> FsResult<u32> {
-        if !h.writable {
+        let Some(shared) = &h.state else {
             return Err(FsError::os(&h.path, Errno::EBADF));
-        }
-        let mut state: std::sync::MutexGuard<'_, OpenFile> = lock(&h.state);
+        };
+        let mut state = lock(shared);
         let at = policy::write_offset(state.size, offset, h.append || append_now)
             .map_err(|r| refused(&h.path, r))?;
         let mut written = 0usize;
@@ -363,6 +387,7 @@ impl WormFs {
                 Err(e) => return Err(FsError::os(&h.path, io_errno(&e))),
             }
         }
+        state.hasher.update(&data[..written]);
         state.size += written as u64;
         Ok(written as u32)
     }
@@ -379,9 +404,12 @@ impl WormFs {
         append_now: bool,
     ) -> FsResult<u32> {
         let out = self.handle(fh_out)?;
+        let Some(shared) = &out.state else {
+            return Err(FsError::os(&out.path, Errno::EBADF));
+        };
         // Check before reading so a refused copy costs nothing.
         {
-            let state = lock(&out.state);
+            let state = lock(shared);
             policy::write_offset(state.size, offset_out, out.append || append_now)
                 .map_err(|r| refused(&out.path, r))?;
         }
@@ -397,10 +425,15 @@ impl WormFs {
         Err(refused(&h.path, Refusal::Fallocate))
     }
 
+    /// fsync/fdatasync: the bytes are durable, and sealed, when this returns.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.handle(fh)?;
         let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
-        r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
+        r.map_err(|e| FsError::os(&h.path, io_errno(&e)))?;
+        match &h.state {
+            Some(shared) => seals::seal_open(&self.ledger, &mut lock(shared), SealCause::Fsync),
+            None => Ok(()),
+        }
     }
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
@@ -416,10 +449,51 @@ impl WormFs {
         nix::unistd::lseek(&h.file, offset, whence).map_err(|e| FsError::os(&h.path, e))
     }
 
+    /// close(2) of the last descriptor of an open(). The last writer's close seals the file; a
+    /// failure cannot reach close(2) (the kernel ignores release errors), so it is logged and the
+    /// bytes are sealed at the next mount's recovery instead.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
-        self.open_files.detach(h.ino);
+        if h.state.is_some() {
+            self.open_files.detach(h.ino, |state| {
+                if let Err(e) = seals::seal_open(&self.ledger, state, SealCause::LastClose) {
+                    log::error!("sealing {} at close failed: {e}", state.path);
+                }
+            });
+        }
         Ok(())
+    }
+
+    /// Seal every open file with unsealed bytes (the interval sealer and unmount call this).
+    /// Returns how many files were sealed; failures are logged and retried next time.
+    pub fn seal_open_files(&self, cause: SealCause) -> usize {
+        let mut sealed = 0;
+        for shared in self.open_files.all() {
+            let mut state = lock(&shared);
+            if state.unsealed() == 0 {
+                continue;
+            }
+            match seals::seal_open(&self.ledger, &mut state, cause) {
+                Ok(()) => sealed += 1,
+                Err(e) => log::error!("sealing {} ({cause:?}) failed: {e}", state.path),
+            }
+        }
+        sealed
+    }
+
+    /// At mount, before serving: seal what reached DATA_DIR unsealed.
+    pub fn recover(&self) -> FsResult<Recovery> {
+        seals::recover(&self.ledger, &self.data)
+    }
+
+    /// At unmount: seal every tail, then close the chain with an Unmount record.
+    pub fn shutdown(&self) -> FsResult<()> {
+        self.seal_open_files(SealCause::Unmount);
+        self.ledger.unmount().map(|_| ()).map_err(|e| FsError::Ledger(e.to_string()))
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     // ---- directories ----

@@ -5,16 +5,33 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::error::FsResult;
 use super::path::RelPath;
+use super::segment::SegmentHasher;
 use super::sync::lock;
 
-/// What every handle of one file agrees on while the file is open. The size is the
-/// authority for the append rule: it is read from the backing file at first open and from then
-/// on only moves by the bytes wormfs itself appended.
+/// What every writable handle of one file shares while the file is open. `size` is the
+/// authority for the append rule: read from the backing file at first open, then moved only by
+/// the bytes wormfs itself appends. Bytes [sealed, size) are hashed in `hasher`, awaiting a seal.
 #[derive(Debug)]
 pub struct OpenFile {
+    pub path: RelPath,
     pub size: u64,
+    pub sealed: u64,
+    pub hasher: SegmentHasher,
+    /// The file's own descriptor, so a seal can fdatasync it whichever handle is left.
+    pub file: File,
     handles: u32,
+}
+
+impl OpenFile {
+    pub fn new(path: RelPath, file: File, size: u64) -> Self {
+        OpenFile { path, size, sealed: size, hasher: SegmentHasher::default(), file, handles: 0 }
+    }
+
+    pub fn unsealed(&self) -> u64 {
+        self.size - self.sealed
+    }
 }
 
 /// One `open()` of a file.
@@ -26,7 +43,8 @@ pub struct FileHandle {
     pub writable: bool,
     /// Opened with O_APPEND (a later fcntl(F_SETFL) shows up in each write's flags instead).
     pub append: bool,
-    pub state: Arc<Mutex<OpenFile>>,
+    /// The file's shared append state; only writable handles have one.
+    pub state: Option<Arc<Mutex<OpenFile>>>,
 }
 
 /// A table of live handles keyed by the number the kernel echoes back.
@@ -73,33 +91,47 @@ pub struct OpenFiles {
 }
 
 impl OpenFiles {
-    /// Join the file's shared state, creating it with `size()` if this is its first handle.
-    pub fn attach(&self, ino: u64, size: impl FnOnce() -> u64) -> Arc<Mutex<OpenFile>> {
+    /// Join the file's shared state, creating it with `first_open` if this is its first
+    /// writable handle.
+    pub fn attach(
+        &self,
+        ino: u64,
+        first_open: impl FnOnce() -> FsResult<OpenFile>,
+    ) -> FsResult<Arc<Mutex<OpenFile>>> {
         let mut map = lock(&self.by_ino);
-        let state = map
-            .entry(ino)
-            .or_insert_with(|| Arc::new(Mutex::new(OpenFile { size: size(), handles: 0 })))
-            .clone();
+        let state = match map.get(&ino) {
+            Some(state) => state.clone(),
+            None => {
+                let state = Arc::new(Mutex::new(first_open()?));
+                map.insert(ino, state.clone());
+                state
+            }
+        };
         lock(&state).handles += 1;
-        state
+        Ok(state)
     }
 
-    /// A handle closed. Returns true when it was the file's last one.
-    pub fn detach(&self, ino: u64) -> bool {
+    /// A handle closed. When it was the file's last, `on_last` runs (to seal the file) before
+    /// the state is dropped, with the table locked so a new open cannot read the index in
+    /// between and see the file as unsealed.
+    pub fn detach(&self, ino: u64, on_last: impl FnOnce(&mut OpenFile)) {
         let mut map = lock(&self.by_ino);
-        let Some(state) = map.get(&ino).cloned() else { return false };
+        let Some(state) = map.get(&ino).cloned() else { return };
         let mut s = lock(&state);
         s.handles = s.handles.saturating_sub(1);
         if s.handles == 0 {
+            on_last(&mut s);
             map.remove(&ino);
-            true
-        } else {
-            false
         }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Mutex<OpenFile>>> {
         lock(&self.by_ino).get(&ino).cloned()
+    }
+
+    /// Every open file, for the interval sealer and unmount.
+    pub fn all(&self) -> Vec<Arc<Mutex<OpenFile>>> {
+        lock(&self.by_ino).values().cloned().collect()
     }
 }
 
@@ -107,15 +139,26 @@ impl OpenFiles {
 mod tests {
     use super::*;
 
+    fn open_file(size: u64) -> FsResult<OpenFile> {
+        let file = tempfile::tempfile().expect("temp file");
+        Ok(OpenFile::new(RelPath::root(), file, size))
+    }
+
     #[test]
     fn handles_of_one_file_share_its_state() {
         let files = OpenFiles::default();
-        let a = files.attach(5, || 10);
-        let b = files.attach(5, || panic!("size is read once, at first open"));
+        let a = files.attach(5, || open_file(10)).unwrap();
+        let b = files.attach(5, || panic!("state is made once, at first open")).unwrap();
         lock(&a).size = 12;
         assert_eq!(lock(&b).size, 12);
-        assert!(!files.detach(5));
-        assert!(files.detach(5));
+        let mut last_calls = 0;
+        files.detach(5, |_| last_calls += 1);
+        assert_eq!(last_calls, 0);
+        files.detach(5, |s| {
+            assert_eq!(s.size, 12);
+            last_calls += 1
+        });
+        assert_eq!(last_calls, 1);
         assert!(files.get(5).is_none());
     }
 

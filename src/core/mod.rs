@@ -2,12 +2,18 @@
 //! `policy` says what is allowed; `fs` applies it to live state over `backing` (DATA_DIR).
 
 pub mod backing;
+pub mod chain;
 pub mod error;
 pub mod fs;
 pub mod handles;
 pub mod inodes;
+pub mod ledger;
 pub mod path;
 pub mod policy;
+pub mod record;
+pub mod seals;
+pub mod segment;
+pub mod store;
 mod sync;
 
 pub use error::{FsError, FsResult};

@@ -13,6 +13,8 @@ pub fn to_errno(err: &FsError) -> Errno {
         FsError::BadName(crate::core::path::BadName::TooLong) => Errno::ENAMETOOLONG,
         FsError::BadName(_) => Errno::EINVAL,
         FsError::Os { errno, .. } => Errno::from_i32(*errno as i32),
+        // The caller cannot fix either; EIO says "the filesystem failed", and the log says why.
+        FsError::Ledger(_) | FsError::Tampered { .. } => Errno::EIO,
     }
 }
 

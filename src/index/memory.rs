@@ -1,0 +1,151 @@
+//! `MemoryStore`: the in-memory twin of `RocksStore`, for tests that want the core's real
+//! behaviour without a disk. It keeps the rules that matter to the chain — a commit must extend
+//! the head by exactly one, records come back as their raw encoded bytes — so a test that passes
+//! here is not relying on leniency RocksDB would not show. Nothing survives a drop.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::core::path::RelPath;
+use crate::core::record::Record;
+use crate::core::store::{FileState, Head, Store, StoreResult};
+
+use super::check_next_seq;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Encoded bytes, not `Record`s: the tamper helpers must be able to store anything.
+    records: BTreeMap<u64, Vec<u8>>,
+    /// `RelPath` orders by its bytes (OsStr on Unix), the same order as RocksDB's keys.
+    files: BTreeMap<RelPath, FileState>,
+    head: Option<Head>,
+    key_id: Option<[u8; 8]>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Store arbitrary bytes as record `seq`, bypassing every check and leaving the head alone:
+    /// how tests simulate a damaged or forged index for the chain checker.
+    pub fn raw_put_record(&self, seq: u64, bytes: Vec<u8>) {
+        self.lock().records.insert(seq, bytes);
+    }
+
+    /// Remove record `seq` without moving the head: a gap, as a tamperer would leave it.
+    pub fn raw_delete_record(&self, seq: u64) {
+        self.lock().records.remove(&seq);
+    }
+
+    /// Poisoning is ignored: every mutation below finishes without a call that can panic in
+    /// between, so a panic elsewhere while the lock was held cannot have left `Inner` half-updated.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn head(&self) -> StoreResult<Option<Head>> {
+        Ok(self.lock().head)
+    }
+
+    fn key_id(&self) -> StoreResult<Option<[u8; 8]>> {
+        Ok(self.lock().key_id)
+    }
+
+    fn set_key_id(&self, key_id: [u8; 8]) -> StoreResult<()> {
+        self.lock().key_id = Some(key_id);
+        Ok(())
+    }
+
+    fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
+        Ok(self.lock().files.get(path).copied())
+    }
+
+    fn files(&self) -> StoreResult<Vec<(RelPath, FileState)>> {
+        Ok(self.lock().files.iter().map(|(p, s)| (p.clone(), *s)).collect())
+    }
+
+    fn commit(&self, record: &Record, file: Option<(&RelPath, &FileState)>) -> StoreResult<()> {
+        // Check and apply under one lock, as RocksStore does, so racing commits cannot both
+        // pass the check.
+        let mut inner = self.lock();
+        check_next_seq(inner.head.as_ref(), record.seq())?;
+        inner.records.insert(record.seq(), record.encode());
+        inner.head = Some(Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns });
+        if let Some((path, state)) = file {
+            inner.files.insert(path.clone(), *state);
+        }
+        Ok(())
+    }
+
+    fn scan_records(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+        // Copy out first: `visit` may call back into the store (the lock is not re-entrant),
+        // and the copy is a snapshot, like the implicit one a RocksDB iterator reads from.
+        let snapshot: Vec<(u64, Vec<u8>)> =
+            self.lock().records.range(from..).map(|(seq, bytes)| (*seq, bytes.clone())).collect();
+        for (seq, bytes) in &snapshot {
+            if !visit(*seq, bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::conformance;
+
+    #[test]
+    fn memory_empty_store() {
+        conformance::empty_store(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_round_trip() {
+        conformance::round_trip(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_seq_gap_rejected() {
+        conformance::seq_gap_rejected(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_files_in_byte_order() {
+        conformance::files_in_byte_order(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_concurrent_commits_never_gap() {
+        conformance::concurrent_commits_never_gap(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_scan_may_reenter_the_store() {
+        conformance::scan_may_reenter_the_store(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_tamper_helpers_bypass_checks_and_leave_head() {
+        let store = MemoryStore::new();
+        for seq in 1..=3 {
+            store.commit(&conformance::record(seq, crate::core::record::Payload::Unmount), None).unwrap();
+        }
+        store.raw_delete_record(2);
+        store.raw_put_record(7, b"garbage".to_vec());
+        let scanned = conformance::scan_all(&store, 1);
+        let seqs: Vec<u64> = scanned.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, vec![1, 3, 7]);
+        assert_eq!(scanned[2].1, b"garbage");
+        assert_eq!(store.head().unwrap().map(|h| h.seq), Some(3));
+    }
+}

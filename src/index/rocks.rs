@@ -1,0 +1,526 @@
+//! `RocksStore`: the chain's records and per-file state in RocksDB under `STATE_DIR/index`.
+//!
+//! Layout, one column family per kind of data so each can be scanned in its own key order:
+//!
+//! ```text
+//! records  seq u64 BE                  → Record::encode()
+//! files    RelPath bytes               → version u8 = 1 ‖ sealed_size u64 ‖ file_hash[32]
+//!                                        ‖ created_seq u64 ‖ last_seal_seq u64
+//! meta     "head"                      → seq u64 ‖ hash[32] ‖ time_ns u64
+//!          "key_id"                    → 8 bytes
+//!          "format"                    → u32 = 1
+//! ```
+//! Integers are big-endian, so the byte order RocksDB sorts by is the numeric order.
+//!
+//! Every value is decoded strictly: a length or version that is not exactly what we write is
+//! `StoreError::Corrupt`, because the index is evidence and must not be read charitably.
+
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBPinnableSlice, Options, WriteBatch, WriteOptions, DB,
+};
+
+use crate::core::path::RelPath;
+use crate::core::record::Record;
+use crate::core::segment::{hex, Hash};
+use crate::core::store::{FileState, Head, Store, StoreError, StoreResult};
+
+use super::check_next_seq;
+
+const CF_RECORDS: &str = "records";
+const CF_FILES: &str = "files";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 3] = [CF_RECORDS, CF_FILES, CF_META];
+
+const META_HEAD: &[u8] = b"head";
+const META_KEY_ID: &[u8] = b"key_id";
+const META_FORMAT: &[u8] = b"format";
+
+/// The layout above. Bumped when it changes, so an old binary refuses a newer index instead of
+/// misreading it.
+const INDEX_FORMAT: u32 = 1;
+
+const FILE_STATE_VERSION: u8 = 1;
+const FILE_STATE_LEN: usize = 1 + 8 + 32 + 8 + 8;
+const HEAD_LEN: usize = 8 + 32 + 8;
+
+pub struct RocksStore {
+    db: DB,
+    read_only: bool,
+    /// Makes commit's read-check-write one step: two threads committing the same seq must not
+    /// both pass the check (RocksDB has no compare-and-swap outside its transaction API).
+    commit_lock: Mutex<()>,
+}
+
+impl fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.db.path()).field("read_only", &self.read_only).finish()
+    }
+}
+
+impl RocksStore {
+    /// Create a new, empty index. Refuses a directory that already holds one: a fresh chain
+    /// over an old one would orphan the old records' history.
+    pub fn create(index_dir: &Path) -> StoreResult<RocksStore> {
+        if Self::exists(index_dir) {
+            return Err(StoreError::Backend(format!("an index already exists in {}", index_dir.display())));
+        }
+        let mut opts = db_options();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Also ask RocksDB, in case another process created one since the check above.
+        opts.set_error_if_exists(true);
+        let db = DB::open_cf_descriptors(&opts, index_dir, cf_descriptors())
+            .map_err(|e| backend(&format!("create index in {}", index_dir.display()), e))?;
+        let store = RocksStore { db, read_only: false, commit_lock: Mutex::new(()) };
+        // Written last: an index whose creation was interrupted has no format and `open`
+        // reports it as corrupt instead of serving it as an empty chain.
+        store.put_meta(META_FORMAT, &INDEX_FORMAT.to_be_bytes())?;
+        Ok(store)
+    }
+
+    /// Open an existing index for reading and committing (the daemon). Takes RocksDB's lock,
+    /// so a second read-write open, in this or another process, fails.
+    pub fn open(index_dir: &Path) -> StoreResult<RocksStore> {
+        require_existing(index_dir)?;
+        let mut opts = db_options();
+        opts.create_if_missing(false);
+        let db = DB::open_cf_descriptors(&opts, index_dir, cf_descriptors())
+            .map_err(|e| backend(&format!("open index in {}", index_dir.display()), e))?;
+        let store = RocksStore { db, read_only: false, commit_lock: Mutex::new(()) };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// Open an existing index read-only (the offline tools), also while the daemon holds it
+    /// read-write: a read-only open takes no lock and replays the WAL into a private memtable,
+    /// so it sees every commit synced before the open — and none after it. Reopen to refresh.
+    ///
+    /// RocksDB does not promise this works beside a live writer (facebook/rocksdb#9967): the
+    /// writer may delete a WAL or SST file (after a flush or compaction) between the reader
+    /// listing and opening it, failing the open with an I/O error (facebook/rocksdb#14125).
+    /// Such an error is transient — retry. Once open, reads are safe: with the default
+    /// `max_open_files = -1` every SST is held open, and Unix keeps deleted open files
+    /// readable. The index is small and rarely compacted, so the race is rare; a secondary
+    /// instance (`open_cf_as_secondary`) would avoid it at the cost of a writable directory.
+    pub fn open_read_only(index_dir: &Path) -> StoreResult<RocksStore> {
+        require_existing(index_dir)?;
+        // false: a live daemon always has a WAL file, and that is exactly what we must read.
+        let error_if_log_file_exist = false;
+        let db = DB::open_cf_descriptors_read_only(&db_options(), index_dir, cf_descriptors(), error_if_log_file_exist)
+            .map_err(|e| backend(&format!("open index in {} read-only", index_dir.display()), e))?;
+        let store = RocksStore { db, read_only: true, commit_lock: Mutex::new(()) };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// Whether `index_dir` holds a RocksDB database (RocksDB's own marker: the CURRENT file).
+    pub fn exists(index_dir: &Path) -> bool {
+        index_dir.join("CURRENT").is_file()
+    }
+
+    fn check_format(&self) -> StoreResult<()> {
+        let missing = || StoreError::Corrupt("meta \"format\" is missing (was creating the index interrupted?)".into());
+        let value = self.get(CF_META, META_FORMAT)?.ok_or_else(missing)?;
+        let format = <[u8; 4]>::try_from(&value[..])
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt(format!("meta \"format\" has {} bytes, expected 4", value.len())))?;
+        if format != INDEX_FORMAT {
+            return Err(StoreError::Corrupt(format!("index format {format} is not the supported {INDEX_FORMAT}")));
+        }
+        Ok(())
+    }
+
+    fn cf(&self, name: &str) -> StoreResult<&ColumnFamily> {
+        // Every store is opened with all of COLUMN_FAMILIES, so this only fails on a bug.
+        self.db.cf_handle(name).ok_or_else(|| StoreError::Backend(format!("column family {name:?} is not open")))
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> StoreResult<Option<DBPinnableSlice<'_>>> {
+        self.db.get_pinned_cf(self.cf(cf)?, key).map_err(|e| backend(&format!("read {cf}"), e))
+    }
+
+    fn writable(&self) -> StoreResult<()> {
+        if self.read_only {
+            Err(StoreError::Backend("the index is open read-only".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn put_meta(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, key, value);
+        self.write_synced(batch)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> StoreResult<()> {
+        let mut opts = WriteOptions::default();
+        // fsync the WAL before returning: the core acknowledges a seal to the writer only
+        // after commit returns, so a power cut must not lose a commit it reported.
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| backend("write", e))
+    }
+}
+
+impl Store for RocksStore {
+    fn head(&self) -> StoreResult<Option<Head>> {
+        self.get(CF_META, META_HEAD)?.map(|v| decode_head(&v)).transpose()
+    }
+
+    fn key_id(&self) -> StoreResult<Option<[u8; 8]>> {
+        let Some(value) = self.get(CF_META, META_KEY_ID)? else {
+            return Ok(None);
+        };
+        <[u8; 8]>::try_from(&value[..])
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("meta \"key_id\" has {} bytes, expected 8", value.len())))
+    }
+
+    fn set_key_id(&self, key_id: [u8; 8]) -> StoreResult<()> {
+        self.put_meta(META_KEY_ID, &key_id)
+    }
+
+    fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
+        let key = path.as_os_str().as_bytes();
+        self.get(CF_FILES, key)?.map(|v| decode_file_state(key, &v)).transpose()
+    }
+
+    fn files(&self) -> StoreResult<Vec<(RelPath, FileState)>> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_FILES)?);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            out.push((decode_path(key)?, decode_file_state(key, value)?));
+            it.next();
+        }
+        it.status().map_err(|e| backend("scan files", e))?;
+        Ok(out)
+    }
+
+    fn commit(&self, record: &Record, file: Option<(&RelPath, &FileState)>) -> StoreResult<()> {
+        self.writable()?;
+        // The guard protects no data, so a poisoned lock is as good as a clean one.
+        let _guard = self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        check_next_seq(self.head()?.as_ref(), record.seq())?;
+
+        let head = Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_RECORDS)?, record.seq().to_be_bytes(), record.encode());
+        batch.put_cf(self.cf(CF_META)?, META_HEAD, encode_head(&head));
+        if let Some((path, state)) = file {
+            batch.put_cf(self.cf(CF_FILES)?, path.as_os_str().as_bytes(), encode_file_state(state));
+        }
+        self.write_synced(batch)
+    }
+
+    fn scan_records(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_RECORDS)?);
+        it.seek(from.to_be_bytes());
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let seq = <[u8; 8]>::try_from(key)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt(format!("records key {} is not 8 bytes", hex(key))))?;
+            if !visit(seq, value) {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(|e| backend("scan records", e))
+    }
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    // Records are mostly hashes and signatures, which do not compress; storing uncompressed
+    // also keeps the index readable by a RocksDB built without any compression library.
+    opts.set_compression_type(DBCompressionType::None);
+    opts
+}
+
+fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, db_options())).collect()
+}
+
+/// RocksDB's message is kept verbatim (it names the file or lock at fault); `doing` says
+/// which of our operations hit it.
+fn backend(doing: &str, e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(format!("{doing}: {e}"))
+}
+
+fn require_existing(index_dir: &Path) -> StoreResult<()> {
+    if RocksStore::exists(index_dir) {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!("no index in {}", index_dir.display())))
+    }
+}
+
+fn encode_head(head: &Head) -> [u8; HEAD_LEN] {
+    let mut out = [0u8; HEAD_LEN];
+    out[..8].copy_from_slice(&head.seq.to_be_bytes());
+    out[8..40].copy_from_slice(&head.hash);
+    out[40..].copy_from_slice(&head.time_ns.to_be_bytes());
+    out
+}
+
+fn decode_head(value: &[u8]) -> StoreResult<Head> {
+    let bytes: &[u8; HEAD_LEN] = value
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("meta \"head\" has {} bytes, expected {HEAD_LEN}", value.len())))?;
+    let mut fields = Fields(bytes);
+    Ok(Head { seq: fields.u64(), hash: fields.hash(), time_ns: fields.u64() })
+}
+
+fn encode_file_state(state: &FileState) -> [u8; FILE_STATE_LEN] {
+    let mut out = [0u8; FILE_STATE_LEN];
+    out[0] = FILE_STATE_VERSION;
+    out[1..9].copy_from_slice(&state.sealed_size.to_be_bytes());
+    out[9..41].copy_from_slice(&state.file_hash);
+    out[41..49].copy_from_slice(&state.created_seq.to_be_bytes());
+    out[49..].copy_from_slice(&state.last_seal_seq.to_be_bytes());
+    out
+}
+
+fn decode_file_state(key: &[u8], value: &[u8]) -> StoreResult<FileState> {
+    let corrupt = |why: String| StoreError::Corrupt(format!("file state of {}: {why}", show_path_key(key)));
+    let bytes: &[u8; FILE_STATE_LEN] =
+        value.try_into().map_err(|_| corrupt(format!("{} bytes, expected {FILE_STATE_LEN}", value.len())))?;
+    if bytes[0] != FILE_STATE_VERSION {
+        return Err(corrupt(format!("unknown version {}", bytes[0])));
+    }
+    let mut fields = Fields(&bytes[1..]);
+    Ok(FileState {
+        sealed_size: fields.u64(),
+        file_hash: fields.hash(),
+        created_seq: fields.u64(),
+        last_seal_seq: fields.u64(),
+    })
+}
+
+fn decode_path(key: &[u8]) -> StoreResult<RelPath> {
+    match RelPath::parse(std::ffi::OsStr::from_bytes(key)) {
+        Ok(path) if !path.is_root() => Ok(path),
+        _ => Err(StoreError::Corrupt(format!("files key {} is not a valid path", show_path_key(key)))),
+    }
+}
+
+/// A files-CF key for an error message: the path if it is text, else hex so nothing is hidden.
+fn show_path_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if !s.chars().any(char::is_control) => format!("\"/{s}\""),
+        _ => format!("(hex) {}", hex(key)),
+    }
+}
+
+/// Reads consecutive fixed-size fields from a slice whose length the caller has already
+/// checked against the layout, so the reads below cannot run short.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let (head, rest) = self.0.split_at(N.min(self.0.len()));
+        out[..head.len()].copy_from_slice(head);
+        self.0 = rest;
+        out
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.take())
+    }
+
+    fn hash(&mut self) -> Hash {
+        self.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::Payload;
+    use crate::index::conformance::{self, path, record};
+
+    /// A fresh index in a temporary STATE_DIR; keep the TempDir alive as long as the store.
+    fn fresh() -> (tempfile::TempDir, RocksStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::create(&dir.path().join("index")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn rocks_empty_store() {
+        conformance::empty_store(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_round_trip() {
+        conformance::round_trip(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_seq_gap_rejected() {
+        conformance::seq_gap_rejected(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_files_in_byte_order() {
+        conformance::files_in_byte_order(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_concurrent_commits_never_gap() {
+        conformance::concurrent_commits_never_gap(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_scan_may_reenter_the_store() {
+        conformance::scan_may_reenter_the_store(&fresh().1);
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RocksStore>();
+    }
+
+    #[test]
+    fn reopen_keeps_everything() {
+        let (dir, store) = fresh();
+        conformance::round_trip(&store);
+        let (head, files, records) = (store.head().unwrap(), store.files().unwrap(), conformance::scan_all(&store, 0));
+        drop(store);
+        let store = RocksStore::open(&dir.path().join("index")).unwrap();
+        assert_eq!(store.head().unwrap(), head);
+        assert_eq!(store.key_id().unwrap(), Some([4; 8]));
+        assert_eq!(store.files().unwrap(), files);
+        assert_eq!(conformance::scan_all(&store, 0), records);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_index() {
+        let (dir, store) = fresh();
+        let index = dir.path().join("index");
+        assert!(RocksStore::exists(&index));
+        assert!(matches!(RocksStore::create(&index), Err(StoreError::Backend(_))));
+        drop(store);
+        assert!(matches!(RocksStore::create(&index), Err(StoreError::Backend(_))), "also when closed");
+    }
+
+    #[test]
+    fn open_refuses_a_missing_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        assert!(!RocksStore::exists(&index));
+        assert!(matches!(RocksStore::open(&index), Err(StoreError::Backend(_))));
+        assert!(matches!(RocksStore::open_read_only(&index), Err(StoreError::Backend(_))));
+        assert!(!index.exists(), "a failed open must not create anything");
+    }
+
+    #[test]
+    fn second_read_write_open_is_refused() {
+        let (dir, _store) = fresh();
+        match RocksStore::open(&dir.path().join("index")) {
+            Err(StoreError::Backend(msg)) => assert!(msg.contains("lock"), "{msg}"),
+            other => panic!("expected a lock error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_only_open_sees_commits_of_a_live_writer_and_refuses_writes() {
+        let (dir, writer) = fresh();
+        conformance::round_trip(&writer);
+        // The writer stays open: its commits are only in the synced WAL and memtable, not in
+        // any SST file, which is the state a mounted daemon leaves the index in.
+        let reader = RocksStore::open_read_only(&dir.path().join("index")).unwrap();
+        assert_eq!(reader.head().unwrap(), writer.head().unwrap());
+        assert_eq!(reader.key_id().unwrap(), Some([4; 8]));
+        assert_eq!(reader.files().unwrap(), writer.files().unwrap());
+        assert_eq!(conformance::scan_all(&reader, 0), conformance::scan_all(&writer, 0));
+
+        assert!(matches!(reader.commit(&record(4, Payload::Unmount), None), Err(StoreError::Backend(_))));
+        assert!(matches!(reader.set_key_id([9; 8]), Err(StoreError::Backend(_))));
+
+        // A read-only handle is a picture taken at open: later commits need a reopen.
+        writer.commit(&record(4, Payload::Unmount), None).unwrap();
+        assert_eq!(reader.head().unwrap().map(|h| h.seq), Some(3));
+        let fresh_reader = RocksStore::open_read_only(&dir.path().join("index")).unwrap();
+        assert_eq!(fresh_reader.head().unwrap().map(|h| h.seq), Some(4));
+    }
+
+    #[test]
+    fn corrupt_file_state_is_reported_with_its_key() {
+        let (_dir, store) = fresh();
+        let files = store.cf(CF_FILES).unwrap();
+        store.db.put_cf(files, b"app/bad.log", b"short").unwrap();
+        let err = store.file(&path("app/bad.log")).unwrap_err();
+        assert!(matches!(&err, StoreError::Corrupt(m) if m.contains("/app/bad.log")), "{err}");
+        assert!(matches!(store.files(), Err(StoreError::Corrupt(_))));
+
+        let mut wrong_version = encode_file_state(&FileState::default());
+        wrong_version[0] = 2;
+        store.db.put_cf(files, b"app/bad.log", wrong_version).unwrap();
+        assert!(matches!(store.file(&path("app/bad.log")), Err(StoreError::Corrupt(m)) if m.contains("version 2")));
+    }
+
+    #[test]
+    fn invalid_files_key_is_corrupt() {
+        let (_dir, store) = fresh();
+        let good = encode_file_state(&FileState::default());
+        store.db.put_cf(store.cf(CF_FILES).unwrap(), b"../etc/passwd", good).unwrap();
+        assert!(matches!(store.files(), Err(StoreError::Corrupt(m)) if m.contains("../etc/passwd")));
+    }
+
+    #[test]
+    fn corrupt_meta_and_record_keys_are_reported() {
+        let (_dir, store) = fresh();
+        store.db.put_cf(store.cf(CF_META).unwrap(), META_HEAD, b"nope").unwrap();
+        assert!(matches!(store.head(), Err(StoreError::Corrupt(_))));
+        // A corrupt head also blocks commits rather than being overwritten.
+        assert!(matches!(store.commit(&record(1, Payload::Unmount), None), Err(StoreError::Corrupt(_))));
+        store.db.put_cf(store.cf(CF_META).unwrap(), META_KEY_ID, b"1234567").unwrap();
+        assert!(matches!(store.key_id(), Err(StoreError::Corrupt(_))));
+        store.db.put_cf(store.cf(CF_RECORDS).unwrap(), b"abc", b"x").unwrap();
+        assert!(matches!(store.scan_records(0, &mut |_, _| true), Err(StoreError::Corrupt(m)) if m.contains("616263")));
+    }
+
+    #[test]
+    fn open_refuses_an_unknown_or_missing_format() {
+        let (dir, store) = fresh();
+        let index = dir.path().join("index");
+        store.db.put_cf(store.cf(CF_META).unwrap(), META_FORMAT, 2u32.to_be_bytes()).unwrap();
+        drop(store);
+        assert!(matches!(RocksStore::open(&index), Err(StoreError::Corrupt(_))));
+        assert!(matches!(RocksStore::open_read_only(&index), Err(StoreError::Corrupt(_))));
+
+        // Simulate a creation interrupted before the format was written.
+        let mut opts = db_options();
+        opts.create_if_missing(false);
+        let db = DB::open_cf_descriptors(&opts, &index, cf_descriptors()).unwrap();
+        db.delete_cf(db.cf_handle(CF_META).unwrap(), META_FORMAT).unwrap();
+        drop(db);
+        assert!(matches!(RocksStore::open(&index), Err(StoreError::Corrupt(m)) if m.contains("missing")));
+    }
+
+    #[test]
+    fn file_state_encoding_is_fixed_and_strict() {
+        let state = FileState { sealed_size: 0x0102, file_hash: [7; 32], created_seq: 3, last_seal_seq: 0x0a0b };
+        let bytes = encode_file_state(&state);
+        assert_eq!(bytes[0], 1);
+        assert_eq!(&bytes[1..9], &0x0102u64.to_be_bytes());
+        assert_eq!(&bytes[9..41], &[7; 32]);
+        assert_eq!(&bytes[41..49], &3u64.to_be_bytes());
+        assert_eq!(&bytes[49..57], &0x0a0bu64.to_be_bytes());
+        assert_eq!(decode_file_state(b"k", &bytes).unwrap(), state);
+        assert!(decode_file_state(b"k", &bytes[..56]).is_err());
+        assert!(decode_file_state(b"k", &[&bytes[..], &[0]].concat()).is_err());
+
+        let head = Head { seq: 9, hash: [8; 32], time_ns: 77 };
+        assert_eq!(decode_head(&encode_head(&head)).unwrap(), head);
+    }
+}

@@ -1,0 +1,213 @@
+//! `wormfs log` and `wormfs status`: read-only views of the index, safe while mounted (the index
+//! is opened read-only, so there is no lock fight with the daemon).
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::core::path::RelPath;
+use crate::core::record::{Payload, Record};
+use crate::core::segment::hex;
+use crate::core::store::{Store, StoreError};
+use crate::index::RocksStore;
+use crate::mount::INDEX_DIR;
+use crate::timefmt::rfc3339_ns;
+
+#[derive(Debug)]
+pub enum InspectError {
+    NoIndex(PathBuf),
+    Store(StoreError),
+    /// A stored record does not decode.
+    Corrupt { seq: u64, error: String },
+    Output(std::io::Error),
+}
+
+impl fmt::Display for InspectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InspectError::NoIndex(p) => write!(f, "no index at {} (was this state directory ever mounted?)", p.display()),
+            InspectError::Store(e) => write!(f, "{e}"),
+            InspectError::Corrupt { seq, error } => write!(f, "record {seq} is corrupt: {error}; run wormfs verify"),
+            InspectError::Output(e) => write!(f, "writing output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for InspectError {}
+
+pub fn open_index_read_only(state: &Path) -> Result<RocksStore, InspectError> {
+    let path = state.join(INDEX_DIR);
+    if !RocksStore::exists(&path) {
+        return Err(InspectError::NoIndex(path));
+    }
+    RocksStore::open_read_only(&path).map_err(InspectError::Store)
+}
+
+/// One record as a JSON object (the `--json` form of `wormfs log`).
+pub fn record_json(r: &Record) -> Value {
+    let f = &r.fields;
+    let mut v = json!({
+        "seq": f.seq,
+        "time": rfc3339_ns(f.time_ns),
+        "time_ns": f.time_ns,
+        "kind": f.payload.kind().name(),
+        "prev_hash": hex(&f.prev_hash),
+        "hash": hex(&r.hash),
+        "signature": hex(&r.signature),
+    });
+    let extra = match &f.payload {
+        Payload::Mount { software, key_id, data_dir } => json!({
+            "software": software,
+            "key_id": hex(key_id),
+            "data_dir": String::from_utf8_lossy(data_dir),
+        }),
+        Payload::Unmount => json!({}),
+        Payload::Create { path, mode, uid, gid } => {
+            json!({ "path": path.to_string(), "mode": format!("{mode:o}"), "uid": uid, "gid": gid })
+        }
+        Payload::Seal(s) | Payload::Recovered { segment: s, .. } => json!({
+            "path": s.path.to_string(),
+            "start": s.start,
+            "end": s.end,
+            "segment_hash": hex(&s.segment_hash),
+            "file_hash": hex(&s.file_hash),
+        }),
+    };
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+        if let Payload::Recovered { adopted, .. } = f.payload {
+            obj.insert("adopted".into(), json!(adopted));
+        }
+    }
+    v
+}
+
+/// One record as a line of text.
+pub fn record_line(r: &Record) -> String {
+    let f = &r.fields;
+    let what = match &f.payload {
+        Payload::Mount { software, key_id, data_dir } => {
+            format!("{software} key {} data {}", hex(key_id), String::from_utf8_lossy(data_dir))
+        }
+        Payload::Unmount => String::new(),
+        Payload::Create { path, mode, uid, gid } => format!("{path} mode {mode:o} uid {uid} gid {gid}"),
+        Payload::Seal(s) => format!("{} [{}, {}) sha256 {}", s.path, s.start, s.end, hex(&s.segment_hash)),
+        Payload::Recovered { segment: s, adopted } => format!(
+            "{} [{}, {}) sha256 {}{}",
+            s.path,
+            s.start,
+            s.end,
+            hex(&s.segment_hash),
+            if *adopted { " (adopted: unknown to the index)" } else { "" }
+        ),
+    };
+    format!("{:>8} {} {:<9} {}", f.seq, rfc3339_ns(f.time_ns), f.payload.kind().name(), what).trim_end().to_string()
+}
+
+/// Print every record (about `only`, if given), oldest first.
+pub fn log(store: &dyn Store, only: Option<&RelPath>, as_json: bool, out: &mut dyn Write) -> Result<(), InspectError> {
+    let mut failure = None;
+    store
+        .scan_records(1, &mut |seq, bytes| {
+            let record = match Record::decode(bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    failure = Some(InspectError::Corrupt { seq, error: e.to_string() });
+                    return false;
+                }
+            };
+            if only.is_some_and(|p| record.fields.payload.path() != Some(p)) {
+                return true;
+            }
+            let line = if as_json { record_json(&record).to_string() } else { record_line(&record) };
+            if let Err(e) = writeln!(out, "{line}") {
+                failure = Some(InspectError::Output(e));
+                return false;
+            }
+            true
+        })
+        .map_err(InspectError::Store)?;
+    failure.map_or(Ok(()), Err)
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub head: Option<(u64, String, u64)>,
+    pub data_dir: Option<String>,
+    pub files: u64,
+    pub sealed_bytes: u64,
+    /// Bytes in DATA_DIR beyond the sealed sizes (None when DATA_DIR is not readable here).
+    pub unsealed_bytes: Option<u64>,
+    pub last_seal_ns: Option<u64>,
+    pub mounted_cleanly_closed: bool,
+}
+
+pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
+    let head = store.head().map_err(InspectError::Store)?;
+    let files = store.files().map_err(InspectError::Store)?;
+    // The newest Mount record says which data directory this chain covers; the head record
+    // says whether the last run closed cleanly; the newest seal gives the last seal time.
+    let mut data_dir = None;
+    let mut last_is_unmount = false;
+    let mut last_seal_seq = 0;
+    for (_, f) in &files {
+        last_seal_seq = last_seal_seq.max(f.last_seal_seq);
+    }
+    let mut last_seal_ns = None;
+    store
+        .scan_records(1, &mut |seq, bytes| {
+            if let Ok(r) = Record::decode(bytes) {
+                if let Payload::Mount { data_dir: d, .. } = &r.fields.payload {
+                    data_dir = Some(String::from_utf8_lossy(d).into_owned());
+                }
+                last_is_unmount = matches!(r.fields.payload, Payload::Unmount);
+                if seq == last_seal_seq {
+                    last_seal_ns = Some(r.fields.time_ns);
+                }
+            }
+            true
+        })
+        .map_err(InspectError::Store)?;
+    let sealed_bytes = files.iter().map(|(_, f)| f.sealed_size).sum();
+    let unsealed_bytes = data_dir.as_ref().and_then(|d| {
+        let mut total = 0;
+        for (path, f) in &files {
+            let size = std::fs::symlink_metadata(Path::new(d).join(path.as_os_str())).ok()?.len();
+            total += size.saturating_sub(f.sealed_size);
+        }
+        Some(total)
+    });
+    Ok(Status {
+        head: head.map(|h| (h.seq, hex(&h.hash), h.time_ns)),
+        data_dir,
+        files: files.len() as u64,
+        sealed_bytes,
+        unsealed_bytes,
+        last_seal_ns,
+        mounted_cleanly_closed: last_is_unmount,
+    })
+}
+
+pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
+    match &s.head {
+        Some((seq, hash, ns)) => {
+            writeln!(out, "head:           record {seq} at {}", rfc3339_ns(*ns))?;
+            writeln!(out, "head hash:      {hash}")?;
+        }
+        None => writeln!(out, "head:           (empty chain)")?,
+    }
+    writeln!(out, "data directory: {}", s.data_dir.as_deref().unwrap_or("(unknown)"))?;
+    writeln!(out, "chain state:    {}", if s.mounted_cleanly_closed { "closed (clean unmount)" } else { "open (mounted, or stopped uncleanly)" })?;
+    writeln!(out, "files:          {}", s.files)?;
+    writeln!(out, "sealed bytes:   {}", s.sealed_bytes)?;
+    match s.unsealed_bytes {
+        Some(n) => writeln!(out, "unsealed bytes: {n}")?,
+        None => writeln!(out, "unsealed bytes: (data directory not readable here)")?,
+    }
+    match s.last_seal_ns {
+        Some(ns) => writeln!(out, "last seal:      {}", rfc3339_ns(ns)),
+        None => writeln!(out, "last seal:      (none)"),
+    }
+}

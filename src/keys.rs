@@ -1,0 +1,155 @@
+//! The ed25519 signing key in STATE_DIR: `signing.key` (the 32-byte secret seed as hex, mode
+//! 0600) and `signing.pub` (the public key as hex, for verifiers).
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::core::segment::{from_hex, hex};
+
+pub const SIGNING_KEY_FILE: &str = "signing.key";
+pub const PUBLIC_KEY_FILE: &str = "signing.pub";
+
+#[derive(Debug)]
+pub enum KeyError {
+    Exists(PathBuf),
+    Missing(PathBuf),
+    /// The secret key file can be read by group or others.
+    TooOpen { path: PathBuf, mode: u32 },
+    Malformed(PathBuf),
+    Io { path: PathBuf, err: io::Error },
+    Random(nix::errno::Errno),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Exists(p) => write!(f, "{} already exists; refusing to overwrite a signing key", p.display()),
+            KeyError::Missing(p) => write!(
+                f,
+                "no signing key at {}; create one with `wormfs keygen --state {}`",
+                p.display(),
+                p.parent().unwrap_or(Path::new(".")).display()
+            ),
+            KeyError::TooOpen { path, mode } => write!(
+                f,
+                "{} is readable by others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ),
+            KeyError::Malformed(p) => write!(f, "{} is not a 64-hex-digit ed25519 key", p.display()),
+            KeyError::Io { path, err } => write!(f, "{}: {err}", path.display()),
+            KeyError::Random(e) => write!(f, "cannot get random bytes for a key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
+    move |err| KeyError::Io { path: path.to_path_buf(), err }
+}
+
+/// Create a new key pair in `state_dir` (created if missing). Never overwrites.
+pub fn generate(state_dir: &Path) -> Result<VerifyingKey, KeyError> {
+    fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
+    let secret_path = state_dir.join(SIGNING_KEY_FILE);
+    let public_path = state_dir.join(PUBLIC_KEY_FILE);
+    if secret_path.exists() {
+        return Err(KeyError::Exists(secret_path));
+    }
+    let mut seed = [0u8; 32];
+    let mut filled = 0;
+    while filled < seed.len() {
+        let n = unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
+        if n < 0 {
+            let e = nix::errno::Errno::last();
+            if e == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return Err(KeyError::Random(e));
+        }
+        filled += n as usize;
+    }
+    let key = SigningKey::from_bytes(&seed);
+    // create_new + mode 0600 at creation: the secret is never on disk with wider permissions.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret_path)
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => KeyError::Exists(secret_path.clone()),
+            _ => KeyError::Io { path: secret_path.clone(), err },
+        })?;
+    writeln!(f, "{}", hex(&seed)).and_then(|_| f.sync_all()).map_err(io_err(&secret_path))?;
+    let public = key.verifying_key();
+    fs::write(&public_path, format!("{}\n", hex(public.as_bytes()))).map_err(io_err(&public_path))?;
+    Ok(public)
+}
+
+/// Load the signing key, refusing one that group or others can read.
+pub fn load_signing(state_dir: &Path) -> Result<SigningKey, KeyError> {
+    let path = state_dir.join(SIGNING_KEY_FILE);
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyError::Missing(path)),
+        Err(err) => return Err(KeyError::Io { path, err }),
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen { path, mode });
+    }
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    let seed: [u8; 32] = from_hex(&text)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| KeyError::Malformed(path.clone()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A public key from hex text.
+pub fn parse_public(text: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = from_hex(text)?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// A public key given as a file holding hex, or as hex itself.
+pub fn load_public(spec: &str) -> Result<VerifyingKey, KeyError> {
+    let path = PathBuf::from(spec);
+    if path.exists() {
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        return parse_public(&text).ok_or(KeyError::Malformed(path));
+    }
+    parse_public(spec).ok_or(KeyError::Malformed(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keygen_writes_a_private_key_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = generate(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_signing(dir.path()).unwrap().verifying_key(), public);
+        assert_eq!(load_public(dir.path().join(PUBLIC_KEY_FILE).to_str().unwrap()).unwrap(), public);
+        assert!(matches!(generate(dir.path()), Err(KeyError::Exists(_))));
+    }
+
+    #[test]
+    fn an_open_or_missing_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load_signing(dir.path()), Err(KeyError::Missing(_))));
+        generate(dir.path()).unwrap();
+        let path = dir.path().join(SIGNING_KEY_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(load_signing(dir.path()), Err(KeyError::TooOpen { .. })));
+    }
+}

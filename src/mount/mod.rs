@@ -8,7 +8,11 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, SessionACL};
+mod kernel;
+
+pub use kernel::FS_TYPE;
+
+use fuser::{Config, SessionACL};
 use log::{info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -252,20 +256,19 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     }
 
     let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(format!("wormfs:{}", checked.data.display())),
-        MountOption::Subtype("wormfs".into()),
-        // The kernel checks mode bits and ownership, as on any local filesystem.
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-        MountOption::RW,
-    ];
-    config.acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
+    let acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.acl = acl;
     config.n_threads = Some(WORKER_THREADS);
     config.clone_fd = true;
 
-    let mut session = match fuser::Session::new(FuseAdapter::new(fs.clone()), &checked.mountpoint, &config) {
+    // The kernel checks mode bits and ownership (default_permissions), as on any local filesystem.
+    let source = format!("wormfs:{}", checked.data.display());
+    let session = kernel::mount_fuse(&source, &checked.mountpoint, args.allow_other).and_then(|fd| {
+        fuser::Session::from_fd(FuseAdapter::new(fs.clone()), fd, acl, config).inspect_err(|_| {
+            let _ = kernel::unmount(&checked.mountpoint);
+        })
+    });
+    let session = match session {
         Ok(s) => s,
         Err(e) => {
             // Close the chain cleanly: nothing was served.
@@ -273,13 +276,12 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
             return Err(MountError::Session(e));
         }
     };
-    info!("mounted {} on {}", checked.data.display(), checked.mountpoint.display());
+    info!("mounted {} on {} ({FS_TYPE})", checked.data.display(), checked.mountpoint.display());
 
-    let unmounter = session.unmount_callable();
     let mountpoint = checked.mountpoint.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || wait_for_stop(signals, unmounter, &mountpoint))
+        .spawn(move || wait_for_stop(signals, &mountpoint))
         .map_err(MountError::Session)?;
 
     let sealer = IntervalSealer::start(fs.clone(), args.seal_interval).map_err(MountError::Session)?;
@@ -314,7 +316,7 @@ fn open_index(checked: &Checked) -> Result<Arc<dyn Store>, MountError> {
     Ok(Arc::new(RocksStore::create(&path).map_err(index_err)?))
 }
 
-fn wait_for_stop(signals: SigSet, mut unmounter: fuser::SessionUnmounter, mountpoint: &Path) {
+fn wait_for_stop(signals: SigSet, mountpoint: &Path) {
     loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => info!("SIGHUP ignored (wormfs has nothing to reload)"),
@@ -328,13 +330,11 @@ fn wait_for_stop(signals: SigSet, mut unmounter: fuser::SessionUnmounter, mountp
             }
         }
     }
-    if let Err(e) = unmounter.unmount() {
-        // Busy (a shell's cwd is inside, say): detach now; the kernel finishes the unmount when
-        // the last user leaves, and the session ends then.
-        warn!("unmount of {} failed ({e}); detaching it lazily", mountpoint.display());
-        if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
-            warn!("lazy unmount of {} failed too: {e}", mountpoint.display());
-        }
+    match kernel::unmount(mountpoint) {
+        Ok(false) => {}
+        // The session ends, and the final seals are written, when the last user leaves.
+        Ok(true) => warn!("{} is busy: detached it; wormfs exits when the last user leaves", mountpoint.display()),
+        Err(e) => warn!("unmount of {} failed: {e}", mountpoint.display()),
     }
 }
 

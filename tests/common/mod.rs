@@ -8,7 +8,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Debug;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -404,35 +404,18 @@ impl Builder {
         fs::create_dir(&scratch).unwrap();
 
         let log_path = root.join("wormfs.log");
-        let log = File::create(&log_path).unwrap();
-        let mut cmd = Command::new(WORMFS);
-        cmd.arg("mount")
-            .arg("--data")
-            .arg(&data)
-            .arg("--state")
-            .arg(&state)
-            .args(&self.args)
-            .arg(&mnt)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {WORMFS}: {e}"));
-
         let mut tm = TestMount {
-            child: Some(child),
+            child: None,
             mnt,
             data,
             state,
             scratch,
             log_path,
+            args: self.args,
+            env: self.env,
             _dir: dir,
         };
+        tm.spawn();
         tm.wait_until_mounted();
         tm
     }
@@ -446,6 +429,9 @@ pub struct TestMount {
     state: PathBuf,
     scratch: PathBuf,
     log_path: PathBuf,
+    /// Extra mount arguments and environment, reused by `restart`.
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     // Last, so the directory is removed only after Drop::drop has unmounted.
     _dir: TempDir,
 }
@@ -627,6 +613,65 @@ impl TestMount {
             }
             sleep(POLL);
         }
+    }
+
+    /// Start the daemon on this mount's directories (appending to its log) and wait until the
+    /// mount is live.
+    #[track_caller]
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let mut cmd = Command::new(WORMFS);
+        cmd.arg("mount")
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--state")
+            .arg(&self.state)
+            .args(&self.args)
+            .arg(&self.mnt)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawning {WORMFS}: {e}")));
+        self.wait_until_mounted();
+    }
+
+    /// Mount again on the same data and state after `stop` or `kill9`.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs the daemon stopped first");
+        self.spawn();
+    }
+
+    /// Crash the daemon (SIGKILL: no seal, no Unmount record) and clear the dead mount.
+    #[track_caller]
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("daemon already stopped");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("SIGKILL the daemon");
+        child.wait().expect("reap the daemon");
+        force_unmount(&self.mnt);
+        assert!(wait_until(Duration::from_secs(5), || !is_mount_point(&self.mnt)), "dead mount still there");
+    }
+
+    /// `wormfs <args> --state STATE` as a command, e.g. `wormfs_cmd(&["log", "--json"])`.
+    pub fn wormfs_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(WORMFS);
+        cmd.args(args).arg("--state").arg(&self.state).env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// The chain's records as `wormfs log --json` prints them.
+    #[track_caller]
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let out = run_cmd(&mut self.wormfs_cmd(&["log", "--json"]));
+        out.assert_success("wormfs log --json");
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
     }
 
     /// Clean shutdown via SIGTERM: asserts exit status 0 and that the mount is gone.

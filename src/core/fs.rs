@@ -198,7 +198,7 @@ impl WormFs {
     pub fn setattr(&self, ino: u64, changes: &AttrChanges) -> FsResult<Attr> {
         let path = self.path_of(ino)?;
         if let Some(to) = changes.size {
-            // Checked under the open file's lock so no append can slip in between.
+            // While the file is open, its shared size is the one appends move.
             match self.open_files.get(ino) {
                 Some(state) => policy::truncate(lock(&state).size, to),
                 None => policy::truncate(self.stat(&path)?.st_size as u64, to),

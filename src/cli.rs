@@ -9,6 +9,7 @@ use crate::core::RelPath;
 use crate::inspect;
 use crate::keys;
 use crate::mount::{self, MountArgs};
+use crate::verify_cmd;
 
 #[derive(Debug, Parser)]
 #[command(name = "wormfs", version, about = "A write-once FUSE filesystem for log files")]
@@ -65,6 +66,24 @@ pub enum Command {
         #[arg(long, value_name = "STATE_DIR")]
         state: PathBuf,
     },
+    /// Prove nothing sealed has changed, vanished or been reordered. Exit 0: intact; 1: tampering
+    /// or loss found; 2: could not verify.
+    Verify {
+        #[arg(long, value_name = "DATA_DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// The public key to trust (a file holding it, or the hex itself). Without it the key in
+        /// STATE_DIR/signing.pub is used, which the report calls weaker evidence.
+        #[arg(long, value_name = "FILE|HEX")]
+        pubkey: Option<String>,
+        /// Only check files under this path inside the mount (the chain is always checked whole).
+        #[arg(long, value_name = "PREFIX")]
+        path: Option<String>,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A failed command: its message, and the exit status to leave with.
@@ -74,11 +93,11 @@ pub struct Failure {
     pub code: i32,
 }
 
-pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+/// Run the command; Ok holds the exit status (verify's 0 or 1), Err a failure to report.
+pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Mount { data, state, allow_other, seal_interval, adopt_existing, mountpoint } => {
-            mount::run(&MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing })
-                .map_err(|e| Failure { message: e.to_string(), code: 1 })
+            mount::run(&MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing }).map_err(fail)?;
         }
         Command::Keygen { state } => {
             let public = keys::generate(&state).map_err(fail)?;
@@ -88,26 +107,34 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
                 state.join(keys::SIGNING_KEY_FILE).display(),
                 state.join(keys::PUBLIC_KEY_FILE).display()
             );
-            Ok(())
         }
         Command::Log { state, path, json } => {
-            let only = match path {
-                Some(p) => Some(
-                    RelPath::parse(std::ffi::OsStr::new(p.trim_start_matches('/')))
-                        .map_err(|_| Failure { message: format!("`{p}` is not a path inside the mount"), code: 2 })?,
-                ),
-                None => None,
-            };
+            let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
-            let stdout = std::io::stdout();
-            inspect::log(&store, only.as_ref(), json, &mut stdout.lock()).map_err(fail)
+            inspect::log(&store, only.as_ref(), json, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Status { state } => {
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let status = inspect::status(&store).map_err(fail)?;
-            inspect::print_status(&status, &mut std::io::stdout().lock()).map_err(fail)
+            inspect::print_status(&status, &mut std::io::stdout().lock()).map_err(fail)?;
+        }
+        Command::Verify { data, state, pubkey, path, json } => {
+            let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
+            // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
+            return verify_cmd::run(&data, &state, pubkey.as_deref(), only, json)
+                .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }
+    Ok(0)
+}
+
+fn not_a_mount_path(p: &str) -> Failure {
+    Failure { message: format!("`{p}` is not a path inside the mount"), code: 2 }
+}
+
+/// `/app/today.log` (as seen in the mount) to a path relative to DATA_DIR.
+pub fn mount_path(text: &str) -> Option<RelPath> {
+    RelPath::parse(std::ffi::OsStr::new(text.trim_start_matches('/'))).ok()
 }
 
 fn fail(e: impl std::fmt::Display) -> Failure {

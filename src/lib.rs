@@ -32,3 +32,5 @@ pub mod mount;
 pub mod sealer;
 pub mod timefmt;
 pub mod verify;
+pub mod verify_cmd;
+pub mod verify_report;

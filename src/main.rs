@@ -8,8 +8,11 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format_timestamp_millis()
         .init();
-    if let Err(failure) = cli::dispatch(cli) {
-        eprintln!("wormfs: error: {}", failure.message);
-        std::process::exit(failure.code);
+    match cli::dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(failure) => {
+            eprintln!("wormfs: error: {}", failure.message);
+            std::process::exit(failure.code);
+        }
     }
 }

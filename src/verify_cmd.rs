@@ -1,0 +1,90 @@
+//! `wormfs verify`: open the index read-only (no lock fight with a running daemon), pick the
+//! trusted key, run the checker with a progress bar on a terminal, and print the report.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::core::RelPath;
+use crate::inspect::{self, InspectError};
+use crate::keys::{self, KeyError, PUBLIC_KEY_FILE};
+use crate::verify::{self, Options, VerifyError};
+use crate::verify_report::{KeySource, Verdict};
+
+#[derive(Debug)]
+pub enum VerifyCmdError {
+    NoDataDir(std::path::PathBuf),
+    Index(InspectError),
+    Key(KeyError),
+    Check(VerifyError),
+    Output(std::io::Error),
+}
+
+impl fmt::Display for VerifyCmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyCmdError::NoDataDir(p) => write!(f, "cannot verify: data directory {} is not a directory", p.display()),
+            VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),
+            VerifyCmdError::Key(e) => write!(f, "cannot verify: {e}"),
+            VerifyCmdError::Check(e) => write!(f, "cannot verify: {e}"),
+            VerifyCmdError::Output(e) => write!(f, "writing the report: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyCmdError {}
+
+/// Returns the exit status: 0 intact, 1 findings.
+pub fn run(
+    data: &Path,
+    state: &Path,
+    pubkey: Option<&str>,
+    only: Option<RelPath>,
+    json: bool,
+) -> Result<i32, VerifyCmdError> {
+    if !data.is_dir() {
+        return Err(VerifyCmdError::NoDataDir(data.to_path_buf()));
+    }
+    let (key, key_source) = match pubkey {
+        Some(spec) => (keys::load_public(spec).map_err(VerifyCmdError::Key)?, KeySource::Argument),
+        None => {
+            let path = state.join(PUBLIC_KEY_FILE);
+            let spec = path.to_string_lossy().into_owned();
+            if !path.exists() {
+                return Err(VerifyCmdError::Key(KeyError::Missing(path)));
+            }
+            (keys::load_public(&spec).map_err(VerifyCmdError::Key)?, KeySource::State(path))
+        }
+    };
+    let store = inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?;
+
+    let mut opts = Options { path_prefix: only, progress: None };
+    let bar = if std::io::stderr().is_terminal() {
+        let total = verify::sealed_bytes(&store, &opts).map_err(VerifyCmdError::Check)?;
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+            bar.set_style(style);
+        }
+        let tick = bar.clone();
+        opts.progress = Some(Box::new(move |n| tick.inc(n)));
+        Some(bar)
+    } else {
+        None
+    };
+    let report = verify::check_with(&store, data, key, &opts).map_err(VerifyCmdError::Check)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+
+    let verdict = Verdict { report: &report, public_key: key.to_bytes(), key_source };
+    let mut out = std::io::stdout().lock();
+    if json {
+        use std::io::Write;
+        writeln!(out, "{:#}", verdict.to_json()).map_err(VerifyCmdError::Output)?;
+    } else {
+        verdict.write_human(&mut out).map_err(VerifyCmdError::Output)?;
+    }
+    Ok(verdict.exit_code())
+}

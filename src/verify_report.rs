@@ -1,0 +1,169 @@
+//! How `wormfs verify` shows its result: a human report, or a stable JSON document (format 1,
+//! documented in the README), and the exit status (0 intact, 1 tampering or loss found).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde_json::{json, Value};
+
+use crate::core::chain::ChainFinding;
+use crate::core::segment::hex;
+use crate::timefmt::rfc3339_ns;
+use crate::verify::{Finding, Report, Warning};
+
+/// Where the trusted public key came from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// Given with --pubkey: only that key is trusted.
+    Argument,
+    /// STATE_DIR/signing.pub: the key came from the state being checked, so someone who could
+    /// rewrite the state could have replaced it too.
+    State(std::path::PathBuf),
+}
+
+pub struct Verdict<'a> {
+    pub report: &'a Report,
+    pub public_key: [u8; 32],
+    pub key_source: KeySource,
+}
+
+impl Verdict<'_> {
+    pub fn exit_code(&self) -> i32 {
+        if self.report.intact() {
+            0
+        } else {
+            1
+        }
+    }
+
+    fn throughput_mb_s(&self) -> f64 {
+        let secs = self.report.hash_time.as_secs_f64();
+        if secs > 0.0 {
+            self.report.bytes_hashed as f64 / 1e6 / secs
+        } else {
+            0.0
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for f in &self.report.findings {
+            *counts.entry(f.kind()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let r = self.report;
+        let verdict = if r.intact() { "INTACT: every sealed byte and record checks out" } else { "TAMPERING OR LOSS FOUND" };
+        writeln!(out, "wormfs verify: {verdict}")?;
+        match &self.key_source {
+            KeySource::Argument => writeln!(out, "key:       {} (given with --pubkey)", hex(&self.public_key))?,
+            KeySource::State(path) => writeln!(
+                out,
+                "key:       {} (from {}: the key came from the state being checked; pass --pubkey with a copy kept elsewhere for stronger evidence)",
+                hex(&self.public_key),
+                path.display()
+            )?,
+        }
+        match r.head {
+            Some((seq, hash, ns)) => {
+                writeln!(out, "head:      record {seq} at {}", rfc3339_ns(ns))?;
+                writeln!(out, "head hash: {}", hex(&hash))?;
+            }
+            None => writeln!(out, "head:      (empty chain)")?,
+        }
+        writeln!(out, "records:   {}", r.records)?;
+        writeln!(
+            out,
+            "files:     {} checked, {} bytes hashed in {:.2}s ({:.0} MB/s, {} threads)",
+            r.files,
+            r.bytes_hashed,
+            r.hash_time.as_secs_f64(),
+            self.throughput_mb_s(),
+            r.threads
+        )?;
+        let counts = self.counts();
+        let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        if by_kind.is_empty() {
+            writeln!(out, "findings:  0")?;
+        } else {
+            writeln!(out, "findings:  {} ({})", r.findings.len(), by_kind.join(", "))?;
+        }
+        writeln!(out, "warnings:  {}", r.warnings.len())?;
+        for f in &r.findings {
+            writeln!(out, "FINDING {}: {f}", f.kind())?;
+        }
+        for w in &r.warnings {
+            writeln!(out, "warning {}: {w}", w.kind())?;
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> Value {
+        let r = self.report;
+        json!({
+            "format": 1,
+            "verdict": if r.intact() { "intact" } else { "tampered" },
+            "key": {
+                "public_key": hex(&self.public_key),
+                "source": match &self.key_source { KeySource::Argument => "argument", KeySource::State(_) => "state" },
+            },
+            "head": r.head.map(|(seq, hash, ns)| json!({ "seq": seq, "hash": hex(&hash), "time": rfc3339_ns(ns), "time_ns": ns })),
+            "records": r.records,
+            "files": r.files,
+            "bytes_hashed": r.bytes_hashed,
+            "seconds": r.hash_time.as_secs_f64(),
+            "throughput_mb_s": self.throughput_mb_s(),
+            "threads": r.threads,
+            "counts": self.counts(),
+            "findings": r.findings.iter().map(finding_json).collect::<Vec<_>>(),
+            "warnings": r.warnings.iter().map(warning_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn finding_json(f: &Finding) -> Value {
+    let mut v = json!({ "kind": f.kind(), "message": f.to_string() });
+    let extra = match f {
+        Finding::Chain(c) => match c {
+            ChainFinding::Undecodable { key, .. } => json!({ "seq": key }),
+            ChainFinding::Misplaced { key, seq } => json!({ "seq": seq, "stored_at": key }),
+            ChainFinding::Gap { from, to } => json!({ "from": from, "to": to }),
+            ChainFinding::OutOfOrder { seq, after } => json!({ "seq": seq, "after": after }),
+            ChainFinding::BrokenLink { seq }
+            | ChainFinding::BadHash { seq }
+            | ChainFinding::BadSignature { seq } => json!({ "seq": seq }),
+            ChainFinding::UnknownKey { seq, key_id } => json!({ "seq": seq, "key_id": hex(key_id) }),
+            ChainFinding::TimeBackwards { seq, previous_ns, time_ns } => {
+                json!({ "seq": seq, "previous_ns": previous_ns, "time_ns": time_ns })
+            }
+        },
+        Finding::FileChainBroken { seq, .. } => json!({ "seq": seq }),
+        Finding::ContentChanged { start, end, seq, .. } => json!({ "start": start, "end": end, "seq": seq }),
+        Finding::Truncated { size, sealed, .. } => json!({ "size": size, "sealed": sealed }),
+        Finding::AppendedAfterUnmount { bytes, .. } => json!({ "bytes": bytes }),
+        Finding::Missing { .. } | Finding::Injected { .. } => json!({}),
+    };
+    merge(&mut v, extra, f.path().map(|p| p.to_string()));
+    v
+}
+
+fn warning_json(w: &Warning) -> Value {
+    let mut v = json!({ "kind": w.kind(), "message": w.to_string() });
+    let (extra, path) = match w {
+        Warning::UnsealedTail { path, bytes } => (json!({ "bytes": bytes }), path),
+        Warning::Adopted { path, seq } => (json!({ "seq": seq }), path),
+    };
+    merge(&mut v, extra, Some(path.to_string()));
+    v
+}
+
+fn merge(v: &mut Value, extra: Value, path: Option<String>) {
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+        if let Some(p) = path {
+            obj.insert("path".into(), json!(p));
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::verify_report::{KeySource, Verdict};
 #[derive(Debug)]
 pub enum VerifyCmdError {
     NoDataDir(std::path::PathBuf),
+    NoPublicKey(std::path::PathBuf),
     Index(InspectError),
     Key(KeyError),
     Check(VerifyError),
@@ -26,6 +27,9 @@ impl fmt::Display for VerifyCmdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VerifyCmdError::NoDataDir(p) => write!(f, "cannot verify: data directory {} is not a directory", p.display()),
+            VerifyCmdError::NoPublicKey(p) => {
+                write!(f, "cannot verify: no public key at {}; pass --pubkey FILE|HEX", p.display())
+            }
             VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Key(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Check(e) => write!(f, "cannot verify: {e}"),
@@ -53,7 +57,7 @@ pub fn run(
             let path = state.join(PUBLIC_KEY_FILE);
             let spec = path.to_string_lossy().into_owned();
             if !path.exists() {
-                return Err(VerifyCmdError::Key(KeyError::Missing(path)));
+                return Err(VerifyCmdError::NoPublicKey(path));
             }
             (keys::load_public(&spec).map_err(VerifyCmdError::Key)?, KeySource::State(path))
         }

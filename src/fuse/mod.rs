@@ -16,7 +16,7 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 
 pub use errno::to_errno;
 
@@ -51,6 +51,8 @@ fn fail(req: &Request, err: FsError) -> Errno {
             info!("refused {} on {path} (pid {}, uid {}): {refusal}", refusal.operation(), req.pid(), req.uid())
         }
         FsError::Os { .. } => debug!("{err} (pid {})", req.pid()),
+        // The chain could not be written, or a file was damaged outside wormfs: an admin must look.
+        FsError::Ledger(_) | FsError::Tampered { .. } => error!("{err} (pid {})", req.pid()),
         _ => warn!("{err} (pid {})", req.pid()),
     }
     to_errno(&err)

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::Request;
+use crate::control;
+use crate::core::retention::parse_duration_ns;
+use crate::core::timefmt::parse_utc_ns;
 use crate::core::RelPath;
 use crate::inspect;
 use crate::keys;
@@ -42,6 +46,13 @@ pub enum Command {
         /// each file with a flagged Recovered record.
         #[arg(long)]
         adopt_existing: bool,
+        /// Default retention of files (e.g. 90d, 7y; units s, m, h, d, y). Overrides the config
+        /// file's `retention`. Without either: 90d.
+        #[arg(long, value_name = "DURATION")]
+        retention: Option<String>,
+        /// Config file with retention bounds and per-directory rules.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// An empty directory to mount on.
         mountpoint: PathBuf,
     },
@@ -66,6 +77,27 @@ pub enum Command {
         #[arg(long, value_name = "STATE_DIR")]
         state: PathBuf,
     },
+    /// Legal holds: while one covers a file it cannot be deleted, renamed or truncated.
+    Hold {
+        #[command(subcommand)]
+        action: HoldAction,
+    },
+    /// Extend a file's retention (it can never be shortened).
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
+    /// Files with their size, sealed size, retain-until and hold.
+    Ls {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// The data directory (default: the one the chain's newest Mount record names).
+        #[arg(long, value_name = "DATA_DIR")]
+        data: Option<PathBuf>,
+        /// A file or directory inside the mount (default: everything).
+        #[arg(default_value = "/")]
+        path: String,
+    },
     /// Prove nothing sealed has changed, vanished or been reordered. Exit 0: intact; 1: tampering
     /// or loss found; 2: could not verify.
     Verify {
@@ -86,6 +118,48 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum HoldAction {
+    /// Put a file or directory (everything under it) on legal hold.
+    Set {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        reason: String,
+        /// Inside the mount, e.g. /app or /app/2026-11-22.log
+        path: String,
+    },
+    /// Clear a legal hold set on exactly this path.
+    Clear {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        reason: String,
+        path: String,
+    },
+    /// The holds in force.
+    List {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Retain a file until a later date, or longer by a duration.
+    Extend {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// A UTC date: 2030-01-01 or 2030-01-01T12:00:00Z.
+        #[arg(long, value_name = "DATE", conflicts_with = "by", required_unless_present = "by")]
+        until: Option<String>,
+        /// Past the current retain-until, e.g. 1y.
+        #[arg(long, value_name = "DURATION")]
+        by: Option<String>,
+        path: String,
+    },
+}
+
 /// A failed command: its message, and the exit status to leave with.
 #[derive(Debug)]
 pub struct Failure {
@@ -96,8 +170,9 @@ pub struct Failure {
 /// Run the command; Ok holds the exit status (verify's 0 or 1), Err a failure to report.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, mountpoint } => {
-            mount::run(&MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing }).map_err(fail)?;
+        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, retention, config, mountpoint } => {
+            let args = MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing, retention, config };
+            mount::run(&args).map_err(fail)?;
         }
         Command::Keygen { state } => {
             let public = keys::generate(&state).map_err(fail)?;
@@ -118,6 +193,32 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let status = inspect::status(&store).map_err(fail)?;
             inspect::print_status(&status, &mut std::io::stdout().lock()).map_err(fail)?;
         }
+        Command::Hold { action: HoldAction::Set { state, reason, path } } => {
+            println!("{}", control::submit(&state, &Request::HoldSet { path, reason }).map_err(fail)?);
+        }
+        Command::Hold { action: HoldAction::Clear { state, reason, path } } => {
+            println!("{}", control::submit(&state, &Request::HoldClear { path, reason }).map_err(fail)?);
+        }
+        Command::Hold { action: HoldAction::List { state } } => {
+            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            inspect::print_holds(&store, &mut std::io::stdout().lock()).map_err(fail)?;
+        }
+        Command::Retention { action: RetentionAction::Extend { state, until, by, path } } => {
+            let until_ns = until.map(|d| parse_utc_ns(&d)).transpose().map_err(usage)?;
+            let by_ns = by.map(|d| parse_duration_ns(&d)).transpose().map_err(usage)?;
+            let request = Request::RetentionExtend { path, until_ns, by_ns };
+            println!("{}", control::submit(&state, &request).map_err(fail)?);
+        }
+        Command::Ls { state, data, path } => {
+            let prefix = mount_path(&path).or((path == "/").then(RelPath::root)).ok_or_else(|| not_a_mount_path(&path))?;
+            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            let data = data.or_else(|| inspect::status(&store).ok()?.data_dir.map(PathBuf::from));
+            let entries = inspect::ls(&store, data.as_deref(), &prefix).map_err(fail)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            inspect::print_ls(&entries, now, &mut std::io::stdout().lock()).map_err(fail)?;
+        }
         Command::Verify { data, state, pubkey, path, json } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
@@ -126,6 +227,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
     }
     Ok(0)
+}
+
+fn usage(message: String) -> Failure {
+    Failure { message, code: 2 }
 }
 
 fn not_a_mount_path(p: &str) -> Failure {

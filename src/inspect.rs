@@ -13,7 +13,7 @@ use crate::core::segment::hex;
 use crate::core::store::{Store, StoreError};
 use crate::index::RocksStore;
 use crate::mount::INDEX_DIR;
-use crate::timefmt::rfc3339_ns;
+use crate::core::timefmt::rfc3339_ns;
 
 #[derive(Debug)]
 pub enum InspectError {
@@ -73,6 +73,33 @@ pub fn record_json(r: &Record) -> Value {
             "end": s.end,
             "segment_hash": hex(&s.segment_hash),
             "file_hash": hex(&s.file_hash),
+            "retain_until": rfc3339_ns(s.retain_until_ns),
+            "retain_until_ns": s.retain_until_ns,
+        }),
+        Payload::Delete { path, size, file_hash, retain_until_ns } => json!({
+            "path": path.to_string(),
+            "size": size,
+            "file_hash": hex(file_hash),
+            "retain_until": rfc3339_ns(*retain_until_ns),
+            "retain_until_ns": retain_until_ns,
+        }),
+        Payload::Hold { prefix, set, reason, uid } => {
+            json!({ "path": prefix.to_string(), "set": set, "reason": reason, "uid": uid })
+        }
+        Payload::Retention { path, retain_until_ns, uid } => json!({
+            "path": path.to_string(),
+            "retain_until": rfc3339_ns(*retain_until_ns),
+            "retain_until_ns": retain_until_ns,
+            "uid": uid,
+        }),
+        Payload::Rename { from, to } => json!({ "path": from.to_string(), "to": to.to_string() }),
+        Payload::Truncate { path, old_size, new_size } => {
+            json!({ "path": path.to_string(), "old_size": old_size, "new_size": new_size })
+        }
+        Payload::ClockJump { system_ns, floor_ns } => json!({
+            "system_time": rfc3339_ns(*system_ns),
+            "system_ns": system_ns,
+            "floor_ns": floor_ns,
         }),
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
@@ -102,6 +129,20 @@ pub fn record_line(r: &Record) -> String {
             hex(&s.segment_hash),
             if *adopted { " (adopted: unknown to the index)" } else { "" }
         ),
+        Payload::Delete { path, size, retain_until_ns, .. } => {
+            format!("{path} ({size} bytes, retained until {})", rfc3339_ns(*retain_until_ns))
+        }
+        Payload::Hold { prefix, set, reason, uid } => {
+            format!("{} {prefix} by uid {uid}: {reason}", if *set { "set" } else { "cleared" })
+        }
+        Payload::Retention { path, retain_until_ns, uid } => {
+            format!("{path} retained until {} (uid {uid})", rfc3339_ns(*retain_until_ns))
+        }
+        Payload::Rename { from, to } => format!("{from} -> {to}"),
+        Payload::Truncate { path, old_size, new_size } => format!("{path} {old_size} -> {new_size} bytes"),
+        Payload::ClockJump { system_ns, floor_ns } => {
+            format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
+        }
     };
     format!("{:>8} {} {:<9} {}", f.seq, rfc3339_ns(f.time_ns), f.payload.kind().name(), what).trim_end().to_string()
 }
@@ -118,7 +159,7 @@ pub fn log(store: &dyn Store, only: Option<&RelPath>, as_json: bool, out: &mut d
                     return false;
                 }
             };
-            if only.is_some_and(|p| record.fields.payload.path() != Some(p)) {
+            if only.is_some_and(|p| !record.fields.payload.concerns(p)) {
                 return true;
             }
             let line = if as_json { record_json(&record).to_string() } else { record_line(&record) };
@@ -210,4 +251,57 @@ pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
         Some(ns) => writeln!(out, "last seal:      {}", rfc3339_ns(ns)),
         None => writeln!(out, "last seal:      (none)"),
     }
+}
+
+/// One file as `wormfs ls` shows it.
+#[derive(Debug, Clone)]
+pub struct LsEntry {
+    pub path: RelPath,
+    /// Bytes in DATA_DIR now (None when the file is missing or DATA_DIR unreadable here).
+    pub size: Option<u64>,
+    pub sealed: u64,
+    pub retain_until_ns: u64,
+    /// The hold covering it: (where it is set, reason).
+    pub hold: Option<(RelPath, String)>,
+}
+
+/// Files under `prefix` with their sizes, retention and holds.
+pub fn ls(store: &dyn Store, data_dir: Option<&Path>, prefix: &RelPath) -> Result<Vec<LsEntry>, InspectError> {
+    let holds = store.holds().map_err(InspectError::Store)?;
+    let files = store.files().map_err(InspectError::Store)?;
+    Ok(files
+        .into_iter()
+        .filter(|(path, _)| path.is_under(prefix))
+        .map(|(path, state)| {
+            let size = data_dir.and_then(|d| std::fs::symlink_metadata(d.join(path.as_os_str())).ok()).map(|m| m.len());
+            let hold = holds.iter().find(|(p, _)| path.is_under(p)).map(|(p, h)| (p.clone(), h.reason.clone()));
+            LsEntry { path, size, sealed: state.sealed_size, retain_until_ns: state.retain_until_ns, hold }
+        })
+        .collect())
+}
+
+pub fn print_ls(entries: &[LsEntry], now_ns: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "{:>12} {:>12}  {:<30}  {:<8}  PATH", "SIZE", "SEALED", "RETAIN UNTIL", "STATE")?;
+    for e in entries {
+        let size = e.size.map_or_else(|| "missing".to_string(), |s| s.to_string());
+        let state = match (&e.hold, now_ns >= e.retain_until_ns) {
+            (Some(_), _) => "held",
+            (None, true) => "expired",
+            (None, false) => "retained",
+        };
+        let hold = match &e.hold {
+            Some((prefix, reason)) => format!("  [hold on {prefix}: {reason}]"),
+            None => String::new(),
+        };
+        writeln!(out, "{size:>12} {:>12}  {:<30}  {state:<8}  {}{hold}", e.sealed, rfc3339_ns(e.retain_until_ns), e.path)?;
+    }
+    Ok(())
+}
+
+/// The holds in force, one a line.
+pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), InspectError> {
+    for (prefix, hold) in store.holds().map_err(InspectError::Store)? {
+        writeln!(out, "{prefix}\tset by uid {} (record {}): {}", hold.uid, hold.seq, hold.reason).map_err(InspectError::Output)?;
+    }
+    Ok(())
 }

@@ -4,25 +4,31 @@
 //! Map of the modules (dependencies point down; the core imports nothing above it):
 //!
 //! - `cli`      — the command line: parses arguments and dispatches, nothing more.
+//! - `config`   — the mount's config file: retention defaults, bounds, per-directory rules.
 //! - `mount`    — checks before mounting, key and index, recovery, the fuser session, signals,
 //!   clean unmount.
 //! - `sealer`   — the interval sealer thread (close, fsync and unmount seal in the core).
+//! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
+//! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
 //! - `verify`   — the checker: the chain and every sealed byte, with the public key alone.
 //! - `keys`     — the ed25519 key files in STATE_DIR.
 //! - `fuse`     — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.
 //! - `index`    — the `Store` on RocksDB (`rocks`) and its in-memory twin (`memory`).
-//! - `timefmt`  — RFC 3339 timestamps.
 //! - `core`     — the rules and state, free of FUSE and RocksDB:
 //!   - `policy`   which operation is allowed on which file state (pure functions);
 //!   - `fs`       the filesystem state machine (inodes, handles, sizes) over DATA_DIR;
 //!   - `seals`    sealing open files, catching up unsealed bytes, recovery at mount;
 //!   - `ledger`   appending signed records with the file state they imply;
 //!   - `record`, `chain`, `segment`  the record format, signing and checking, hashing;
+//!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;
 //!   - `store`    the traits the core needs from outside (Store, Clock);
 //!   - `backing`  DATA_DIR access that can never escape DATA_DIR; `path` validated paths.
 
+pub mod admin;
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod core;
 pub mod fuse;
 pub mod index;
@@ -30,7 +36,6 @@ pub mod inspect;
 pub mod keys;
 pub mod mount;
 pub mod sealer;
-pub mod timefmt;
 pub mod verify;
 pub mod verify_cmd;
 pub mod verify_report;

@@ -34,6 +34,10 @@ pub enum Finding {
     Injected { path: RelPath },
     /// Bytes beyond the last seal after a clean Unmount: appended behind wormfs' back.
     AppendedAfterUnmount { path: RelPath, bytes: u64 },
+    /// A Delete, Rename or Truncate record written before the file's retain-until.
+    ChangedBeforeExpiry { path: RelPath, op: &'static str, seq: u64, retain_until_ns: u64 },
+    /// A Delete, Rename or Truncate record written while a legal hold covered the file.
+    ChangedUnderHold { path: RelPath, op: &'static str, seq: u64, hold: RelPath },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -44,6 +48,8 @@ pub enum Warning {
     UnsealedTail { path: RelPath, bytes: u64 },
     /// A file wormfs found in DATA_DIR without having created it, and adopted.
     Adopted { path: RelPath, seq: u64 },
+    /// A file whose Delete was recorded is still there (a crash between the record and the unlink).
+    DeleteNotCompleted { path: RelPath, seq: u64 },
 }
 
 impl Finding {
@@ -67,6 +73,8 @@ impl Finding {
             Finding::Missing { .. } => "file.missing",
             Finding::Injected { .. } => "file.injected",
             Finding::AppendedAfterUnmount { .. } => "file.appended_after_unmount",
+            Finding::ChangedBeforeExpiry { .. } => "file.changed_before_expiry",
+            Finding::ChangedUnderHold { .. } => "file.changed_under_hold",
         }
     }
 
@@ -79,7 +87,9 @@ impl Finding {
             | Finding::Truncated { path, .. }
             | Finding::Missing { path }
             | Finding::Injected { path }
-            | Finding::AppendedAfterUnmount { path, .. } => Some(path),
+            | Finding::AppendedAfterUnmount { path, .. }
+            | Finding::ChangedBeforeExpiry { path, .. }
+            | Finding::ChangedUnderHold { path, .. } => Some(path),
         }
     }
 }
@@ -89,6 +99,7 @@ impl Warning {
         match self {
             Warning::UnsealedTail { .. } => "file.unsealed_tail",
             Warning::Adopted { .. } => "file.adopted",
+            Warning::DeleteNotCompleted { .. } => "file.delete_not_completed",
         }
     }
 }
@@ -109,6 +120,14 @@ impl fmt::Display for Finding {
             Finding::AppendedAfterUnmount { path, bytes } => {
                 write!(f, "{path}: {bytes} bytes appended after the clean unmount")
             }
+            Finding::ChangedBeforeExpiry { path, op, seq, retain_until_ns } => write!(
+                f,
+                "{path}: {op} (record {seq}) before its retention expired at {}",
+                crate::core::timefmt::rfc3339_ns(*retain_until_ns)
+            ),
+            Finding::ChangedUnderHold { path, op, seq, hold } => {
+                write!(f, "{path}: {op} (record {seq}) while under legal hold on {hold}")
+            }
         }
     }
 }
@@ -118,6 +137,9 @@ impl fmt::Display for Warning {
         match self {
             Warning::UnsealedTail { path, bytes } => write!(f, "{path}: {bytes} bytes not sealed yet"),
             Warning::Adopted { path, seq } => write!(f, "{path}: adopted by wormfs (record {seq}), not created through it"),
+            Warning::DeleteNotCompleted { path, seq } => {
+                write!(f, "{path}: deleted by record {seq} but still present (stopped between record and unlink)")
+            }
         }
     }
 }
@@ -148,13 +170,7 @@ pub struct Options {
 
 impl Options {
     fn covers(&self, path: &RelPath) -> bool {
-        match &self.path_prefix {
-            None => true,
-            Some(prefix) => {
-                let (p, pre) = (path.as_os_str().as_encoded_bytes(), prefix.as_os_str().as_encoded_bytes());
-                p.starts_with(pre) && (p.len() == pre.len() || p[pre.len()] == b'/')
-            }
-        }
+        self.path_prefix.as_ref().is_none_or(|prefix| path.is_under(prefix))
     }
 }
 
@@ -198,6 +214,26 @@ struct FileHistory {
     sealed: u64,
     file_hash: Hash,
     broken: bool,
+    retain_until_ns: u64,
+}
+
+/// Check a Delete/Rename/Truncate record against the file's retention and the holds then in
+/// force.
+fn check_gated(
+    findings: &mut Vec<Finding>,
+    path: &RelPath,
+    op: &'static str,
+    seq: u64,
+    time_ns: u64,
+    retain_until_ns: u64,
+    holds: &BTreeMap<RelPath, u64>,
+) {
+    if time_ns < retain_until_ns {
+        findings.push(Finding::ChangedBeforeExpiry { path: path.clone(), op, seq, retain_until_ns });
+    }
+    if let Some(hold) = holds.keys().find(|prefix| path.is_under(prefix)) {
+        findings.push(Finding::ChangedUnderHold { path: path.clone(), op, seq, hold: hold.clone() });
+    }
 }
 
 /// Check the chain in `store` against `key` and the files in `data_dir`.
@@ -218,15 +254,48 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
     let mut warnings = Vec::new();
     let mut last_payload_unmount = false;
     let mut head_time = 0;
+    let mut holds: BTreeMap<RelPath, u64> = BTreeMap::new();
+    let mut deleted: BTreeMap<RelPath, u64> = BTreeMap::new();
     store
         .scan_records(1, &mut |stored_seq, bytes| {
             let Some(record) = checker.check(stored_seq, bytes) else { return true };
             let seq = record.seq();
-            head_time = record.fields.time_ns;
+            let time_ns = record.fields.time_ns;
+            head_time = time_ns;
             last_payload_unmount = matches!(record.fields.payload, Payload::Unmount);
             match &record.fields.payload {
                 Payload::Create { path, .. } => {
-                    files.entry(path.clone()).or_default();
+                    // A name can be created again after its file was deleted: a new history.
+                    files.insert(path.clone(), FileHistory::default());
+                    deleted.remove(path);
+                }
+                Payload::Delete { path, .. } => {
+                    let h = files.remove(path).unwrap_or_default();
+                    check_gated(&mut findings, path, "delete", seq, time_ns, h.retain_until_ns, &holds);
+                    deleted.insert(path.clone(), seq);
+                }
+                Payload::Rename { from, to } => {
+                    let h = files.remove(from).unwrap_or_default();
+                    check_gated(&mut findings, from, "rename", seq, time_ns, h.retain_until_ns, &holds);
+                    files.insert(to.clone(), h);
+                }
+                Payload::Truncate { path, new_size, .. } => {
+                    let h = files.entry(path.clone()).or_default();
+                    check_gated(&mut findings, path, "truncate", seq, time_ns, h.retain_until_ns, &holds);
+                    // Segments past the cut can no longer be checked; seals restart at new_size.
+                    h.segments.retain(|s| s.end <= *new_size);
+                    h.sealed = *new_size;
+                }
+                Payload::Retention { path, retain_until_ns, .. } => {
+                    let h = files.entry(path.clone()).or_default();
+                    h.retain_until_ns = h.retain_until_ns.max(*retain_until_ns);
+                }
+                Payload::Hold { prefix, set, .. } => {
+                    if *set {
+                        holds.insert(prefix.clone(), seq);
+                    } else {
+                        holds.remove(prefix);
+                    }
                 }
                 Payload::Seal(s) | Payload::Recovered { segment: s, .. } => {
                     let h = files.entry(s.path.clone()).or_default();
@@ -242,6 +311,7 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
                     }
                     h.sealed = s.end;
                     h.file_hash = s.file_hash;
+                    h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
                     h.segments.push(SealedSegment { seq, start: s.start, end: s.end, segment_hash: s.segment_hash });
                 }
                 _ => {}
@@ -282,7 +352,10 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
     let on_disk = walk_files(data_dir).map_err(|(path, err)| VerifyError::Io { path, err })?;
     for path in &on_disk {
         if opts.covers(path) && !files.contains_key(path) {
-            findings.push(Finding::Injected { path: path.clone() });
+            match deleted.get(path) {
+                Some(seq) => warnings.push(Warning::DeleteNotCompleted { path: path.clone(), seq: *seq }),
+                None => findings.push(Finding::Injected { path: path.clone() }),
+            }
         }
     }
 

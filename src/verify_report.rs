@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::core::chain::ChainFinding;
 use crate::core::segment::hex;
-use crate::timefmt::rfc3339_ns;
+use crate::core::timefmt::rfc3339_ns;
 use crate::verify::{Finding, Report, Warning};
 
 /// Where the trusted public key came from.
@@ -143,6 +143,10 @@ fn finding_json(f: &Finding) -> Value {
         Finding::ContentChanged { start, end, seq, .. } => json!({ "start": start, "end": end, "seq": seq }),
         Finding::Truncated { size, sealed, .. } => json!({ "size": size, "sealed": sealed }),
         Finding::AppendedAfterUnmount { bytes, .. } => json!({ "bytes": bytes }),
+        Finding::ChangedBeforeExpiry { op, seq, retain_until_ns, .. } => {
+            json!({ "op": op, "seq": seq, "retain_until": rfc3339_ns(*retain_until_ns) })
+        }
+        Finding::ChangedUnderHold { op, seq, hold, .. } => json!({ "op": op, "seq": seq, "hold": hold.to_string() }),
         Finding::Missing { .. } | Finding::Injected { .. } => json!({}),
     };
     merge(&mut v, extra, f.path().map(|p| p.to_string()));
@@ -153,7 +157,7 @@ fn warning_json(w: &Warning) -> Value {
     let mut v = json!({ "kind": w.kind(), "message": w.to_string() });
     let (extra, path) = match w {
         Warning::UnsealedTail { path, bytes } => (json!({ "bytes": bytes }), path),
-        Warning::Adopted { path, seq } => (json!({ "seq": seq }), path),
+        Warning::Adopted { path, seq } | Warning::DeleteNotCompleted { path, seq } => (json!({ "seq": seq }), path),
     };
     merge(&mut v, extra, Some(path.to_string()));
     v

@@ -11,6 +11,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 use wormfs::core::ledger::{Ledger, LedgerError};
+use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::record::{Payload, Record};
 use wormfs::core::seals::SealCause;
 use wormfs::core::store::{Clock, Store};
@@ -19,6 +20,8 @@ use wormfs::index::MemoryStore;
 use wormfs::verify::{self, Finding, Warning};
 
 const ROOT: u64 = 1;
+/// Retention in these tests: 1000 ns of the fake clock.
+const RETENTION: u64 = 1000;
 
 /// A clock the test moves by hand.
 struct FakeClock(AtomicU64);
@@ -52,7 +55,7 @@ impl World {
     }
 
     fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, clock: &Arc<FakeClock>, key: &SigningKey) -> WormFs {
-        let ledger = Ledger::open(store.clone(), key.clone(), clock.clone()).unwrap();
+        let ledger = Ledger::open(store.clone(), key.clone(), clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap();
         ledger.mount("test", b"data").unwrap();
         let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
         fs.recover().unwrap();
@@ -256,7 +259,7 @@ fn the_clock_never_goes_back_in_the_chain() {
 fn a_chain_signed_with_another_key_refuses_to_open() {
     let w = World::new();
     let other = SigningKey::from_bytes(&[8; 32]);
-    let err = Ledger::open(w.store.clone(), other, w.clock.clone()).unwrap_err();
+    let err = Ledger::open(w.store.clone(), other, w.clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap_err();
     assert!(matches!(err, LedgerError::KeyMismatch { .. }));
 }
 
@@ -283,4 +286,161 @@ fn removed_or_rewritten_records_are_found() {
     w.store.raw_put_record(3, forged.encode());
     let f = w.check().findings;
     assert!(f.iter().any(|x| matches!(x, Finding::Chain(wormfs::core::chain::ChainFinding::BadSignature { seq: 3 }))), "{f:?}");
+}
+
+// ---- retention, holds and the clock (issue: retention and legal hold) ----
+
+impl World {
+    fn set_clock(&self, ns: u64) {
+        self.clock.0.store(ns, Ordering::SeqCst);
+    }
+
+    /// Create `name` with `bytes`, closed (sealed), at the current fake time.
+    fn sealed_file(&self, name: &str, bytes: &[u8]) {
+        let fh = self.create(name);
+        self.append(fh, bytes);
+        self.fs.release(fh).unwrap();
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        self.records().iter().map(|r| r.fields.payload.kind().name()).collect()
+    }
+}
+
+fn refused_op(err: wormfs::core::FsError) -> String {
+    match err {
+        wormfs::core::FsError::Refused { refusal, .. } => refusal.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn unlink_waits_for_expiry_and_is_recorded_first() {
+    let w = World::new();
+    w.sealed_file("a.log", b"evidence");
+    let err = w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap_err();
+    assert!(refused_op(err).contains("retained until"));
+    assert_eq!(fs::read(w.dir.path().join("a.log")).unwrap(), b"evidence");
+
+    w.set_clock(1_000_000 + RETENTION + 1);
+    w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap();
+    assert!(!w.dir.path().join("a.log").exists());
+    assert_eq!(w.kinds().last(), Some(&"Delete"));
+    let report = w.check();
+    assert!(report.intact() && report.warnings.is_empty(), "{report:?}");
+}
+
+#[test]
+fn a_hold_blocks_deletion_after_expiry_until_cleared() {
+    let w = World::new();
+    fs::create_dir(w.dir.path().join("case")).unwrap();
+    let dir = w.fs.lookup(ROOT, OsStr::new("case")).unwrap().ino;
+    let (_, opened) = w.fs.create(&caller(), dir, OsStr::new("x.log"), libc::S_IFREG | 0o644, 0, libc::O_WRONLY).unwrap();
+    w.append(opened.fh, b"held");
+    w.fs.release(opened.fh).unwrap();
+    let case = wormfs::core::RelPath::parse(OsStr::new("case")).unwrap();
+    w.fs.ledger().hold(&case, true, "subpoena 42", 0).unwrap();
+    w.set_clock(1_000_000 + RETENTION * 10);
+    let err = w.fs.unlink(dir, OsStr::new("x.log")).unwrap_err();
+    assert!(refused_op(err).contains("subpoena 42"));
+    w.fs.ledger().hold(&case, false, "released", 0).unwrap();
+    w.fs.unlink(dir, OsStr::new("x.log")).unwrap();
+    assert!(w.check().intact());
+}
+
+#[test]
+fn an_open_file_is_not_deleted() {
+    let w = World::new();
+    let fh = w.create("open.log");
+    w.append(fh, b"x");
+    w.fs.fsync(fh, true).unwrap();
+    w.set_clock(1_000_000 + RETENTION * 10);
+    let err = w.fs.unlink(ROOT, OsStr::new("open.log")).unwrap_err();
+    assert!(refused_op(err).contains("open"));
+    w.fs.release(fh).unwrap();
+    w.fs.unlink(ROOT, OsStr::new("open.log")).unwrap();
+}
+
+#[test]
+fn rename_after_expiry_carries_the_seals_to_the_new_name() {
+    let w = World::new();
+    w.sealed_file("old.log", b"first");
+    assert!(w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("new.log"), false).is_err());
+    w.set_clock(1_000_000 + RETENTION + 1);
+    w.sealed_file("other.log", b"x");
+    let err = w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("other.log"), false).unwrap_err();
+    assert!(refused_op(err).contains("target exists"));
+    w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("new.log"), false).unwrap();
+    // Appends continue the file's own seal chain under its new name.
+    let ino = w.fs.lookup(ROOT, OsStr::new("new.log")).unwrap().ino;
+    let fh = w.fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    w.append(fh, b" second");
+    w.fs.release(fh).unwrap();
+    let report = w.check();
+    assert!(report.intact() && report.warnings.is_empty(), "{report:?}");
+    assert!(w.kinds().contains(&"Rename"));
+}
+
+#[test]
+fn truncate_after_expiry_restarts_seals_at_the_new_size() {
+    let w = World::new();
+    w.sealed_file("t.log", b"0123456789");
+    let ino = w.fs.lookup(ROOT, OsStr::new("t.log")).unwrap().ino;
+    let shrink = wormfs::core::AttrChanges { size: Some(4), ..Default::default() };
+    assert!(refused_op(w.fs.setattr(&caller(), ino, &shrink).unwrap_err()).contains("retained"));
+    w.set_clock(1_000_000 + RETENTION + 1);
+    let grow = wormfs::core::AttrChanges { size: Some(40), ..Default::default() };
+    assert!(w.fs.setattr(&caller(), ino, &grow).is_err(), "never a hole, even after expiry");
+    w.fs.setattr(&caller(), ino, &shrink).unwrap();
+    assert_eq!(fs::read(w.dir.path().join("t.log")).unwrap(), b"0123");
+    let fh = w.fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    w.append(fh, b"abc");
+    w.fs.release(fh).unwrap();
+    assert_eq!(seals(&w.records()).last(), Some(&(4, 7, sha(b"abc"))));
+    let report = w.check();
+    assert!(report.intact(), "{report:?}");
+}
+
+#[test]
+fn retention_extends_but_never_shortens() {
+    let w = World::new();
+    w.sealed_file("a.log", b"x");
+    let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+    let until = w.fs.ledger().file(&path).unwrap().unwrap().retain_until_ns;
+    assert!(w.fs.ledger().extend_retention(&path, until + 5_000, 0).unwrap().is_ok());
+    assert!(w.fs.ledger().extend_retention(&path, until, 0).unwrap().is_err(), "shortening is refused");
+    w.set_clock(until + 1);
+    assert!(w.fs.unlink(ROOT, OsStr::new("a.log")).is_err(), "still retained by the extension");
+    w.set_clock(until + 5_001);
+    w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap();
+}
+
+#[test]
+fn setting_the_clock_back_neither_shortens_retention_nor_goes_unrecorded() {
+    let w = World::new();
+    w.set_clock(5_000_000);
+    w.sealed_file("a.log", b"x");
+    w.set_clock(10); // set back
+    w.sealed_file("b.log", b"y");
+    w.sealed_file("c.log", b"z");
+    let jumps = w.kinds().iter().filter(|k| **k == "ClockJump").count();
+    assert_eq!(jumps, 1, "one ClockJump per episode: {:?}", w.kinds());
+    // b.log was sealed "at" the floor, so it is retained from then, not from the clock's 10.
+    let b = wormfs::core::RelPath::parse(OsStr::new("b.log")).unwrap();
+    assert!(w.fs.ledger().file(&b).unwrap().unwrap().retain_until_ns >= 5_000_000 + RETENTION);
+    assert!(w.fs.unlink(ROOT, OsStr::new("a.log")).is_err());
+    assert!(w.check().intact());
+}
+
+#[test]
+fn a_delete_record_written_early_is_a_finding() {
+    // Only someone with the key could write this: a forged early Delete, signed validly.
+    let w = World::new();
+    w.sealed_file("a.log", b"x");
+    let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+    let state = w.fs.ledger().file(&path).unwrap().unwrap();
+    w.fs.ledger().delete(&path, 1, &state).unwrap();
+    fs::remove_file(w.dir.path().join("a.log")).unwrap();
+    let f = w.check().findings;
+    assert!(matches!(&f[..], [Finding::ChangedBeforeExpiry { op: "delete", .. }]), "{f:?}");
 }

@@ -104,6 +104,23 @@ impl DataDir {
         unlinkat(&dir, name, UnlinkatFlags::RemoveDir)
     }
 
+    pub fn unlink(&self, path: &RelPath) -> OsResult<()> {
+        let (dir, name) = self.parent(path)?;
+        unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)
+    }
+
+    /// Rename, failing with EEXIST rather than replacing an existing name.
+    pub fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> OsResult<()> {
+        let (from_dir, from_name) = self.parent(from)?;
+        let (to_dir, to_name) = self.parent(to)?;
+        nix::fcntl::renameat2(&from_dir, from_name, &to_dir, to_name, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
+    }
+
+    pub fn truncate(&self, path: &RelPath, size: u64) -> OsResult<()> {
+        let file = self.open_file(path, true)?;
+        nix::unistd::ftruncate(&file, size as i64)
+    }
+
     pub fn chown(&self, path: &RelPath, uid: Option<u32>, gid: Option<u32>) -> OsResult<()> {
         let (uid, gid) = (uid.map(Uid::from_raw), gid.map(Gid::from_raw));
         if path.is_root() {

@@ -190,6 +190,7 @@ mod tests {
                     end: seq * 10 + 10,
                     segment_hash: [seq as u8; 32],
                     file_hash: [0; 32],
+                    retain_until_ns: 0,
                 })
             };
             let r = sign(Unsigned { seq, time_ns: 1000 + seq, payload, prev_hash: prev }, k);

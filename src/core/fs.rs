@@ -17,8 +17,10 @@ use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
 use super::inodes::{InodeTable, ROOT_INO};
 use super::ledger::Ledger;
 use super::path::RelPath;
-use super::policy::{self, NodeKind, Refusal};
+use super::policy::{self, NodeKind, Refusal, TruncateAction};
+use super::retention::{self, Standing};
 use super::seals::{self, Recovery, SealCause};
+use super::store::FileState;
 use super::sync::lock;
 use std::sync::Arc;
 
@@ -113,6 +115,10 @@ fn refused(path: &RelPath, refusal: Refusal) -> FsError {
     FsError::Refused { path: path.clone(), refusal }
 }
 
+fn ledger_err(e: super::store::StoreError) -> FsError {
+    FsError::Ledger(e.to_string())
+}
+
 impl WormFs {
     pub fn new(data_dir: &Path, ledger: Arc<Ledger>) -> FsResult<WormFs> {
         let data = DataDir::open(data_dir).map_err(|e| FsError::os(&RelPath::root(), e))?;
@@ -195,15 +201,13 @@ impl WormFs {
         Ok(self.attr(&self.stat(&path)?))
     }
 
-    pub fn setattr(&self, ino: u64, changes: &AttrChanges) -> FsResult<Attr> {
+    pub fn setattr(&self, caller: &Caller, ino: u64, changes: &AttrChanges) -> FsResult<Attr> {
         let path = self.path_of(ino)?;
         if let Some(to) = changes.size {
-            // While the file is open, its shared size is the one appends move.
-            match self.open_files.get(ino) {
-                Some(state) => policy::truncate(lock(&state).size, to),
-                None => policy::truncate(self.stat(&path)?.st_size as u64, to),
-            }
-            .map_err(|r| refused(&path, r))?;
+            self.truncate(ino, &path, to)?;
+        }
+        if let Some(TimeSet::At(atime)) = changes.atime {
+            self.atime_as_retention(&path, atime, caller)?;
         }
         let os = |e| FsError::os(&path, e);
         if let Some(mode) = changes.mode {
@@ -216,6 +220,58 @@ impl WormFs {
             self.data.utimens(&path, to_timespec(changes.atime), to_timespec(changes.mtime)).map_err(os)?;
         }
         Ok(self.attr(&self.stat(&path)?))
+    }
+
+    /// truncate(2)/ftruncate(2): a no-op to the current size; smaller only once retention has
+    /// expired (recorded first); never larger.
+    fn truncate(&self, ino: u64, path: &RelPath, to: u64) -> FsResult<()> {
+        let size = self.current_size(ino, path)?;
+        let standing = if to < size { self.standing(ino, path)?.0 } else { Standing::Expired };
+        match policy::truncate(size, to, &standing).map_err(|r| refused(path, r))? {
+            TruncateAction::NoOp => Ok(()),
+            TruncateAction::Shrink => {
+                let state = self.known_file(path)?;
+                self.ledger.truncate(path, size, to, &state).map_err(ledger_err)?;
+                self.data.truncate(path, to).map_err(|e| FsError::os(path, e))
+            }
+        }
+    }
+
+    /// SnapLock-style retention: setting a file's atime to a future date asks to retain it
+    /// until then. A later date extends retention (a Retention record); an earlier one than
+    /// already promised is refused. A date in the past is an ordinary atime.
+    fn atime_as_retention(&self, path: &RelPath, atime: SystemTime, caller: &Caller) -> FsResult<()> {
+        let Ok(since_epoch) = atime.duration_since(UNIX_EPOCH) else { return Ok(()) };
+        let requested = since_epoch.as_nanos().min(u128::from(u64::MAX)) as u64;
+        if requested <= self.ledger.now() {
+            return Ok(());
+        }
+        let Some(_) = self.ledger.file(path).map_err(ledger_err)? else { return Ok(()) };
+        match self.ledger.extend_retention(path, requested, caller.uid).map_err(ledger_err)? {
+            Ok(_) => Ok(()),
+            Err(short) => Err(refused(
+                path,
+                Refusal::ShortenRetention { until_ns: short.current_ns, requested_ns: short.requested_ns },
+            )),
+        }
+    }
+
+    /// Where the file at `path` (inode `ino`) stands for unlink, rename and truncate now.
+    fn standing(&self, ino: u64, path: &RelPath) -> FsResult<(Standing, Option<FileState>)> {
+        let state = self.ledger.file(path).map_err(ledger_err)?;
+        let hold = self.ledger.hold_covering(path).map_err(ledger_err)?;
+        let open = self.files.any(|h| h.ino == ino);
+        // A file the index does not know is never expired: the next mount adopts it.
+        let until = state.map_or(u64::MAX, |s| s.retain_until_ns);
+        let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
+        Ok((retention::standing(until, hold, open, self.ledger.now()), state))
+    }
+
+    fn known_file(&self, path: &RelPath) -> FsResult<FileState> {
+        self.ledger
+            .file(path)
+            .map_err(ledger_err)?
+            .ok_or_else(|| FsError::Ledger(format!("{path} is not in the index")))
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
@@ -285,9 +341,17 @@ impl WormFs {
         }
     }
 
+    /// unlink of a file whose retention expired, no hold covers and nothing has open: the Delete
+    /// record is durable before the file goes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         let path = self.path_of(parent)?.join(name)?;
-        policy::unlink().map_err(|r| refused(&path, r))
+        let st = self.stat(&path)?;
+        let ino = self.inodes.fuse_ino(st.st_ino);
+        let (standing, _) = self.standing(ino, &path)?;
+        policy::unlink(&standing).map_err(|r| refused(&path, r))?;
+        let state = self.known_file(&path)?;
+        self.ledger.delete(&path, st.st_size as u64, &state).map_err(ledger_err)?;
+        self.data.unlink(&path).map_err(|e| FsError::os(&path, e))
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
@@ -295,9 +359,26 @@ impl WormFs {
         self.data.rmdir(&path).map_err(|e| FsError::os(&path, e))
     }
 
-    pub fn rename(&self, parent: u64, name: &OsStr) -> FsResult<()> {
-        let path = self.path_of(parent)?.join(name)?;
-        policy::rename().map_err(|r| refused(&path, r))
+    /// rename: an expired file (recorded first; its seals follow it) to a name that does not
+    /// exist, or an empty directory.
+    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, exchange: bool) -> FsResult<()> {
+        let from = self.path_of(parent)?.join(name)?;
+        let to = self.path_of(new_parent)?.join(new_name)?;
+        let st = self.stat(&from)?;
+        let ino = self.inodes.fuse_ino(st.st_ino);
+        let target_exists = self.data.stat(&to).is_ok();
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let empty = self.data.read_dir(&from).map_err(|e| FsError::os(&from, e))?.is_empty();
+            policy::rename_dir(empty, target_exists, exchange).map_err(|r| refused(&from, r))?;
+        } else {
+            let (standing, _) = self.standing(ino, &from)?;
+            policy::rename_file(&standing, target_exists, exchange).map_err(|r| refused(&from, r))?;
+            let state = self.known_file(&from)?;
+            self.ledger.rename(&from, &to, &state).map_err(ledger_err)?;
+        }
+        self.data.rename_noreplace(&from, &to).map_err(|e| FsError::os(&from, e))?;
+        self.inodes.moved(ino, &to);
+        Ok(())
     }
 
     pub fn link(&self, new_parent: u64, new_name: &OsStr) -> FsResult<Attr> {

@@ -79,6 +79,11 @@ impl<T> HandleTable<T> {
         lock(&self.live).len()
     }
 
+    /// Whether any live handle matches.
+    pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
+        lock(&self.live).values().any(|h| pred(h))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

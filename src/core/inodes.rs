@@ -61,6 +61,13 @@ impl InodeTable {
         node.lookups += 1;
     }
 
+    /// `ino` was renamed to `path` (the kernel keeps its references).
+    pub fn moved(&self, ino: u64, path: &RelPath) {
+        if let Some(node) = write(&self.nodes).get_mut(&ino) {
+            node.path = path.clone();
+        }
+    }
+
     /// The kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
         if ino == ROOT_INO {

@@ -11,8 +11,9 @@ use log::warn;
 use super::chain::{key_id, sign};
 use super::path::RelPath;
 use super::record::{Payload, Record, Segment, Unsigned};
+use super::retention::{self, RetentionPolicy, ShortenRefused};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
-use super::store::{Clock, FileState, Head, Store, StoreError};
+use super::store::{Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
 use super::sync::lock;
 
 #[derive(Debug)]
@@ -48,7 +49,16 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     key: SigningKey,
     clock: Arc<dyn Clock>,
-    head: Mutex<Option<Head>>,
+    policy: RetentionPolicy,
+    head: Mutex<ChainTime>,
+}
+
+/// The head, and whether the system clock is currently behind it (so a ClockJump record is
+/// written once per episode, not before every record).
+#[derive(Debug)]
+struct ChainTime {
+    head: Option<Head>,
+    clock_behind: bool,
 }
 
 impl fmt::Debug for Ledger {
@@ -59,7 +69,12 @@ impl fmt::Debug for Ledger {
 
 impl Ledger {
     /// Attach to the chain in `store`, which must be empty or signed under `key`.
-    pub fn open(store: Arc<dyn Store>, key: SigningKey, clock: Arc<dyn Clock>) -> Result<Ledger, LedgerError> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        key: SigningKey,
+        clock: Arc<dyn Clock>,
+        policy: RetentionPolicy,
+    ) -> Result<Ledger, LedgerError> {
         let ours = key_id(&key.verifying_key());
         match store.key_id()? {
             Some(index) if index != ours => return Err(LedgerError::KeyMismatch { index, ours }),
@@ -67,7 +82,7 @@ impl Ledger {
             None => store.set_key_id(ours)?,
         }
         let head = store.head()?;
-        Ok(Ledger { store, key, clock, head: Mutex::new(head) })
+        Ok(Ledger { store, key, clock, policy, head: Mutex::new(ChainTime { head, clock_behind: false }) })
     }
 
     pub fn key_id(&self) -> [u8; 8] {
@@ -75,7 +90,18 @@ impl Ledger {
     }
 
     pub fn head(&self) -> Option<Head> {
-        *lock(&self.head)
+        lock(&self.head).head
+    }
+
+    pub fn policy(&self) -> &RetentionPolicy {
+        &self.policy
+    }
+
+    /// The time retention decisions use: the system clock, but never earlier than the newest
+    /// record, so setting the clock back cannot expire anything early.
+    pub fn now(&self) -> u64 {
+        let floor = lock(&self.head).head.map_or(0, |h| h.time_ns);
+        self.clock.now_ns().max(floor)
     }
 
     pub fn file(&self, path: &RelPath) -> Result<Option<FileState>, StoreError> {
@@ -86,51 +112,83 @@ impl Ledger {
         self.store.files()
     }
 
-    /// Sign and commit the next record. `file_update` gets the new record's seq and returns the
-    /// file state to store with it (in the same atomic, synced write).
+    pub fn holds(&self) -> Result<Vec<(RelPath, HoldState)>, StoreError> {
+        self.store.holds()
+    }
+
+    /// The hold covering `path` (on it or on a directory above it), if any.
+    pub fn hold_covering(&self, path: &RelPath) -> Result<Option<(RelPath, HoldState)>, StoreError> {
+        Ok(self.store.holds()?.into_iter().find(|(prefix, _)| path.is_under(prefix)))
+    }
+
+    /// Sign and commit the next record. `build` gets the new record's seq and time and returns
+    /// its payload and the index changes to store with it (in the same atomic, synced write).
     fn append(
         &self,
-        payload: Payload,
-        file_update: impl FnOnce(u64) -> Option<(RelPath, FileState)>,
+        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), StoreError>,
     ) -> Result<Record, StoreError> {
-        let mut head = lock(&self.head);
-        let (seq, prev_hash, floor) = match *head {
-            Some(h) => (h.seq + 1, h.hash, h.time_ns),
-            None => (1, ZERO_HASH, 0),
-        };
-        // Never go back in time: a clock set backwards must not make a record look older than
-        // the one before it.
+        let mut chain = lock(&self.head);
+        let floor = chain.head.map_or(0, |h| h.time_ns);
         let now = self.clock.now_ns();
+        // Never go back in time: a clock set backwards must not make a record look older than
+        // the one before it, nor expire retention early. Say so in the chain, once.
         if now < floor {
-            warn!("system clock is {} ms behind the newest record; using the record's time", (floor - now) / 1_000_000);
+            if !chain.clock_behind {
+                warn!("system clock is {} ms behind the newest record; using the record's time", (floor - now) / 1_000_000);
+                let jump = Payload::ClockJump { system_ns: now, floor_ns: floor };
+                self.commit_locked(&mut chain, floor, jump, Vec::new())?;
+                chain.clock_behind = true;
+            }
+        } else {
+            chain.clock_behind = false;
         }
         let time_ns = now.max(floor);
+        let seq = chain.head.map_or(1, |h| h.seq + 1);
+        let (payload, updates) = build(seq, time_ns)?;
+        self.commit_locked(&mut chain, time_ns, payload, updates)
+    }
+
+    fn commit_locked(
+        &self,
+        chain: &mut ChainTime,
+        time_ns: u64,
+        payload: Payload,
+        updates: Vec<IndexUpdate>,
+    ) -> Result<Record, StoreError> {
+        let (seq, prev_hash) = chain.head.map_or((1, ZERO_HASH), |h| (h.seq + 1, h.hash));
         let record = sign(Unsigned { seq, time_ns, payload, prev_hash }, &self.key);
-        let update = file_update(seq);
-        self.store.commit(&record, update.as_ref().map(|(p, s)| (p, s)))?;
-        *head = Some(Head { seq, hash: record.hash, time_ns });
+        self.store.commit(&record, &updates)?;
+        chain.head = Some(Head { seq, hash: record.hash, time_ns });
         Ok(record)
     }
 
     pub fn mount(&self, software: &str, data_dir: &[u8]) -> Result<Record, StoreError> {
         let payload = Payload::Mount { software: software.into(), key_id: self.key_id(), data_dir: data_dir.to_vec() };
-        self.append(payload, |_| None)
+        self.append(|_, _| Ok((payload, Vec::new())))
     }
 
     pub fn unmount(&self) -> Result<Record, StoreError> {
-        self.append(Payload::Unmount, |_| None)
+        self.append(|_, _| Ok((Payload::Unmount, Vec::new())))
     }
 
-    /// A new file: recorded with an empty sealed state.
+    /// A new file: recorded with an empty sealed state, retained from its creation.
     pub fn create(&self, path: &RelPath, mode: u32, uid: u32, gid: u32) -> Result<Record, StoreError> {
-        let payload = Payload::Create { path: path.clone(), mode, uid, gid };
-        self.append(payload, |seq| {
-            Some((path.clone(), FileState { sealed_size: 0, file_hash: ZERO_HASH, created_seq: seq, last_seal_seq: 0 }))
+        let retention = self.policy.retention_for(path);
+        self.append(|seq, time_ns| {
+            let state = FileState {
+                sealed_size: 0,
+                file_hash: ZERO_HASH,
+                created_seq: seq,
+                last_seal_seq: 0,
+                retain_until_ns: time_ns.saturating_add(retention),
+            };
+            Ok((Payload::Create { path: path.clone(), mode, uid, gid }, vec![IndexUpdate::File(path.clone(), state)]))
         })
     }
 
     /// Seal [start, end) of `path`, whose bytes hash to `segment_hash`, chaining its file_hash.
-    /// `recovered`: Some(adopted) writes a Recovered record instead of a Seal.
+    /// `recovered`: Some(adopted) writes a Recovered record instead of a Seal. Retention runs
+    /// from this seal (never shortening what was already promised).
     pub fn seal(
         &self,
         path: &RelPath,
@@ -146,14 +204,71 @@ impl Ledger {
                 before.sealed_size
             )));
         }
+        let retention = self.policy.retention_for(path);
         let file_hash = next_file_hash(&before.file_hash, &segment_hash, end);
-        let segment = Segment { path: path.clone(), start, end, segment_hash, file_hash };
-        let payload = match recovered {
-            None => Payload::Seal(segment),
-            Some(adopted) => Payload::Recovered { segment, adopted },
-        };
-        self.append(payload, |seq| {
-            Some((path.clone(), FileState { sealed_size: end, file_hash, created_seq: before.created_seq, last_seal_seq: seq }))
+        self.append(|seq, time_ns| {
+            let retain_until_ns = before.retain_until_ns.max(time_ns.saturating_add(retention));
+            let segment = Segment { path: path.clone(), start, end, segment_hash, file_hash, retain_until_ns };
+            let payload = match recovered {
+                None => Payload::Seal(segment),
+                Some(adopted) => Payload::Recovered { segment, adopted },
+            };
+            let state = FileState { sealed_size: end, file_hash, last_seal_seq: seq, retain_until_ns, ..before };
+            Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
         })
+    }
+
+    /// Extend `path`'s retention to `until_ns`; shortening is refused.
+    pub fn extend_retention(&self, path: &RelPath, until_ns: u64, uid: u32) -> Result<Result<Record, ShortenRefused>, StoreError> {
+        let before = match self.store.file(path)? {
+            Some(s) => s,
+            None => return Err(StoreError::Backend(format!("{path} is not a file wormfs knows"))),
+        };
+        let until = match retention::extend(before.retain_until_ns, until_ns) {
+            Ok(u) => u,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        self.append(|_, _| {
+            let state = FileState { retain_until_ns: until, ..before };
+            Ok((Payload::Retention { path: path.clone(), retain_until_ns: until, uid }, vec![IndexUpdate::File(path.clone(), state)]))
+        })
+        .map(Ok)
+    }
+
+    /// Set or clear a legal hold on a file or directory.
+    pub fn hold(&self, prefix: &RelPath, set: bool, reason: &str, uid: u32) -> Result<Record, StoreError> {
+        self.append(|seq, _| {
+            let update = if set {
+                IndexUpdate::Hold(prefix.clone(), HoldState { reason: reason.to_string(), uid, seq })
+            } else {
+                IndexUpdate::RemoveHold(prefix.clone())
+            };
+            Ok((Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid }, vec![update]))
+        })
+    }
+
+    /// Record the deletion of an expired file (before it happens).
+    pub fn delete(&self, path: &RelPath, size: u64, state: &FileState) -> Result<Record, StoreError> {
+        let payload = Payload::Delete {
+            path: path.clone(),
+            size,
+            file_hash: state.file_hash,
+            retain_until_ns: state.retain_until_ns,
+        };
+        self.append(|_, _| Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())])))
+    }
+
+    /// Record the rename of an expired file (before it happens); its state moves to the new name.
+    pub fn rename(&self, from: &RelPath, to: &RelPath, state: &FileState) -> Result<Record, StoreError> {
+        let payload = Payload::Rename { from: from.clone(), to: to.clone() };
+        let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), *state)];
+        self.append(|_, _| Ok((payload, updates)))
+    }
+
+    /// Record the truncation of an expired file (before it happens); seals restart at `new_size`.
+    pub fn truncate(&self, path: &RelPath, old_size: u64, new_size: u64, state: &FileState) -> Result<Record, StoreError> {
+        let payload = Payload::Truncate { path: path.clone(), old_size, new_size };
+        let state = FileState { sealed_size: new_size, ..*state };
+        self.append(|_, _| Ok((payload, vec![IndexUpdate::File(path.clone(), state)])))
     }
 }

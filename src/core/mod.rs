@@ -11,9 +11,11 @@ pub mod ledger;
 pub mod path;
 pub mod policy;
 pub mod record;
+pub mod retention;
 pub mod seals;
 pub mod segment;
 pub mod store;
+pub mod timefmt;
 mod sync;
 
 pub use error::{FsError, FsResult};

@@ -81,6 +81,15 @@ impl RelPath {
     pub fn as_os_str(&self) -> &OsStr {
         &self.0
     }
+
+    /// Whether this path is `prefix` or inside it (whole components: `a/bc` is not under `a/b`).
+    pub fn is_under(&self, prefix: &RelPath) -> bool {
+        if prefix.is_root() {
+            return true;
+        }
+        let (p, pre) = (self.0.as_bytes(), prefix.0.as_bytes());
+        p.starts_with(pre) && (p.len() == pre.len() || p[pre.len()] == b'/')
+    }
 }
 
 fn check_name(name: &OsStr) -> Result<(), BadName> {

@@ -1,9 +1,30 @@
 //! The write-once rules: which operation is allowed on which file state. Pure functions over
-//! sizes and flags, so every rule is unit-tested without a mount. The retention issue will widen
-//! `rename`, `unlink` and `truncate` for files whose retention has expired; everything else here
-//! is permanent.
+//! sizes, flags and a file's retention standing, so every rule is unit-tested without a mount.
+//! Overwriting is refused forever; unlink, rename and truncate only once retention has expired,
+//! no legal hold covers the file and nothing has it open.
 
 use std::fmt;
+
+use super::retention::Standing;
+use super::timefmt::rfc3339_ns as timefmt_ns;
+
+/// The operations retention gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gated {
+    Unlink,
+    Rename,
+    Truncate,
+}
+
+impl Gated {
+    fn name(self) -> &'static str {
+        match self {
+            Gated::Unlink => "unlink",
+            Gated::Rename => "rename",
+            Gated::Truncate => "truncate",
+        }
+    }
+}
 
 /// Kinds of node a caller may ask to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +67,16 @@ pub enum Refusal {
     /// `O_TRUNC` on a file that has bytes.
     TruncateOnOpen { size: u64 },
     Fallocate,
-    Rename,
-    Unlink,
+    /// Retention, a hold or an open handle keeps the file as it is.
+    NotExpired { op: Gated, standing: Standing },
+    /// Rename over an existing name would delete that file.
+    RenameOverExisting,
+    /// A directory with files in it cannot move: its files' paths are their identity.
+    RenameNonEmptyDir,
+    /// RENAME_EXCHANGE would swap two files' identities.
+    RenameExchange,
+    /// Retention can only be extended (a date earlier than the current retain-until).
+    ShortenRetention { until_ns: u64, requested_ns: u64 },
     Link,
     Symlink,
     /// Device nodes, FIFOs and sockets: nothing to log into, and a way around the rules.
@@ -64,8 +93,9 @@ impl Refusal {
             Refusal::Truncate { .. } => "truncate",
             Refusal::TruncateOnOpen { .. } => "open(O_TRUNC)",
             Refusal::Fallocate => "fallocate",
-            Refusal::Rename => "rename",
-            Refusal::Unlink => "unlink",
+            Refusal::NotExpired { op, .. } => op.name(),
+            Refusal::RenameOverExisting | Refusal::RenameNonEmptyDir | Refusal::RenameExchange => "rename",
+            Refusal::ShortenRetention { .. } => "set retention (atime)",
             Refusal::Link => "link",
             Refusal::Symlink => "symlink",
             Refusal::SpecialNode(_) => "mknod",
@@ -91,8 +121,21 @@ impl fmt::Display for Refusal {
                 write!(f, "O_TRUNC on a file of {size} bytes: files are append-only")
             }
             Refusal::Fallocate => write!(f, "fallocate could punch, zero or reserve bytes"),
-            Refusal::Rename => write!(f, "files cannot be renamed before their retention expires"),
-            Refusal::Unlink => write!(f, "files cannot be deleted before their retention expires"),
+            Refusal::NotExpired { standing, .. } => match standing {
+                Standing::Retained { until_ns } => write!(f, "retained until {}", timefmt_ns(*until_ns)),
+                Standing::Held { prefix, reason } => write!(f, "under legal hold on {prefix}: {reason}"),
+                Standing::Open => write!(f, "the file is open"),
+                Standing::Expired => write!(f, "retention expired"),
+            },
+            Refusal::RenameOverExisting => write!(f, "the target exists and would be deleted"),
+            Refusal::RenameNonEmptyDir => write!(f, "only empty directories can be renamed"),
+            Refusal::RenameExchange => write!(f, "files cannot swap names"),
+            Refusal::ShortenRetention { until_ns, requested_ns } => write!(
+                f,
+                "retention can only be extended: retained until {}, asked for {}",
+                timefmt_ns(*until_ns),
+                timefmt_ns(*requested_ns)
+            ),
             Refusal::Link => write!(f, "hard links are not supported"),
             Refusal::Symlink => write!(f, "symbolic links are not supported"),
             Refusal::SpecialNode(kind) => write!(f, "{kind:?} nodes cannot be created"),
@@ -116,12 +159,26 @@ pub fn write_offset(size: u64, offset: u64, append: bool) -> Result<u64, Refusal
     }
 }
 
-/// truncate/ftruncate/setattr(size): only to the current size, which changes nothing.
-pub fn truncate(size: u64, to: u64) -> Result<(), Refusal> {
+/// What a permitted truncate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncateAction {
+    /// To the current size: nothing changes.
+    NoOp,
+    /// To a smaller size, retention having expired: recorded, then done.
+    Shrink,
+}
+
+/// truncate/ftruncate/setattr(size): to the current size (a no-op) always; smaller only once
+/// retention has expired; larger never (that would be a hole of zeros nobody wrote).
+pub fn truncate(size: u64, to: u64, standing: &Standing) -> Result<TruncateAction, Refusal> {
     if to == size {
-        Ok(())
-    } else {
+        Ok(TruncateAction::NoOp)
+    } else if to > size {
         Err(Refusal::Truncate { size, to })
+    } else if *standing == Standing::Expired {
+        Ok(TruncateAction::Shrink)
+    } else {
+        Err(Refusal::NotExpired { op: Gated::Truncate, standing: standing.clone() })
     }
 }
 
@@ -142,13 +199,42 @@ pub fn create_node(kind: NodeKind) -> Result<(), Refusal> {
     }
 }
 
-/// Until retention exists every file is retained, so these are always refused.
-pub fn rename() -> Result<(), Refusal> {
-    Err(Refusal::Rename)
+/// unlink: only an expired file no hold covers and nothing has open.
+pub fn unlink(standing: &Standing) -> Result<(), Refusal> {
+    expired(Gated::Unlink, standing)
 }
 
-pub fn unlink() -> Result<(), Refusal> {
-    Err(Refusal::Unlink)
+/// rename of a file: only an expired one, and only to a name that does not exist.
+pub fn rename_file(standing: &Standing, target_exists: bool, exchange: bool) -> Result<(), Refusal> {
+    if exchange {
+        return Err(Refusal::RenameExchange);
+    }
+    expired(Gated::Rename, standing)?;
+    if target_exists {
+        return Err(Refusal::RenameOverExisting);
+    }
+    Ok(())
+}
+
+/// rename of a directory: only an empty one (its files' paths are their identity), never over
+/// an existing name.
+pub fn rename_dir(empty: bool, target_exists: bool, exchange: bool) -> Result<(), Refusal> {
+    if exchange {
+        Err(Refusal::RenameExchange)
+    } else if !empty {
+        Err(Refusal::RenameNonEmptyDir)
+    } else if target_exists {
+        Err(Refusal::RenameOverExisting)
+    } else {
+        Ok(())
+    }
+}
+
+fn expired(op: Gated, standing: &Standing) -> Result<(), Refusal> {
+    match standing {
+        Standing::Expired => Ok(()),
+        other => Err(Refusal::NotExpired { op, standing: other.clone() }),
+    }
 }
 
 #[cfg(test)]
@@ -171,12 +257,16 @@ mod tests {
         assert_eq!(write_offset(10, 10, true), Ok(10));
     }
 
+    const RETAINED: Standing = Standing::Retained { until_ns: 100 };
+
     #[test]
-    fn truncate_only_to_the_current_size() {
-        assert_eq!(truncate(5, 5), Ok(()));
-        assert_eq!(truncate(0, 0), Ok(()));
-        assert_eq!(truncate(5, 0), Err(Refusal::Truncate { size: 5, to: 0 }));
-        assert_eq!(truncate(5, 6), Err(Refusal::Truncate { size: 5, to: 6 }));
+    fn truncate_to_the_current_size_always_and_smaller_only_after_expiry() {
+        assert_eq!(truncate(5, 5, &RETAINED), Ok(TruncateAction::NoOp));
+        assert_eq!(truncate(0, 0, &RETAINED), Ok(TruncateAction::NoOp));
+        assert_eq!(truncate(5, 0, &RETAINED), Err(Refusal::NotExpired { op: Gated::Truncate, standing: RETAINED }));
+        assert_eq!(truncate(5, 0, &Standing::Expired), Ok(TruncateAction::Shrink));
+        assert_eq!(truncate(5, 0, &Standing::Open), Err(Refusal::NotExpired { op: Gated::Truncate, standing: Standing::Open }));
+        assert_eq!(truncate(5, 6, &Standing::Expired), Err(Refusal::Truncate { size: 5, to: 6 }), "never a hole");
     }
 
     #[test]
@@ -209,8 +299,23 @@ mod tests {
     }
 
     #[test]
-    fn rename_and_unlink_are_refused_until_retention_exists() {
-        assert_eq!(rename(), Err(Refusal::Rename));
-        assert_eq!(unlink(), Err(Refusal::Unlink));
+    fn unlink_and_rename_wait_for_expiry_and_respect_holds() {
+        let held = Standing::Held { prefix: crate::core::RelPath::root(), reason: "case".into() };
+        assert_eq!(unlink(&RETAINED), Err(Refusal::NotExpired { op: Gated::Unlink, standing: RETAINED }));
+        assert_eq!(unlink(&held), Err(Refusal::NotExpired { op: Gated::Unlink, standing: held.clone() }));
+        assert_eq!(unlink(&Standing::Open), Err(Refusal::NotExpired { op: Gated::Unlink, standing: Standing::Open }));
+        assert_eq!(unlink(&Standing::Expired), Ok(()));
+        assert_eq!(rename_file(&Standing::Expired, false, false), Ok(()));
+        assert_eq!(rename_file(&Standing::Expired, true, false), Err(Refusal::RenameOverExisting));
+        assert_eq!(rename_file(&Standing::Expired, false, true), Err(Refusal::RenameExchange));
+        assert!(rename_file(&RETAINED, false, false).is_err());
+    }
+
+    #[test]
+    fn only_empty_directories_move() {
+        assert_eq!(rename_dir(true, false, false), Ok(()));
+        assert_eq!(rename_dir(false, false, false), Err(Refusal::RenameNonEmptyDir));
+        assert_eq!(rename_dir(true, true, false), Err(Refusal::RenameOverExisting));
+        assert_eq!(rename_dir(true, false, true), Err(Refusal::RenameExchange));
     }
 }

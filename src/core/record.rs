@@ -20,8 +20,8 @@ pub const SIGNATURE_LEN: usize = 64;
 /// An upper bound that keeps a hostile length field from making us allocate gigabytes.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
 
-/// Record kinds, as their one-byte tags. Tags 6.. are reserved for Delete, Hold, Retention,
-/// KeyRotate, Checkpoint and later kinds; a verifier must treat an unknown tag as an error.
+/// Record kinds, as their one-byte tags. Tags 9 (KeyRotate) and 10 (Checkpoint) are reserved;
+/// a verifier must treat an unknown tag as an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
@@ -30,6 +30,12 @@ pub enum Kind {
     Create = 3,
     Seal = 4,
     Recovered = 5,
+    Delete = 6,
+    Hold = 7,
+    Retention = 8,
+    Rename = 11,
+    Truncate = 12,
+    ClockJump = 13,
 }
 
 impl Kind {
@@ -40,6 +46,12 @@ impl Kind {
             3 => Kind::Create,
             4 => Kind::Seal,
             5 => Kind::Recovered,
+            6 => Kind::Delete,
+            7 => Kind::Hold,
+            8 => Kind::Retention,
+            11 => Kind::Rename,
+            12 => Kind::Truncate,
+            13 => Kind::ClockJump,
             _ => return None,
         })
     }
@@ -51,6 +63,12 @@ impl Kind {
             Kind::Create => "Create",
             Kind::Seal => "Seal",
             Kind::Recovered => "Recovered",
+            Kind::Delete => "Delete",
+            Kind::Hold => "Hold",
+            Kind::Retention => "Retention",
+            Kind::Rename => "Rename",
+            Kind::Truncate => "Truncate",
+            Kind::ClockJump => "ClockJump",
         }
     }
 }
@@ -64,6 +82,8 @@ pub struct Segment {
     pub segment_hash: Hash,
     /// SHA-256(previous file_hash ‖ segment_hash ‖ end), zeros before the first segment.
     pub file_hash: Hash,
+    /// The file may not be deleted, renamed or truncated before this time (chain clock, ns).
+    pub retain_until_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +98,18 @@ pub enum Payload {
     /// Bytes found unsealed at mount after an unclean stop; `adopted` when the whole file was
     /// unknown to the index (it appeared in DATA_DIR without passing through wormfs).
     Recovered { segment: Segment, adopted: bool },
+    /// A file whose retention had expired was deleted (recorded before the unlink).
+    Delete { path: RelPath, size: u64, file_hash: Hash, retain_until_ns: u64 },
+    /// A legal hold was set (`set`) or cleared on a file or directory (the root: the whole mount).
+    Hold { prefix: RelPath, set: bool, reason: String, uid: u32 },
+    /// A file's retention was extended to `retain_until_ns` by `uid`.
+    Retention { path: RelPath, retain_until_ns: u64, uid: u32 },
+    /// A file whose retention had expired was renamed; its seals continue under `to`.
+    Rename { from: RelPath, to: RelPath },
+    /// A file whose retention had expired was truncated; later seals start at `new_size`.
+    Truncate { path: RelPath, old_size: u64, new_size: u64 },
+    /// The system clock was behind the newest record: records use `floor_ns` instead.
+    ClockJump { system_ns: u64, floor_ns: u64 },
 }
 
 impl Payload {
@@ -88,6 +120,12 @@ impl Payload {
             Payload::Create { .. } => Kind::Create,
             Payload::Seal(_) => Kind::Seal,
             Payload::Recovered { .. } => Kind::Recovered,
+            Payload::Delete { .. } => Kind::Delete,
+            Payload::Hold { .. } => Kind::Hold,
+            Payload::Retention { .. } => Kind::Retention,
+            Payload::Rename { .. } => Kind::Rename,
+            Payload::Truncate { .. } => Kind::Truncate,
+            Payload::ClockJump { .. } => Kind::ClockJump,
         }
     }
 
@@ -99,11 +137,26 @@ impl Payload {
         }
     }
 
-    /// The file this record is about, if any.
+    /// The file (or, for Hold, the directory) this record is about, if any. For Rename, the
+    /// old name.
     pub fn path(&self) -> Option<&RelPath> {
         match self {
-            Payload::Create { path, .. } => Some(path),
+            Payload::Create { path, .. }
+            | Payload::Delete { path, .. }
+            | Payload::Retention { path, .. }
+            | Payload::Truncate { path, .. } => Some(path),
+            Payload::Hold { prefix, .. } => Some(prefix),
+            Payload::Rename { from, .. } => Some(from),
             other => other.segment().map(|s| &s.path),
+        }
+    }
+
+    /// Whether this record is about `path` (Rename is about both of its names).
+    pub fn concerns(&self, path: &RelPath) -> bool {
+        match self {
+            Payload::Rename { from, to } => from == path || to == path,
+            Payload::Hold { prefix, .. } => path.is_under(prefix),
+            other => other.path() == Some(path),
         }
     }
 
@@ -126,6 +179,36 @@ impl Payload {
                 encode_segment(segment, out);
                 out.push(u8::from(*adopted));
             }
+            Payload::Delete { path, size, file_hash, retain_until_ns } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(file_hash);
+                out.extend_from_slice(&retain_until_ns.to_be_bytes());
+            }
+            Payload::Hold { prefix, set, reason, uid } => {
+                put_bytes(out, prefix.as_os_str().as_bytes());
+                out.push(u8::from(*set));
+                put_bytes(out, reason.as_bytes());
+                out.extend_from_slice(&uid.to_be_bytes());
+            }
+            Payload::Retention { path, retain_until_ns, uid } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&retain_until_ns.to_be_bytes());
+                out.extend_from_slice(&uid.to_be_bytes());
+            }
+            Payload::Rename { from, to } => {
+                put_bytes(out, from.as_os_str().as_bytes());
+                put_bytes(out, to.as_os_str().as_bytes());
+            }
+            Payload::Truncate { path, old_size, new_size } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&old_size.to_be_bytes());
+                out.extend_from_slice(&new_size.to_be_bytes());
+            }
+            Payload::ClockJump { system_ns, floor_ns } => {
+                out.extend_from_slice(&system_ns.to_be_bytes());
+                out.extend_from_slice(&floor_ns.to_be_bytes());
+            }
         }
     }
 
@@ -141,13 +224,25 @@ impl Payload {
             Kind::Seal => Payload::Seal(decode_segment(r)?),
             Kind::Recovered => {
                 let segment = decode_segment(r)?;
-                let adopted = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(DecodeError::BadFlag),
-                };
-                Payload::Recovered { segment, adopted }
+                Payload::Recovered { segment, adopted: r.flag()? }
             }
+            Kind::Delete => Payload::Delete { path: r.path()?, size: r.u64()?, file_hash: r.fixed()?, retain_until_ns: r.u64()? },
+            Kind::Hold => Payload::Hold {
+                prefix: r.prefix()?,
+                set: r.flag()?,
+                reason: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| DecodeError::BadText)?,
+                uid: r.u32()?,
+            },
+            Kind::Retention => Payload::Retention { path: r.path()?, retain_until_ns: r.u64()?, uid: r.u32()? },
+            Kind::Rename => Payload::Rename { from: r.path()?, to: r.path()? },
+            Kind::Truncate => {
+                let (path, old_size, new_size) = (r.path()?, r.u64()?, r.u64()?);
+                if new_size > old_size {
+                    return Err(DecodeError::BadSegment);
+                }
+                Payload::Truncate { path, old_size, new_size }
+            }
+            Kind::ClockJump => Payload::ClockJump { system_ns: r.u64()?, floor_ns: r.u64()? },
         })
     }
 }
@@ -158,6 +253,7 @@ fn encode_segment(s: &Segment, out: &mut Vec<u8>) {
     out.extend_from_slice(&s.end.to_be_bytes());
     out.extend_from_slice(&s.segment_hash);
     out.extend_from_slice(&s.file_hash);
+    out.extend_from_slice(&s.retain_until_ns.to_be_bytes());
 }
 
 fn decode_segment(r: &mut Reader<'_>) -> Result<Segment, DecodeError> {
@@ -167,6 +263,7 @@ fn decode_segment(r: &mut Reader<'_>) -> Result<Segment, DecodeError> {
         end: r.u64()?,
         segment_hash: r.fixed()?,
         file_hash: r.fixed()?,
+        retain_until_ns: r.u64()?,
     };
     if s.end < s.start {
         return Err(DecodeError::BadSegment);
@@ -327,13 +424,30 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    /// A file's path: never the root.
     fn path(&mut self) -> Result<RelPath, DecodeError> {
-        let raw = self.bytes()?;
-        let path = RelPath::parse(OsStr::from_bytes(raw)).map_err(|_| DecodeError::BadPath)?;
+        let path = self.prefix()?;
         if path.is_root() {
             return Err(DecodeError::BadPath);
         }
         Ok(path)
+    }
+
+    /// A directory prefix: the root (empty) is allowed and means the whole mount.
+    fn prefix(&mut self) -> Result<RelPath, DecodeError> {
+        let raw = self.bytes()?;
+        if raw.is_empty() {
+            return Ok(RelPath::root());
+        }
+        RelPath::parse(OsStr::from_bytes(raw)).map_err(|_| DecodeError::BadPath)
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::BadFlag),
+        }
     }
 }
 
@@ -352,6 +466,7 @@ mod tests {
             end: 25,
             segment_hash: [7; 32],
             file_hash: [9; 32],
+            retain_until_ns: 1_800_000_000_000_000_000,
         };
         vec![
             Payload::Mount { software: "wormfs 0.1.0".into(), key_id: [1; 8], data_dir: b"/srv/logs".to_vec() },
@@ -359,6 +474,13 @@ mod tests {
             Payload::Create { path: path("a.log"), mode: 0o100640, uid: 1000, gid: 4 },
             Payload::Seal(seg.clone()),
             Payload::Recovered { segment: seg, adopted: true },
+            Payload::Delete { path: path("old.log"), size: 99, file_hash: [4; 32], retain_until_ns: 12 },
+            Payload::Hold { prefix: path("case/42"), set: true, reason: "subpoena 42".into(), uid: 0 },
+            Payload::Hold { prefix: RelPath::root(), set: false, reason: "released".into(), uid: 7 },
+            Payload::Retention { path: path("a.log"), retain_until_ns: 77, uid: 0 },
+            Payload::Rename { from: path("a.log"), to: path("archive/a.log") },
+            Payload::Truncate { path: path("a.log"), old_size: 10, new_size: 4 },
+            Payload::ClockJump { system_ns: 5, floor_ns: 9 },
         ]
     }
 
@@ -409,8 +531,8 @@ mod tests {
         bytes[0] = 2;
         assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownVersion(2)));
         let mut bytes = record(Payload::Unmount).encode();
-        bytes[17] = 6;
-        assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownKind(6)));
+        bytes[17] = 9;
+        assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownKind(9)));
         let bad = Payload::Create { path: RelPath::root(), mode: 0, uid: 0, gid: 0 };
         assert_eq!(Record::decode(&record(bad).encode()), Err(DecodeError::BadPath));
     }

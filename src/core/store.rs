@@ -18,6 +18,26 @@ pub struct FileState {
     pub created_seq: u64,
     /// Seq of the newest Seal or Recovered record (0 before the first).
     pub last_seal_seq: u64,
+    /// Retained until this time (chain clock, ns): latest seal + retention, or later if extended.
+    pub retain_until_ns: u64,
+}
+
+/// A legal hold on a file or directory (the root: the whole mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldState {
+    pub reason: String,
+    pub uid: u32,
+    /// The Hold record that set it.
+    pub seq: u64,
+}
+
+/// One change to the index that a record implies, applied atomically with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexUpdate {
+    File(RelPath, FileState),
+    RemoveFile(RelPath),
+    Hold(RelPath, HoldState),
+    RemoveHold(RelPath),
 }
 
 /// The newest record of the chain.
@@ -64,9 +84,12 @@ pub trait Store: Send + Sync {
     /// Every file the index knows, in path order.
     fn files(&self) -> StoreResult<Vec<(RelPath, FileState)>>;
 
-    /// Append `record` (whose seq must be head + 1), move the head to it, and apply the file
-    /// state change it implies — all in one atomic write that is durable (synced) on return.
-    fn commit(&self, record: &Record, file: Option<(&RelPath, &FileState)>) -> StoreResult<()>;
+    /// Every legal hold in force, in path order.
+    fn holds(&self) -> StoreResult<Vec<(RelPath, HoldState)>>;
+
+    /// Append `record` (whose seq must be head + 1), move the head to it, and apply the index
+    /// changes it implies — all in one atomic write that is durable (synced) on return.
+    fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()>;
 
     /// The stored records with seq >= `from`, in seq order, as (seq key, raw bytes): raw,
     /// because a checker must see exactly what is stored, damage included. `visit` returns

@@ -26,7 +26,7 @@ mod tests {
 
     #[test]
     fn refusals_are_eperm_and_os_errors_pass_through() {
-        let refused = FsError::Refused { path: RelPath::root(), refusal: Refusal::Unlink };
+        let refused = FsError::Refused { path: RelPath::root(), refusal: Refusal::Link };
         assert_eq!(to_errno(&refused), Errno::EPERM);
         let os = FsError::Os { path: RelPath::root(), errno: nix::errno::Errno::ENOTEMPTY };
         assert_eq!(to_errno(&os), Errno::ENOTEMPTY);

@@ -158,7 +158,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         let changes = AttrChanges { mode, uid, gid, size, atime: time_set(atime), mtime: time_set(mtime) };
-        match self.fs.setattr(ino.0, &changes) {
+        match self.fs.setattr(&caller(req), ino.0, &changes) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(fail(req, e)),
         }
@@ -211,12 +211,13 @@ impl Filesystem for FuseAdapter {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.rename(parent.0, name) {
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        match self.fs.rename(parent.0, name, newparent.0, newname, exchange) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail(req, e)),
         }

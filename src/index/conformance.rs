@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 
 use crate::core::path::RelPath;
 use crate::core::record::{Payload, Record, Segment, Unsigned};
-use crate::core::store::{FileState, Head, Store, StoreError};
+use crate::core::store::{FileState, Head, HoldState, IndexUpdate, Store, StoreError};
 
 pub(crate) fn path(p: &str) -> RelPath {
     RelPath::parse(OsStr::new(p)).expect("test path is valid")
@@ -19,7 +19,8 @@ pub(crate) fn record(seq: u64, payload: Payload) -> Record {
 }
 
 fn seal(seq: u64, p: &str, start: u64, end: u64) -> Record {
-    let segment = Segment { path: path(p), start, end, segment_hash: [1; 32], file_hash: [seq as u8; 32] };
+    let segment =
+        Segment { path: path(p), start, end, segment_hash: [1; 32], file_hash: [seq as u8; 32], retain_until_ns: 0 };
     record(seq, Payload::Seal(segment))
 }
 
@@ -43,6 +44,7 @@ pub(crate) fn empty_store(store: &dyn Store) {
     assert_eq!(store.key_id().unwrap(), None);
     assert_eq!(store.file(&path("a.log")).unwrap(), None);
     assert!(store.files().unwrap().is_empty());
+    assert!(store.holds().unwrap().is_empty());
     assert!(scan_all(store, 0).is_empty());
 }
 
@@ -56,21 +58,22 @@ pub(crate) fn round_trip(store: &dyn Store) {
     let create = record(2, Payload::Create { path: a.clone(), mode: 0o100640, uid: 1, gid: 2 });
     let created = FileState { created_seq: 2, ..FileState::default() };
     let sealed_rec = seal(3, "app/a.log", 0, 10);
-    let sealed = FileState { sealed_size: 10, file_hash: [3; 32], created_seq: 2, last_seal_seq: 3 };
+    let sealed =
+        FileState { sealed_size: 10, file_hash: [3; 32], created_seq: 2, last_seal_seq: 3, retain_until_ns: 5_000 };
 
-    store.commit(&mount, None).unwrap();
+    store.commit(&mount, &[]).unwrap();
     assert_eq!(store.head().unwrap(), Some(head_of(&mount)));
-    store.commit(&create, Some((&a, &created))).unwrap();
+    store.commit(&create, &[IndexUpdate::File(a.clone(), created)]).unwrap();
     assert_eq!(store.file(&a).unwrap(), Some(created));
-    store.commit(&sealed_rec, Some((&a, &sealed))).unwrap();
+    store.commit(&sealed_rec, &[IndexUpdate::File(a.clone(), sealed)]).unwrap();
 
     assert_eq!(store.head().unwrap(), Some(head_of(&sealed_rec)));
     assert_eq!(store.file(&a).unwrap(), Some(sealed));
     assert_eq!(store.files().unwrap(), vec![(a, sealed)]);
+    assert!(store.holds().unwrap().is_empty());
 
     let all = scan_all(store, 1);
-    let expected: Vec<(u64, Vec<u8>)> =
-        [&mount, &create, &sealed_rec].iter().map(|r| (r.seq(), r.encode())).collect();
+    let expected: Vec<(u64, Vec<u8>)> = [&mount, &create, &sealed_rec].iter().map(|r| (r.seq(), r.encode())).collect();
     assert_eq!(all, expected);
     for (_, bytes) in &all {
         Record::decode(bytes).expect("stored bytes decode");
@@ -93,20 +96,22 @@ pub(crate) fn round_trip(store: &dyn Store) {
 pub(crate) fn seq_gap_rejected(store: &dyn Store) {
     let p = path("x.log");
     let state = FileState { created_seq: 2, ..FileState::default() };
+    let updates = [IndexUpdate::File(p.clone(), state), IndexUpdate::Hold(RelPath::root(), hold("h", 2))];
     let is_backend = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Backend(_)));
 
-    assert!(is_backend(store.commit(&record(2, Payload::Unmount), None)), "an empty chain starts at 1");
-    assert!(is_backend(store.commit(&record(0, Payload::Unmount), None)));
+    assert!(is_backend(store.commit(&record(2, Payload::Unmount), &[])), "an empty chain starts at 1");
+    assert!(is_backend(store.commit(&record(0, Payload::Unmount), &[])));
     assert_eq!(store.head().unwrap(), None);
 
     let first = record(1, Payload::Unmount);
-    store.commit(&first, None).unwrap();
-    assert!(is_backend(store.commit(&record(1, Payload::Unmount), Some((&p, &state)))), "no overwrite");
-    assert!(is_backend(store.commit(&record(3, Payload::Unmount), Some((&p, &state)))), "no gap");
-    assert!(is_backend(store.commit(&record(u64::MAX, Payload::Unmount), None)));
+    store.commit(&first, &[]).unwrap();
+    assert!(is_backend(store.commit(&record(1, Payload::Unmount), &updates)), "no overwrite");
+    assert!(is_backend(store.commit(&record(3, Payload::Unmount), &updates)), "no gap");
+    assert!(is_backend(store.commit(&record(u64::MAX, Payload::Unmount), &[])));
 
     assert_eq!(store.head().unwrap(), Some(head_of(&first)));
     assert_eq!(store.file(&p).unwrap(), None, "a refused commit writes no file state");
+    assert!(store.holds().unwrap().is_empty(), "a refused commit writes no hold");
     assert_eq!(scan_all(store, 0), vec![(1, first.encode())]);
 }
 
@@ -117,7 +122,7 @@ pub(crate) fn files_in_byte_order(store: &dyn Store) {
         let seq = i as u64 + 1;
         let state = FileState { created_seq: seq, ..FileState::default() };
         let create = record(seq, Payload::Create { path: path(name), mode: 0, uid: 0, gid: 0 });
-        store.commit(&create, Some((&path(name), &state))).unwrap();
+        store.commit(&create, &[IndexUpdate::File(path(name), state)]).unwrap();
     }
     let listed: Vec<String> = store.files().unwrap().into_iter().map(|(p, _)| p.to_string()).collect();
     assert_eq!(listed, vec!["/a.log", "/a/b/c.log", "/a/x.log", "/b.log"]);
@@ -134,7 +139,7 @@ pub(crate) fn concurrent_commits_never_gap(store: &dyn Store) {
                 let mut done = 0;
                 while done < PER_THREAD {
                     let next = store.head().unwrap().map_or(1, |h| h.seq + 1);
-                    match store.commit(&record(next, Payload::Unmount), None) {
+                    match store.commit(&record(next, Payload::Unmount), &[]) {
                         Ok(()) => done += 1,
                         Err(StoreError::Backend(_)) => continue,
                         Err(e) => panic!("unexpected {e}"),
@@ -151,8 +156,8 @@ pub(crate) fn concurrent_commits_never_gap(store: &dyn Store) {
 
 /// A scan's visitor may read the store (e.g. a checker looking up file state) without deadlock.
 pub(crate) fn scan_may_reenter_the_store(store: &dyn Store) {
-    store.commit(&record(1, Payload::Unmount), None).unwrap();
-    store.commit(&record(2, Payload::Unmount), None).unwrap();
+    store.commit(&record(1, Payload::Unmount), &[]).unwrap();
+    store.commit(&record(2, Payload::Unmount), &[]).unwrap();
     let mut heads = Vec::new();
     store
         .scan_records(1, &mut |_, _| {
@@ -161,4 +166,137 @@ pub(crate) fn scan_may_reenter_the_store(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(heads, vec![Some(2), Some(2)]);
+}
+
+pub(crate) fn hold(reason: &str, seq: u64) -> HoldState {
+    HoldState { reason: reason.into(), uid: 1000 + seq as u32, seq }
+}
+
+fn hold_record(seq: u64, prefix: &RelPath, set: bool) -> Record {
+    record(seq, Payload::Hold { prefix: prefix.clone(), set, reason: format!("case {seq}"), uid: 7 })
+}
+
+/// Holds are set, listed in byte order of the path (the root, the empty path, first), replaced
+/// and removed; they live apart from file state.
+pub(crate) fn holds_set_list_remove(store: &dyn Store) {
+    let names = ["b", "a/x", "", "a.b", "a"];
+    for (i, name) in names.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let p = if name.is_empty() { RelPath::root() } else { path(name) };
+        store
+            .commit(&hold_record(seq, &p, true), &[IndexUpdate::Hold(p.clone(), hold(&format!("r{seq}"), seq))])
+            .unwrap();
+    }
+    let listed: Vec<(String, u64)> = store.holds().unwrap().into_iter().map(|(p, h)| (p.to_string(), h.seq)).collect();
+    let root = RelPath::root().to_string();
+    assert_eq!(
+        listed,
+        vec![(root.clone(), 3), ("/a".into(), 5), ("/a.b".into(), 4), ("/a/x".into(), 2), ("/b".into(), 1)]
+    );
+    let holds = store.holds().unwrap();
+    assert!(holds[0].0.is_root());
+    assert_eq!(holds[0].1, hold("r3", 3));
+    assert!(store.files().unwrap().is_empty(), "holds are not files");
+
+    // Replacing a hold keeps one entry, with the new state; a non-ASCII reason survives.
+    let replaced = HoldState { reason: "Rechtsstreit § 12 — ünïcödé".into(), uid: u32::MAX, seq: 6 };
+    store.commit(&hold_record(6, &path("a"), true), &[IndexUpdate::Hold(path("a"), replaced.clone())]).unwrap();
+    let empty_reason = HoldState { reason: String::new(), uid: 0, seq: 7 };
+    store.commit(&hold_record(7, &path("b"), true), &[IndexUpdate::Hold(path("b"), empty_reason.clone())]).unwrap();
+
+    // Removing: the root, a path, and a path that holds nothing (a no-op).
+    store.commit(&hold_record(8, &RelPath::root(), false), &[IndexUpdate::RemoveHold(RelPath::root())]).unwrap();
+    store.commit(&hold_record(9, &path("a/x"), false), &[IndexUpdate::RemoveHold(path("a/x"))]).unwrap();
+    store.commit(&hold_record(10, &path("zz"), false), &[IndexUpdate::RemoveHold(path("zz"))]).unwrap();
+    assert_eq!(
+        store.holds().unwrap(),
+        vec![(path("a"), replaced), (path("a.b"), hold("r4", 4)), (path("b"), empty_reason)]
+    );
+    assert_eq!(store.head().unwrap().map(|h| h.seq), Some(10));
+}
+
+/// RemoveFile drops a file's state (and only that file's); removing an unknown file is a no-op.
+pub(crate) fn remove_file(store: &dyn Store) {
+    let (a, b) = (path("a.log"), path("b.log"));
+    let sa = FileState { created_seq: 1, ..FileState::default() };
+    let sb = FileState { created_seq: 1, sealed_size: 4, ..FileState::default() };
+    store
+        .commit(&record(1, Payload::Unmount), &[IndexUpdate::File(a.clone(), sa), IndexUpdate::File(b.clone(), sb)])
+        .unwrap();
+    store.commit(&record(2, Payload::Unmount), &[IndexUpdate::RemoveFile(a.clone())]).unwrap();
+    assert_eq!(store.file(&a).unwrap(), None);
+    assert_eq!(store.file(&b).unwrap(), Some(sb));
+    assert_eq!(store.files().unwrap(), vec![(b.clone(), sb)]);
+    store.commit(&record(3, Payload::Unmount), &[IndexUpdate::RemoveFile(path("never.log"))]).unwrap();
+    assert_eq!(store.files().unwrap(), vec![(b, sb)]);
+}
+
+/// One commit applies all of its updates, in order (a later update of the same key wins); a
+/// refused commit applies none of them.
+pub(crate) fn several_updates_in_one_commit(store: &dyn Store) {
+    let (a, b, c, d) = (path("a"), path("b"), path("c"), path("d/e"));
+    let s = |n: u64| FileState { created_seq: n, retain_until_ns: n * 10, ..FileState::default() };
+    store
+        .commit(
+            &record(1, Payload::Unmount),
+            &[
+                IndexUpdate::File(a.clone(), s(1)),
+                IndexUpdate::File(b.clone(), s(1)),
+                IndexUpdate::Hold(RelPath::root(), hold("all", 1)),
+                IndexUpdate::Hold(d.clone(), hold("d", 1)),
+            ],
+        )
+        .unwrap();
+    store
+        .commit(
+            &record(2, Payload::Unmount),
+            &[
+                IndexUpdate::RemoveFile(a.clone()),
+                IndexUpdate::File(c.clone(), s(2)),
+                IndexUpdate::File(b.clone(), s(2)),
+                IndexUpdate::File(b.clone(), s(3)),
+                IndexUpdate::RemoveHold(RelPath::root()),
+                IndexUpdate::Hold(c.clone(), hold("c", 2)),
+                IndexUpdate::Hold(d.clone(), hold("d", 2)),
+                IndexUpdate::RemoveHold(d.clone()),
+            ],
+        )
+        .unwrap();
+    let files_after = vec![(b.clone(), s(3)), (c.clone(), s(2))];
+    let holds_after = vec![(c.clone(), hold("c", 2))];
+    assert_eq!(store.files().unwrap(), files_after);
+    assert_eq!(store.holds().unwrap(), holds_after);
+
+    // Refused (wrong seq): nothing of it lands, however many updates it carries.
+    let refused = [
+        IndexUpdate::RemoveFile(b.clone()),
+        IndexUpdate::File(a.clone(), s(9)),
+        IndexUpdate::File(c.clone(), s(9)),
+        IndexUpdate::RemoveHold(c.clone()),
+        IndexUpdate::Hold(RelPath::root(), hold("no", 9)),
+    ];
+    for seq in [2, 4] {
+        assert!(matches!(store.commit(&record(seq, Payload::Unmount), &refused), Err(StoreError::Backend(_))));
+    }
+    assert_eq!(store.files().unwrap(), files_after);
+    assert_eq!(store.holds().unwrap(), holds_after);
+    assert_eq!(store.head().unwrap().map(|h| h.seq), Some(2));
+    assert_eq!(scan_all(store, 0).len(), 2);
+}
+
+/// Every field of FileState survives, retain_until_ns included, at its extremes.
+pub(crate) fn retain_until_round_trip(store: &dyn Store) {
+    let p = path("keep.log");
+    for (seq, retain_until_ns) in [(1, 0), (2, 1_700_000_000_123_456_789), (3, u64::MAX)] {
+        let state = FileState {
+            sealed_size: u64::MAX - seq,
+            file_hash: [seq as u8; 32],
+            created_seq: 1,
+            last_seal_seq: seq,
+            retain_until_ns,
+        };
+        store.commit(&record(seq, Payload::Unmount), &[IndexUpdate::File(p.clone(), state)]).unwrap();
+        assert_eq!(store.file(&p).unwrap(), Some(state));
+        assert_eq!(store.files().unwrap(), vec![(p.clone(), state)]);
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::core::path::RelPath;
 use crate::core::record::Record;
-use crate::core::store::{FileState, Head, Store, StoreResult};
+use crate::core::store::{FileState, Head, HoldState, IndexUpdate, Store, StoreResult};
 
 use super::check_next_seq;
 
@@ -23,6 +23,8 @@ struct Inner {
     records: BTreeMap<u64, Vec<u8>>,
     /// `RelPath` orders by its bytes (OsStr on Unix), the same order as RocksDB's keys.
     files: BTreeMap<RelPath, FileState>,
+    /// Same order; the root (empty path) sorts first, as the empty key does in RocksDB.
+    holds: BTreeMap<RelPath, HoldState>,
     head: Option<Head>,
     key_id: Option<[u8; 8]>,
 }
@@ -72,15 +74,34 @@ impl Store for MemoryStore {
         Ok(self.lock().files.iter().map(|(p, s)| (p.clone(), *s)).collect())
     }
 
-    fn commit(&self, record: &Record, file: Option<(&RelPath, &FileState)>) -> StoreResult<()> {
+    fn holds(&self) -> StoreResult<Vec<(RelPath, HoldState)>> {
+        Ok(self.lock().holds.iter().map(|(p, h)| (p.clone(), h.clone())).collect())
+    }
+
+    fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {
         // Check and apply under one lock, as RocksStore does, so racing commits cannot both
         // pass the check.
         let mut inner = self.lock();
         check_next_seq(inner.head.as_ref(), record.seq())?;
         inner.records.insert(record.seq(), record.encode());
         inner.head = Some(Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns });
-        if let Some((path, state)) = file {
-            inner.files.insert(path.clone(), *state);
+        // Applied in order, like the puts and deletes of RocksStore's batch: a later update
+        // of the same key wins.
+        for update in updates {
+            match update {
+                IndexUpdate::File(path, state) => {
+                    inner.files.insert(path.clone(), *state);
+                }
+                IndexUpdate::RemoveFile(path) => {
+                    inner.files.remove(path);
+                }
+                IndexUpdate::Hold(path, hold) => {
+                    inner.holds.insert(path.clone(), hold.clone());
+                }
+                IndexUpdate::RemoveHold(path) => {
+                    inner.holds.remove(path);
+                }
+            }
         }
         Ok(())
     }
@@ -135,10 +156,30 @@ mod tests {
     }
 
     #[test]
+    fn memory_holds_set_list_remove() {
+        conformance::holds_set_list_remove(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_remove_file() {
+        conformance::remove_file(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_several_updates_in_one_commit() {
+        conformance::several_updates_in_one_commit(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_retain_until_round_trip() {
+        conformance::retain_until_round_trip(&MemoryStore::new());
+    }
+
+    #[test]
     fn memory_tamper_helpers_bypass_checks_and_leave_head() {
         let store = MemoryStore::new();
         for seq in 1..=3 {
-            store.commit(&conformance::record(seq, crate::core::record::Payload::Unmount), None).unwrap();
+            store.commit(&conformance::record(seq, crate::core::record::Payload::Unmount), &[]).unwrap();
         }
         store.raw_delete_record(2);
         store.raw_put_record(7, b"garbage".to_vec());

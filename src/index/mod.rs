@@ -18,10 +18,9 @@ use crate::core::store::{Head, StoreError, StoreResult};
 fn check_next_seq(head: Option<&Head>, seq: u64) -> StoreResult<()> {
     let expected = match head {
         None => 1,
-        Some(h) => h
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Backend("the sequence number space is exhausted".into()))?,
+        Some(h) => {
+            h.seq.checked_add(1).ok_or_else(|| StoreError::Backend("the sequence number space is exhausted".into()))?
+        }
     };
     if seq == expected {
         Ok(())

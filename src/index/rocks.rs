@@ -1,4 +1,5 @@
-//! `RocksStore`: the chain's records and per-file state in RocksDB under `STATE_DIR/index`.
+//! `RocksStore`: the chain's records, per-file state and legal holds in RocksDB under
+//! `STATE_DIR/index`.
 //!
 //! Layout, one column family per kind of data so each can be scanned in its own key order:
 //!
@@ -6,6 +7,9 @@
 //! records  seq u64 BE                  → Record::encode()
 //! files    RelPath bytes               → version u8 = 1 ‖ sealed_size u64 ‖ file_hash[32]
 //!                                        ‖ created_seq u64 ‖ last_seal_seq u64
+//!                                        ‖ retain_until_ns u64
+//! holds    RelPath bytes (empty: root) → version u8 = 1 ‖ uid u32 ‖ seq u64
+//!                                        ‖ reason (UTF-8, the rest of the value)
 //! meta     "head"                      → seq u64 ‖ hash[32] ‖ time_ns u64
 //!          "key_id"                    → 8 bytes
 //!          "format"                    → u32 = 1
@@ -27,14 +31,15 @@ use rocksdb::{
 use crate::core::path::RelPath;
 use crate::core::record::Record;
 use crate::core::segment::{hex, Hash};
-use crate::core::store::{FileState, Head, Store, StoreError, StoreResult};
+use crate::core::store::{FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
 
 use super::check_next_seq;
 
 const CF_RECORDS: &str = "records";
 const CF_FILES: &str = "files";
+const CF_HOLDS: &str = "holds";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 3] = [CF_RECORDS, CF_FILES, CF_META];
+const COLUMN_FAMILIES: [&str; 4] = [CF_RECORDS, CF_FILES, CF_HOLDS, CF_META];
 
 const META_HEAD: &[u8] = b"head";
 const META_KEY_ID: &[u8] = b"key_id";
@@ -45,7 +50,10 @@ const META_FORMAT: &[u8] = b"format";
 const INDEX_FORMAT: u32 = 1;
 
 const FILE_STATE_VERSION: u8 = 1;
-const FILE_STATE_LEN: usize = 1 + 8 + 32 + 8 + 8;
+const FILE_STATE_LEN: usize = 1 + 8 + 32 + 8 + 8 + 8;
+const HOLD_VERSION: u8 = 1;
+/// The fixed part of a hold value; the reason follows it.
+const HOLD_HEADER_LEN: usize = 1 + 4 + 8;
 const HEAD_LEN: usize = 8 + 32 + 8;
 
 pub struct RocksStore {
@@ -203,7 +211,19 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn commit(&self, record: &Record, file: Option<(&RelPath, &FileState)>) -> StoreResult<()> {
+    fn holds(&self) -> StoreResult<Vec<(RelPath, HoldState)>> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_HOLDS)?);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            out.push((decode_hold_path(key)?, decode_hold(key, value)?));
+            it.next();
+        }
+        it.status().map_err(|e| backend("scan holds", e))?;
+        Ok(out)
+    }
+
+    fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {
         self.writable()?;
         // The guard protects no data, so a poisoned lock is as good as a clean one.
         let _guard = self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -213,8 +233,19 @@ impl Store for RocksStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_RECORDS)?, record.seq().to_be_bytes(), record.encode());
         batch.put_cf(self.cf(CF_META)?, META_HEAD, encode_head(&head));
-        if let Some((path, state)) = file {
-            batch.put_cf(self.cf(CF_FILES)?, path.as_os_str().as_bytes(), encode_file_state(state));
+        // In order: RocksDB applies a batch's operations in sequence, so a later update of the
+        // same key wins, as in MemoryStore.
+        for update in updates {
+            match update {
+                IndexUpdate::File(path, state) => {
+                    batch.put_cf(self.cf(CF_FILES)?, path.as_os_str().as_bytes(), encode_file_state(state))
+                }
+                IndexUpdate::RemoveFile(path) => batch.delete_cf(self.cf(CF_FILES)?, path.as_os_str().as_bytes()),
+                IndexUpdate::Hold(path, hold) => {
+                    batch.put_cf(self.cf(CF_HOLDS)?, path.as_os_str().as_bytes(), encode_hold(hold))
+                }
+                IndexUpdate::RemoveHold(path) => batch.delete_cf(self.cf(CF_HOLDS)?, path.as_os_str().as_bytes()),
+            }
         }
         self.write_synced(batch)
     }
@@ -283,7 +314,8 @@ fn encode_file_state(state: &FileState) -> [u8; FILE_STATE_LEN] {
     out[1..9].copy_from_slice(&state.sealed_size.to_be_bytes());
     out[9..41].copy_from_slice(&state.file_hash);
     out[41..49].copy_from_slice(&state.created_seq.to_be_bytes());
-    out[49..].copy_from_slice(&state.last_seal_seq.to_be_bytes());
+    out[49..57].copy_from_slice(&state.last_seal_seq.to_be_bytes());
+    out[57..].copy_from_slice(&state.retain_until_ns.to_be_bytes());
     out
 }
 
@@ -300,7 +332,52 @@ fn decode_file_state(key: &[u8], value: &[u8]) -> StoreResult<FileState> {
         file_hash: fields.hash(),
         created_seq: fields.u64(),
         last_seal_seq: fields.u64(),
+        retain_until_ns: fields.u64(),
     })
+}
+
+fn encode_hold(hold: &HoldState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HOLD_HEADER_LEN + hold.reason.len());
+    out.push(HOLD_VERSION);
+    out.extend_from_slice(&hold.uid.to_be_bytes());
+    out.extend_from_slice(&hold.seq.to_be_bytes());
+    out.extend_from_slice(hold.reason.as_bytes());
+    out
+}
+
+fn decode_hold(key: &[u8], value: &[u8]) -> StoreResult<HoldState> {
+    let corrupt = |why: String| StoreError::Corrupt(format!("hold on {}: {why}", show_hold_key(key)));
+    if value.len() < HOLD_HEADER_LEN {
+        return Err(corrupt(format!("{} bytes, expected at least {HOLD_HEADER_LEN}", value.len())));
+    }
+    if value[0] != HOLD_VERSION {
+        return Err(corrupt(format!("unknown version {}", value[0])));
+    }
+    let (header, reason) = value.split_at(HOLD_HEADER_LEN);
+    let uid = u32::from_be_bytes(header[1..5].try_into().expect("4 bytes"));
+    let seq = u64::from_be_bytes(header[5..13].try_into().expect("8 bytes"));
+    let reason = std::str::from_utf8(reason).map_err(|_| corrupt("the reason is not UTF-8".into()))?;
+    Ok(HoldState { reason: reason.to_owned(), uid, seq })
+}
+
+/// A holds-CF key: the empty key is the root (a hold on the whole mount), anything else must
+/// be a valid path.
+fn decode_hold_path(key: &[u8]) -> StoreResult<RelPath> {
+    if key.is_empty() {
+        return Ok(RelPath::root());
+    }
+    match RelPath::parse(std::ffi::OsStr::from_bytes(key)) {
+        Ok(path) if !path.is_root() => Ok(path),
+        _ => Err(StoreError::Corrupt(format!("holds key {} is not a valid path", show_path_key(key)))),
+    }
+}
+
+fn show_hold_key(key: &[u8]) -> String {
+    if key.is_empty() {
+        "the root".into()
+    } else {
+        show_path_key(key)
+    }
 }
 
 fn decode_path(key: &[u8]) -> StoreResult<RelPath> {
@@ -310,7 +387,7 @@ fn decode_path(key: &[u8]) -> StoreResult<RelPath> {
     }
 }
 
-/// A files-CF key for an error message: the path if it is text, else hex so nothing is hidden.
+/// A files- or holds-CF key for an error message: the path if it is text, else hex so nothing is hidden.
 fn show_path_key(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
         Ok(s) if !s.chars().any(char::is_control) => format!("\"/{s}\""),
@@ -384,6 +461,26 @@ mod tests {
     }
 
     #[test]
+    fn rocks_holds_set_list_remove() {
+        conformance::holds_set_list_remove(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_remove_file() {
+        conformance::remove_file(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_several_updates_in_one_commit() {
+        conformance::several_updates_in_one_commit(&fresh().1);
+    }
+
+    #[test]
+    fn rocks_retain_until_round_trip() {
+        conformance::retain_until_round_trip(&fresh().1);
+    }
+
+    #[test]
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<RocksStore>();
@@ -393,13 +490,23 @@ mod tests {
     fn reopen_keeps_everything() {
         let (dir, store) = fresh();
         conformance::round_trip(&store);
+        let holds = [
+            IndexUpdate::Hold(RelPath::root(), conformance::hold("all", 4)),
+            IndexUpdate::Hold(path("app"), conformance::hold("app", 4)),
+        ];
+        store.commit(&record(4, Payload::Unmount), &holds).unwrap();
         let (head, files, records) = (store.head().unwrap(), store.files().unwrap(), conformance::scan_all(&store, 0));
+        let holds = store.holds().unwrap();
+        assert_eq!(holds.len(), 2);
         drop(store);
-        let store = RocksStore::open(&dir.path().join("index")).unwrap();
-        assert_eq!(store.head().unwrap(), head);
-        assert_eq!(store.key_id().unwrap(), Some([4; 8]));
-        assert_eq!(store.files().unwrap(), files);
-        assert_eq!(conformance::scan_all(&store, 0), records);
+        let index = dir.path().join("index");
+        for store in [RocksStore::open(&index).unwrap(), RocksStore::open_read_only(&index).unwrap()] {
+            assert_eq!(store.head().unwrap(), head);
+            assert_eq!(store.key_id().unwrap(), Some([4; 8]));
+            assert_eq!(store.files().unwrap(), files);
+            assert_eq!(store.holds().unwrap(), holds);
+            assert_eq!(conformance::scan_all(&store, 0), records);
+        }
     }
 
     #[test]
@@ -443,11 +550,17 @@ mod tests {
         assert_eq!(reader.files().unwrap(), writer.files().unwrap());
         assert_eq!(conformance::scan_all(&reader, 0), conformance::scan_all(&writer, 0));
 
-        assert!(matches!(reader.commit(&record(4, Payload::Unmount), None), Err(StoreError::Backend(_))));
+        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &[]), Err(StoreError::Backend(_))));
+        let updates = [
+            IndexUpdate::File(path("x"), FileState::default()),
+            IndexUpdate::Hold(RelPath::root(), conformance::hold("no", 4)),
+        ];
+        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &updates), Err(StoreError::Backend(_))));
+        assert!(reader.holds().unwrap().is_empty());
         assert!(matches!(reader.set_key_id([9; 8]), Err(StoreError::Backend(_))));
 
         // A read-only handle is a picture taken at open: later commits need a reopen.
-        writer.commit(&record(4, Payload::Unmount), None).unwrap();
+        writer.commit(&record(4, Payload::Unmount), &[]).unwrap();
         assert_eq!(reader.head().unwrap().map(|h| h.seq), Some(3));
         let fresh_reader = RocksStore::open_read_only(&dir.path().join("index")).unwrap();
         assert_eq!(fresh_reader.head().unwrap().map(|h| h.seq), Some(4));
@@ -469,6 +582,55 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_hold_is_reported_with_its_key() {
+        let (_dir, store) = fresh();
+        let holds = store.cf(CF_HOLDS).unwrap();
+        let good = encode_hold(&conformance::hold("x", 1));
+        let check = |key: &[u8], value: &[u8], want: &[&str]| {
+            store.db.put_cf(holds, key, value).unwrap();
+            match store.holds() {
+                Err(StoreError::Corrupt(m)) => assert!(want.iter().all(|w| m.contains(w)), "{m}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+            store.db.delete_cf(holds, key).unwrap();
+        };
+        check(b"app/held", &good[..HOLD_HEADER_LEN - 1], &["/app/held", "12 bytes"]);
+        check(b"", b"", &["the root", "0 bytes"]);
+        let mut wrong_version = good.clone();
+        wrong_version[0] = 2;
+        check(b"app/held", &wrong_version, &["/app/held", "version 2"]);
+        check(b"", &[&good[..HOLD_HEADER_LEN], &[0xff, 0xfe]].concat(), &["the root", "UTF-8"]);
+        check(b"../etc", &good, &["../etc", "not a valid path"]);
+        check(b"a//b", &good, &["a//b"]);
+        assert!(store.holds().unwrap().is_empty());
+    }
+
+    #[test]
+    fn hold_encoding_is_fixed_and_strict() {
+        let hold = HoldState { reason: "audit €".into(), uid: 0x0102_0304, seq: 0x0a0b };
+        let bytes = encode_hold(&hold);
+        assert_eq!(bytes[0], 1);
+        assert_eq!(&bytes[1..5], &0x0102_0304u32.to_be_bytes());
+        assert_eq!(&bytes[5..13], &0x0a0bu64.to_be_bytes());
+        assert_eq!(&bytes[13..], "audit €".as_bytes());
+        assert_eq!(decode_hold(b"k", &bytes).unwrap(), hold);
+        let bare = HoldState { reason: String::new(), uid: 0, seq: 0 };
+        assert_eq!(encode_hold(&bare).len(), HOLD_HEADER_LEN);
+        assert_eq!(decode_hold(b"", &encode_hold(&bare)).unwrap(), bare);
+        assert!(decode_hold(b"k", &bytes[..12]).is_err());
+    }
+
+    #[test]
+    fn root_hold_is_the_empty_key() {
+        let (_dir, store) = fresh();
+        store
+            .commit(&record(1, Payload::Unmount), &[IndexUpdate::Hold(RelPath::root(), conformance::hold("all", 1))])
+            .unwrap();
+        let raw = store.db.get_cf(store.cf(CF_HOLDS).unwrap(), b"").unwrap();
+        assert_eq!(raw, Some(encode_hold(&conformance::hold("all", 1))));
+    }
+
+    #[test]
     fn invalid_files_key_is_corrupt() {
         let (_dir, store) = fresh();
         let good = encode_file_state(&FileState::default());
@@ -482,7 +644,7 @@ mod tests {
         store.db.put_cf(store.cf(CF_META).unwrap(), META_HEAD, b"nope").unwrap();
         assert!(matches!(store.head(), Err(StoreError::Corrupt(_))));
         // A corrupt head also blocks commits rather than being overwritten.
-        assert!(matches!(store.commit(&record(1, Payload::Unmount), None), Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.commit(&record(1, Payload::Unmount), &[]), Err(StoreError::Corrupt(_))));
         store.db.put_cf(store.cf(CF_META).unwrap(), META_KEY_ID, b"1234567").unwrap();
         assert!(matches!(store.key_id(), Err(StoreError::Corrupt(_))));
         store.db.put_cf(store.cf(CF_RECORDS).unwrap(), b"abc", b"x").unwrap();
@@ -509,15 +671,24 @@ mod tests {
 
     #[test]
     fn file_state_encoding_is_fixed_and_strict() {
-        let state = FileState { sealed_size: 0x0102, file_hash: [7; 32], created_seq: 3, last_seal_seq: 0x0a0b };
+        let state = FileState {
+            sealed_size: 0x0102,
+            file_hash: [7; 32],
+            created_seq: 3,
+            last_seal_seq: 0x0a0b,
+            retain_until_ns: 0x1122_3344_5566_7788,
+        };
         let bytes = encode_file_state(&state);
         assert_eq!(bytes[0], 1);
         assert_eq!(&bytes[1..9], &0x0102u64.to_be_bytes());
         assert_eq!(&bytes[9..41], &[7; 32]);
         assert_eq!(&bytes[41..49], &3u64.to_be_bytes());
         assert_eq!(&bytes[49..57], &0x0a0bu64.to_be_bytes());
+        assert_eq!(&bytes[57..65], &0x1122_3344_5566_7788u64.to_be_bytes());
+        assert_eq!(bytes.len(), 65);
         assert_eq!(decode_file_state(b"k", &bytes).unwrap(), state);
-        assert!(decode_file_state(b"k", &bytes[..56]).is_err());
+        assert!(decode_file_state(b"k", &bytes[..64]).is_err());
+        assert!(decode_file_state(b"k", &bytes[..57]).is_err(), "the old 57-byte layout is refused");
         assert!(decode_file_state(b"k", &[&bytes[..], &[0]].concat()).is_err());
 
         let head = Head { seq: 9, hash: [8; 32], time_ns: 77 };

@@ -19,7 +19,10 @@ use nix::sys::signal::{SigSet, Signal};
 pub use kernel::FS_TYPE;
 pub use preflight::is_mount_point;
 
+use crate::config::{self, ConfigError};
+use crate::control;
 use crate::core::ledger::{Ledger, LedgerError};
+use crate::core::retention::parse_duration_ns;
 use crate::core::store::{Store, StoreError, SystemClock};
 use crate::core::{FsError, WormFs};
 use crate::fuse::FuseAdapter;
@@ -46,7 +49,14 @@ pub struct MountArgs {
     pub seal_interval: Duration,
     /// Start a new chain even though DATA_DIR already has files (they are adopted, flagged).
     pub adopt_existing: bool,
+    /// Default retention (`90d`), overriding the config file's.
+    pub retention: Option<String>,
+    /// The config file with retention rules.
+    pub config: Option<PathBuf>,
 }
+
+/// Retention when neither --retention nor a config file says otherwise.
+pub const DEFAULT_RETENTION: &str = "90d";
 
 #[derive(Debug)]
 pub enum MountError {
@@ -68,6 +78,7 @@ pub enum MountError {
     /// to silently start a new chain.
     DataWithoutIndex { data: PathBuf, index: PathBuf },
     Recovery(FsError),
+    Config(ConfigError),
 }
 
 impl fmt::Display for MountError {
@@ -105,6 +116,7 @@ impl fmt::Display for MountError {
                 index.display()
             ),
             MountError::Recovery(e) => write!(f, "recovery at mount failed: {e}"),
+            MountError::Config(e) => write!(f, "bad configuration: {e}"),
         }
     }
 }
@@ -123,9 +135,12 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     }
     signals.thread_block().map_err(MountError::Signals)?;
 
+    let fallback = parse_duration_ns(DEFAULT_RETENTION).unwrap_or(0);
+    let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
+        .map_err(MountError::Config)?;
     let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
     let store = open_index(&checked)?;
-    let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock)).map_err(MountError::Ledger)?);
+    let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
     let fs = Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?);
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let mount_record = ledger
@@ -141,6 +156,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     for damage in &recovery.damaged {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");
     }
+
+    let socket = control::serve(&checked.state, ledger.clone(), checked.data.clone())
+        .map_err(|err| MountError::Dir { path: checked.state.join(control::SOCKET_FILE), err })?;
 
     let mut config = Config::default();
     let acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
@@ -159,6 +177,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         Ok(s) => s,
         Err(e) => {
             // Close the chain cleanly: nothing was served.
+            let _ = fs::remove_file(&socket);
             let _ = fs.shutdown();
             return Err(MountError::Session(e));
         }
@@ -178,6 +197,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     if fs.open_handles() > 0 {
         warn!("{} file handles were still open at unmount", fs.open_handles());
     }
+    // Admin commands go to the index directly from now on.
+    let _ = fs::remove_file(&socket);
     // Seal every tail and write Unmount even if the session ended with an error.
     fs.shutdown().map_err(MountError::Core)?;
     served.map_err(MountError::Session)

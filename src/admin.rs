@@ -1,0 +1,108 @@
+//! The retention and legal-hold commands (`wormfs hold`, `wormfs retention extend`): what each
+//! does to the chain, whoever runs it — the daemon for a caller on the control socket while
+//! mounted, or the CLI on the index directly when nothing is mounted. Same code, same results.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::ledger::Ledger;
+use crate::core::store::StoreError;
+use crate::core::timefmt::rfc3339_ns;
+use crate::core::RelPath;
+
+/// A change an admin asks for. Paths are as seen in the mount (`/app/x.log`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    HoldSet { path: String, reason: String },
+    HoldClear { path: String, reason: String },
+    /// Extend to an absolute time, or by a duration past the current retain-until.
+    RetentionExtend { path: String, until_ns: Option<u64>, by_ns: Option<u64> },
+}
+
+/// The answer, as one line for the admin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Response {
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum AdminError {
+    BadPath(String),
+    NoSuchPath(String),
+    NotAFile(String),
+    NoHold(String),
+    Shorten { path: String, current_ns: u64, requested_ns: u64 },
+    EmptyReason,
+    Store(StoreError),
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::BadPath(p) => write!(f, "`{p}` is not a path inside the mount"),
+            AdminError::NoSuchPath(p) => write!(f, "{p}: no such file or directory in the mount"),
+            AdminError::NotAFile(p) => write!(f, "{p}: not a file wormfs has sealed"),
+            AdminError::NoHold(p) => write!(f, "{p}: no legal hold is set on it"),
+            AdminError::Shorten { path, current_ns, requested_ns } => write!(
+                f,
+                "{path}: retention can only be extended: it is retained until {}, later than {}",
+                rfc3339_ns(*current_ns),
+                rfc3339_ns(*requested_ns)
+            ),
+            AdminError::EmptyReason => write!(f, "a legal hold needs a --reason"),
+            AdminError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+fn mount_path(text: &str) -> Result<RelPath, AdminError> {
+    let trimmed = text.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return Ok(RelPath::root());
+    }
+    RelPath::parse(std::ffi::OsStr::new(trimmed)).map_err(|_| AdminError::BadPath(text.to_string()))
+}
+
+/// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`.
+pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) -> Result<String, AdminError> {
+    match request {
+        Request::HoldSet { path, reason } | Request::HoldClear { path, reason } => {
+            let set = matches!(request, Request::HoldSet { .. });
+            if reason.trim().is_empty() {
+                return Err(AdminError::EmptyReason);
+            }
+            let prefix = mount_path(path)?;
+            if set && std::fs::symlink_metadata(data_dir.join(prefix.as_os_str())).is_err() && !prefix.is_root() {
+                return Err(AdminError::NoSuchPath(path.clone()));
+            }
+            if !set && !ledger.holds().map_err(AdminError::Store)?.iter().any(|(p, _)| *p == prefix) {
+                return Err(AdminError::NoHold(path.clone()));
+            }
+            let record = ledger.hold(&prefix, set, reason, uid).map_err(AdminError::Store)?;
+            Ok(format!("{} legal hold on {prefix} (record {})", if set { "set" } else { "cleared" }, record.seq()))
+        }
+        Request::RetentionExtend { path, until_ns, by_ns } => {
+            let file = mount_path(path)?;
+            let state = ledger.file(&file).map_err(AdminError::Store)?.ok_or_else(|| AdminError::NotAFile(path.clone()))?;
+            let requested = match (until_ns, by_ns) {
+                (Some(until), _) => *until,
+                (None, Some(by)) => state.retain_until_ns.saturating_add(*by),
+                (None, None) => state.retain_until_ns,
+            };
+            match ledger.extend_retention(&file, requested, uid).map_err(AdminError::Store)? {
+                Ok(record) => Ok(format!("{file} retained until {} (record {})", rfc3339_ns(requested), record.seq())),
+                Err(short) => Err(AdminError::Shorten {
+                    path: path.clone(),
+                    current_ns: short.current_ns,
+                    requested_ns: short.requested_ns,
+                }),
+            }
+        }
+    }
+}

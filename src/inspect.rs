@@ -183,6 +183,10 @@ pub struct Status {
     pub unsealed_bytes: Option<u64>,
     pub last_seal_ns: Option<u64>,
     pub mounted_cleanly_closed: bool,
+    /// Legal holds in force.
+    pub holds: u64,
+    /// Files whose retain-until has passed (on the system clock).
+    pub expired_files: u64,
 }
 
 pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
@@ -220,7 +224,12 @@ pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
         }
         Some(total)
     });
+    let now = crate::core::store::Clock::now_ns(&crate::core::store::SystemClock);
+    let expired_files = files.iter().filter(|(_, f)| f.retain_until_ns <= now).count() as u64;
+    let holds = store.holds().map_err(InspectError::Store)?.len() as u64;
     Ok(Status {
+        holds,
+        expired_files,
         head: head.map(|h| (h.seq, hex(&h.hash), h.time_ns)),
         data_dir,
         files: files.len() as u64,
@@ -241,7 +250,8 @@ pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(out, "data directory: {}", s.data_dir.as_deref().unwrap_or("(unknown)"))?;
     writeln!(out, "chain state:    {}", if s.mounted_cleanly_closed { "closed (clean unmount)" } else { "open (mounted, or stopped uncleanly)" })?;
-    writeln!(out, "files:          {}", s.files)?;
+    writeln!(out, "files:          {} ({} past retention)", s.files, s.expired_files)?;
+    writeln!(out, "legal holds:    {} (wormfs hold list)", s.holds)?;
     writeln!(out, "sealed bytes:   {}", s.sealed_bytes)?;
     match s.unsealed_bytes {
         Some(n) => writeln!(out, "unsealed bytes: {n}")?,

@@ -214,3 +214,28 @@ fn a_file_deleted_behind_wormfs_is_still_a_finding() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(out.stdout.contains("file.missing") && out.stdout.contains("/a.log"), "{}", out.stdout);
 }
+
+#[test]
+fn a_clock_set_back_is_recorded_and_expires_nothing_early() {
+    let mut m = mount_with_retention();
+    fs::write(m.path("a.log"), b"x\n").unwrap();
+    m.stop();
+    // The same daemon, its clock a day behind the chain (libfaketime intercepts clock_gettime).
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "{lib} missing: scripts/deps installs faketime");
+    m.set_env("LD_PRELOAD", lib);
+    m.set_env("FAKETIME", "-1d");
+    m.restart();
+    fs::write(m.path("b.log"), b"y\n").unwrap();
+    std::thread::sleep(RETENTION + Duration::from_millis(500));
+    // Two seconds passed on every clock, but the chain's clock cannot go back a day: nothing
+    // has expired on it, so both files are still retained.
+    assert_errno(fs::remove_file(m.path("a.log")), EPERM);
+    assert_errno(fs::remove_file(m.path("b.log")), EPERM);
+    let records = m.records();
+    let jumps: Vec<_> = records.iter().filter(|r| r["kind"] == "ClockJump").collect();
+    assert_eq!(jumps.len(), 1, "{records:#?}");
+    let times: Vec<u64> = records.iter().map(|r| r["time_ns"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "record times never go back: {times:?}");
+    assert!(m.log().contains("behind the newest record"), "{}", m.log());
+}

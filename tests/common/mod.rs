@@ -639,6 +639,11 @@ impl TestMount {
         self.wait_until_mounted();
     }
 
+    /// Set an environment variable for the next `restart`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.into(), value.into()));
+    }
+
     /// Mount again on the same data and state after `stop` or `kill9`.
     #[track_caller]
     pub fn restart(&mut self) {

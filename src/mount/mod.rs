@@ -3,6 +3,7 @@
 //! Runs in the foreground, as systemd expects.
 
 mod kernel;
+mod notify;
 mod preflight;
 
 use std::fmt;
@@ -191,7 +192,16 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .map_err(MountError::Session)?;
 
     let sealer = IntervalSealer::start(fs.clone(), args.seal_interval).map_err(MountError::Session)?;
+    // Ready only once the mount answers: a stat of its root is served by run() below.
+    let (data, mountpoint) = (checked.data.clone(), checked.mountpoint.clone());
+    let _ = std::thread::Builder::new().name("ready".into()).spawn(move || {
+        if fs::metadata(&mountpoint).is_ok() {
+            info!("serving {} on {}", data.display(), mountpoint.display());
+            notify::notify(&format!("READY=1\nSTATUS=serving {} on {}", data.display(), mountpoint.display()));
+        }
+    });
     let served = session.run();
+    notify::notify("STOPPING=1");
     sealer.stop();
     info!("unmounted {}", checked.mountpoint.display());
     if fs.open_handles() > 0 {

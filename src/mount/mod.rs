@@ -142,12 +142,12 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
     let store = open_index(&checked)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
-    let fs = Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?);
+    let filesystem = Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?);
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let mount_record = ledger
         .mount(&software, checked.data.as_os_str().as_encoded_bytes())
         .map_err(|err| MountError::Index { path: checked.state.join(INDEX_DIR), err })?;
-    let recovery = fs.recover().map_err(MountError::Recovery)?;
+    let recovery = filesystem.recover().map_err(MountError::Recovery)?;
     info!(
         "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",
         mount_record.seq(),
@@ -170,7 +170,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     // The kernel checks mode bits and ownership (default_permissions), as on any local filesystem.
     let source = format!("wormfs:{}", checked.data.display());
     let session = kernel::mount_fuse(&source, &checked.mountpoint, args.allow_other).and_then(|fd| {
-        fuser::Session::from_fd(FuseAdapter::new(fs.clone()), fd, acl, config).inspect_err(|_| {
+        fuser::Session::from_fd(FuseAdapter::new(filesystem.clone()), fd, acl, config).inspect_err(|_| {
             let _ = kernel::unmount(&checked.mountpoint);
         })
     });
@@ -179,7 +179,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         Err(e) => {
             // Close the chain cleanly: nothing was served.
             let _ = fs::remove_file(&socket);
-            let _ = fs.shutdown();
+            let _ = filesystem.shutdown();
             return Err(MountError::Session(e));
         }
     };
@@ -191,7 +191,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .spawn(move || wait_for_stop(signals, &mountpoint))
         .map_err(MountError::Session)?;
 
-    let sealer = IntervalSealer::start(fs.clone(), args.seal_interval).map_err(MountError::Session)?;
+    let sealer = IntervalSealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?;
     // Ready only once the mount answers: a stat of its root is served by run() below.
     let (data, mountpoint) = (checked.data.clone(), checked.mountpoint.clone());
     let _ = std::thread::Builder::new().name("ready".into()).spawn(move || {
@@ -204,13 +204,13 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     notify::notify("STOPPING=1");
     sealer.stop();
     info!("unmounted {}", checked.mountpoint.display());
-    if fs.open_handles() > 0 {
-        warn!("{} file handles were still open at unmount", fs.open_handles());
+    if filesystem.open_handles() > 0 {
+        warn!("{} file handles were still open at unmount", filesystem.open_handles());
     }
     // Admin commands go to the index directly from now on.
     let _ = fs::remove_file(&socket);
     // Seal every tail and write Unmount even if the session ended with an error.
-    fs.shutdown().map_err(MountError::Core)?;
+    filesystem.shutdown().map_err(MountError::Core)?;
     served.map_err(MountError::Session)
 }
 

@@ -112,6 +112,10 @@ pub enum Command {
         /// Only check files under this path inside the mount (the chain is always checked whole).
         #[arg(long, value_name = "PREFIX")]
         path: Option<String>,
+        /// The head an earlier verify printed (SEQ:HASH): it must still be in the chain, proving no
+        /// record was dropped from the end since.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        expect_head: Option<(u64, [u8; 32])>,
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
@@ -219,14 +223,23 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .map_or(0, |d| d.as_nanos() as u64);
             inspect::print_ls(&entries, now, &mut std::io::stdout().lock()).map_err(fail)?;
         }
-        Command::Verify { data, state, pubkey, path, json } => {
+        Command::Verify { data, state, pubkey, path, expect_head, json } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
-            return verify_cmd::run(&data, &state, pubkey.as_deref(), only, json)
+            return verify_cmd::run(&data, &state, pubkey.as_deref(), only, expect_head, json)
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }
     Ok(0)
+}
+
+/// `SEQ:HASH` as the verify report prints the head.
+fn parse_head(text: &str) -> Result<(u64, [u8; 32]), String> {
+    let bad = || format!("`{text}` is not SEQ:HASH (e.g. 42:9f86d08...)");
+    let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    let seq = seq.trim().parse().map_err(|_| bad())?;
+    let hash = crate::core::segment::from_hex(hash).and_then(|h| h.try_into().ok()).ok_or_else(bad)?;
+    Ok((seq, hash))
 }
 
 fn usage(message: String) -> Failure {

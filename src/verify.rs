@@ -38,6 +38,12 @@ pub enum Finding {
     ChangedBeforeExpiry { path: RelPath, op: &'static str, seq: u64, retain_until_ns: u64 },
     /// A Delete, Rename or Truncate record written while a legal hold covered the file.
     ChangedUnderHold { path: RelPath, op: &'static str, seq: u64, hold: RelPath },
+    /// The index's own head (meta) names another newest record than the chain ends with:
+    /// records were removed from (or added to) the end.
+    HeadMismatch { index_seq: u64, chain_seq: u64 },
+    /// The head the admin noted (`--expect-head`) is not in this chain: records were dropped
+    /// from the end, or history was rewritten.
+    ExpectedHeadMissing { seq: u64, detail: String },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -75,13 +81,15 @@ impl Finding {
             Finding::AppendedAfterUnmount { .. } => "file.appended_after_unmount",
             Finding::ChangedBeforeExpiry { .. } => "file.changed_before_expiry",
             Finding::ChangedUnderHold { .. } => "file.changed_under_hold",
+            Finding::HeadMismatch { .. } => "chain.head_mismatch",
+            Finding::ExpectedHeadMissing { .. } => "chain.expected_head_missing",
         }
     }
 
     /// The file the finding is about, if any.
     pub fn path(&self) -> Option<&RelPath> {
         match self {
-            Finding::Chain(_) => None,
+            Finding::Chain(_) | Finding::HeadMismatch { .. } | Finding::ExpectedHeadMissing { .. } => None,
             Finding::FileChainBroken { path, .. }
             | Finding::ContentChanged { path, .. }
             | Finding::Truncated { path, .. }
@@ -128,6 +136,11 @@ impl fmt::Display for Finding {
             Finding::ChangedUnderHold { path, op, seq, hold } => {
                 write!(f, "{path}: {op} (record {seq}) while under legal hold on {hold}")
             }
+            Finding::HeadMismatch { index_seq, chain_seq } => write!(
+                f,
+                "the index says the newest record is {index_seq}, but the chain ends at record {chain_seq}"
+            ),
+            Finding::ExpectedHeadMissing { seq, detail } => write!(f, "expected head record {seq}: {detail}"),
         }
     }
 }
@@ -164,6 +177,8 @@ pub struct Report {
 pub struct Options {
     /// Only files under this path (the chain itself is always checked whole).
     pub path_prefix: Option<RelPath>,
+    /// A head (seq, hash) noted at an earlier verify: it must still be in the chain.
+    pub expect_head: Option<(u64, Hash)>,
     /// Called from the hashing threads with the number of bytes just hashed.
     pub progress: Option<Box<dyn Fn(u64) + Sync>>,
 }
@@ -321,6 +336,17 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
         .map_err(VerifyError::Store)?;
     let chain = checker.finish();
     findings.splice(0..0, chain.findings.into_iter().map(Finding::Chain));
+    let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
+    if let Some(index_head) = store.head().map_err(VerifyError::Store)? {
+        if index_head.seq != chain_seq {
+            findings.push(Finding::HeadMismatch { index_seq: index_head.seq, chain_seq });
+        }
+    }
+    if let Some((seq, hash)) = opts.expect_head {
+        if let Some(detail) = expected_head_problem(store, seq, &hash)? {
+            findings.push(Finding::ExpectedHeadMissing { seq, detail });
+        }
+    }
 
     // Hash files in parallel, one per core; each file in one sequential read.
     let jobs: Vec<(&RelPath, &FileHistory)> = files.iter().filter(|(p, _)| opts.covers(p)).collect();
@@ -368,6 +394,29 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
         threads,
         findings,
         warnings,
+    })
+}
+
+/// Why the chain does not contain record `seq` with hash `hash`, if it does not.
+fn expected_head_problem(store: &dyn Store, seq: u64, hash: &Hash) -> Result<Option<String>, VerifyError> {
+    let mut found = None;
+    store
+        .scan_records(seq, &mut |key, bytes| {
+            if key == seq {
+                found = Some(crate::core::record::Record::decode(bytes).map(|r| r.fields.hash()));
+            }
+            false
+        })
+        .map_err(VerifyError::Store)?;
+    Ok(match found {
+        None => Some("not in the chain: records were removed from its end".into()),
+        Some(Err(e)) => Some(format!("undecodable ({e})")),
+        Some(Ok(h)) if h != *hash => Some(format!(
+            "its hash is {}, not the {} noted: history was rewritten",
+            crate::core::segment::hex(&h),
+            crate::core::segment::hex(hash)
+        )),
+        Some(Ok(_)) => None,
     })
 }
 

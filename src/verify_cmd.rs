@@ -46,6 +46,7 @@ pub fn run(
     state: &Path,
     pubkey: Option<&str>,
     only: Option<RelPath>,
+    expect_head: Option<(u64, [u8; 32])>,
     json: bool,
 ) -> Result<i32, VerifyCmdError> {
     if !data.is_dir() {
@@ -64,7 +65,7 @@ pub fn run(
     };
     let store = inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?;
 
-    let mut opts = Options { path_prefix: only, progress: None };
+    let mut opts = Options { path_prefix: only, expect_head, progress: None };
     let bar = if std::io::stderr().is_terminal() {
         let total = verify::sealed_bytes(&store, &opts).map_err(VerifyCmdError::Check)?;
         let bar = ProgressBar::new(total);

@@ -70,6 +70,7 @@ impl Verdict<'_> {
             Some((seq, hash, ns)) => {
                 writeln!(out, "head:      record {seq} at {}", rfc3339_ns(ns))?;
                 writeln!(out, "head hash: {}", hex(&hash))?;
+                writeln!(out, "           (keep `{seq}:{}` elsewhere; pass it as --expect-head next time)", hex(&hash))?;
             }
             None => writeln!(out, "head:      (empty chain)")?,
         }
@@ -148,6 +149,8 @@ fn finding_json(f: &Finding) -> Value {
         }
         Finding::ChangedUnderHold { op, seq, hold, .. } => json!({ "op": op, "seq": seq, "hold": hold.to_string() }),
         Finding::Missing { .. } | Finding::Injected { .. } => json!({}),
+        Finding::HeadMismatch { index_seq, chain_seq } => json!({ "index_seq": index_seq, "chain_seq": chain_seq }),
+        Finding::ExpectedHeadMissing { seq, .. } => json!({ "seq": seq }),
     };
     merge(&mut v, extra, f.path().map(|p| p.to_string()));
     v

@@ -853,3 +853,55 @@ fn the_script_takes_its_defaults_from_the_env_file() {
     assert_eq!(out.status.code(), Some(1), "{out:#?}");
     assert!(out.stdout.starts_with("wormfs verify: TAMPERING OR LOSS FOUND\n"), "{out:#?}");
 }
+
+#[test]
+fn records_dropped_from_the_end_are_found_by_the_index_head_and_by_a_kept_head() {
+    let s = Store::build();
+    let last = s.last_seq();
+    let head = &s.records[(last - 1) as usize];
+    let noted = format!("{}:{}", last, head["hash"].as_str().unwrap());
+    // The kept head matches the untouched chain.
+    verify(&{
+        let mut a = s.args_with_key();
+        a.extend(os_args(&[&"--expect-head", &noted]));
+        a
+    }, 0);
+
+    // Drop the newest two records (the last seal and Unmount), leaving the index's head alone.
+    {
+        let db = open_index(s.m.state());
+        let cf = db.cf_handle("records").unwrap();
+        db.delete_cf(cf, last.to_be_bytes()).unwrap();
+        db.delete_cf(cf, (last - 1).to_be_bytes()).unwrap();
+    }
+    let o = verify(&s.args_with_key(), 1);
+    let m = o.of_kind("chain.head_mismatch");
+    assert_eq!(m.len(), 1, "{:#}", o.json);
+    assert_eq!(m[0]["index_seq"], last);
+    assert_eq!(m[0]["chain_seq"], last - 2);
+
+    // A careful attacker also rewinds the index's head: only the head kept elsewhere shows it.
+    {
+        let db = open_index(s.m.state());
+        let meta = db.cf_handle("meta").unwrap();
+        let kept = &s.records[(last - 3) as usize];
+        let mut value = (last - 2).to_be_bytes().to_vec();
+        value.extend(wormfs::core::segment::from_hex(kept["hash"].as_str().unwrap()).unwrap());
+        value.extend(kept["time_ns"].as_u64().unwrap().to_be_bytes());
+        db.put_cf(meta, b"head", value).unwrap();
+    }
+    let without = run_cmd(&mut sub_cmd(&s.args_with_key()));
+    assert_eq!(without.status.code(), Some(0), "a shortened chain is valid on its own: {}", without.stdout);
+    let mut args = s.args_with_key();
+    args.extend(os_args(&[&"--expect-head", &noted]));
+    let o = verify(&args, 1);
+    let f = o.of_kind("chain.expected_head_missing");
+    assert_eq!(f.len(), 1, "{:#}", o.json);
+    assert_eq!(f[0]["seq"], last);
+    let bad = run_cmd(&mut sub_cmd(&{
+        let mut a = s.args_with_key();
+        a.extend(os_args(&[&"--expect-head", &"12:nothex"]));
+        a
+    }));
+    assert_eq!(bad.status.code(), Some(2), "a malformed head is a usage error");
+}

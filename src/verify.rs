@@ -56,6 +56,9 @@ pub enum Warning {
     Adopted { path: RelPath, seq: u64 },
     /// A file whose Delete was recorded is still there (a crash between the record and the unlink).
     DeleteNotCompleted { path: RelPath, seq: u64 },
+    /// A file whose Rename was recorded is still under its old name (a crash between the record
+    /// and the rename; the next mount adopts it there).
+    RenameNotCompleted { path: RelPath, from: RelPath, seq: u64 },
 }
 
 impl Finding {
@@ -108,6 +111,7 @@ impl Warning {
             Warning::UnsealedTail { .. } => "file.unsealed_tail",
             Warning::Adopted { .. } => "file.adopted",
             Warning::DeleteNotCompleted { .. } => "file.delete_not_completed",
+            Warning::RenameNotCompleted { .. } => "file.rename_not_completed",
         }
     }
 }
@@ -153,6 +157,10 @@ impl fmt::Display for Warning {
             Warning::DeleteNotCompleted { path, seq } => {
                 write!(f, "{path}: deleted by record {seq} but still present (stopped between record and unlink)")
             }
+            Warning::RenameNotCompleted { path, from, seq } => write!(
+                f,
+                "{path}: renamed from {from} by record {seq}, but the file is still at {from} (stopped between record and rename)"
+            ),
         }
     }
 }
@@ -271,6 +279,7 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
     let mut head_time = 0;
     let mut holds: BTreeMap<RelPath, u64> = BTreeMap::new();
     let mut deleted: BTreeMap<RelPath, u64> = BTreeMap::new();
+    let mut renamed: BTreeMap<RelPath, (RelPath, u64)> = BTreeMap::new();
     store
         .scan_records(1, &mut |stored_seq, bytes| {
             let Some(record) = checker.check(stored_seq, bytes) else { return true };
@@ -293,6 +302,7 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
                     let h = files.remove(from).unwrap_or_default();
                     check_gated(&mut findings, from, "rename", seq, time_ns, h.retain_until_ns, &holds);
                     files.insert(to.clone(), h);
+                    renamed.insert(to.clone(), (from.clone(), seq));
                 }
                 Payload::Truncate { path, new_size, .. } => {
                     let h = files.entry(path.clone()).or_default();
@@ -368,16 +378,30 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let mut bytes_hashed = 0;
+    let mut interrupted_renames = BTreeSet::new();
     for (_, outcome) in results {
         let outcome = outcome?;
         bytes_hashed += outcome.hashed;
-        findings.extend(outcome.findings);
+        for finding in outcome.findings {
+            // A renamed file missing at its new name but present at its old one: the daemon
+            // stopped between the Rename record and the rename itself.
+            if let Finding::Missing { path } = &finding {
+                if let Some((from, seq)) = renamed.get(path) {
+                    if data_dir.join(from.as_os_str()).is_file() && !files.contains_key(from) {
+                        warnings.push(Warning::RenameNotCompleted { path: path.clone(), from: from.clone(), seq: *seq });
+                        interrupted_renames.insert(from.clone());
+                        continue;
+                    }
+                }
+            }
+            findings.push(finding);
+        }
         warnings.extend(outcome.warnings);
     }
 
     let on_disk = walk_files(data_dir).map_err(|(path, err)| VerifyError::Io { path, err })?;
     for path in &on_disk {
-        if opts.covers(path) && !files.contains_key(path) {
+        if opts.covers(path) && !files.contains_key(path) && !interrupted_renames.contains(path) {
             match deleted.get(path) {
                 Some(seq) => warnings.push(Warning::DeleteNotCompleted { path: path.clone(), seq: *seq }),
                 None => findings.push(Finding::Injected { path: path.clone() }),

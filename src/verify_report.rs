@@ -161,6 +161,7 @@ fn warning_json(w: &Warning) -> Value {
     let (extra, path) = match w {
         Warning::UnsealedTail { path, bytes } => (json!({ "bytes": bytes }), path),
         Warning::Adopted { path, seq } | Warning::DeleteNotCompleted { path, seq } => (json!({ "seq": seq }), path),
+        Warning::RenameNotCompleted { path, from, seq } => (json!({ "seq": seq, "from": from.to_string() }), path),
     };
     merge(&mut v, extra, Some(path.to_string()));
     v

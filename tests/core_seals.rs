@@ -444,3 +444,21 @@ fn a_delete_record_written_early_is_a_finding() {
     let f = w.check().findings;
     assert!(matches!(&f[..], [Finding::ChangedBeforeExpiry { op: "delete", .. }]), "{f:?}");
 }
+
+#[test]
+fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
+    let w = World::new();
+    w.sealed_file("old.log", b"x");
+    w.set_clock(1_000_000 + RETENTION + 1);
+    let path = |p: &str| wormfs::core::RelPath::parse(OsStr::new(p)).unwrap();
+    let state = w.fs.ledger().file(&path("old.log")).unwrap().unwrap();
+    // The record is written; the daemon dies before renameat.
+    w.fs.ledger().rename(&path("old.log"), &path("new.log"), &state).unwrap();
+    let report = w.check();
+    assert!(report.intact(), "{:?}", report.findings);
+    assert!(
+        matches!(&report.warnings[..], [Warning::RenameNotCompleted { .. }]),
+        "{:?}",
+        report.warnings
+    );
+}

@@ -530,7 +530,20 @@ impl WormFs {
         nix::unistd::lseek(&h.file, offset, whence).map_err(|e| FsError::os(&h.path, e))
     }
 
-    /// close(2) of the last descriptor of an open(). The last writer's close seals the file; a
+    /// close(2) of a descriptor (the kernel waits for this, unlike release). When this is the
+    /// file's only writable handle, its close is the end of an open/append/close cycle: seal now,
+    /// so the segment is exactly that cycle and is durable when close(2) returns.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let Some(shared) = &h.state else { return Ok(()) };
+        let mut state = lock(shared);
+        if state.handles() == 1 && state.unsealed() > 0 {
+            seals::seal_open(&self.ledger, &mut state, SealCause::LastClose)?;
+        }
+        Ok(())
+    }
+
+    /// The last close of an open() (after close(2) returned). The last writer's close seals the file; a
     /// failure cannot reach close(2) (the kernel ignores release errors), so it is logged and the
     /// bytes are sealed at the next mount's recovery instead.
     pub fn release(&self, fh: u64) -> FsResult<()> {

@@ -32,6 +32,11 @@ impl OpenFile {
     pub fn unsealed(&self) -> u64 {
         self.size - self.sealed
     }
+
+    /// Writable handles open on the file.
+    pub fn handles(&self) -> u32 {
+        self.handles
+    }
 }
 
 /// One `open()` of a file.

@@ -53,6 +53,9 @@ pub enum Command {
         /// Config file with retention bounds and per-directory rules.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Record who opens each file for reading (an Access record per open: uid, pid, command).
+        #[arg(long)]
+        audit_reads: bool,
         /// An empty directory to mount on.
         mountpoint: PathBuf,
     },
@@ -174,8 +177,9 @@ pub struct Failure {
 /// Run the command; Ok holds the exit status (verify's 0 or 1), Err a failure to report.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, retention, config, mountpoint } => {
-            let args = MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing, retention, config };
+        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, retention, config, audit_reads, mountpoint } => {
+            let args =
+                MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing, retention, config, audit_reads };
             mount::run(&args).map_err(fail)?;
         }
         Command::Keygen { state } => {

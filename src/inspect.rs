@@ -101,6 +101,9 @@ pub fn record_json(r: &Record) -> Value {
             "system_ns": system_ns,
             "floor_ns": floor_ns,
         }),
+        Payload::Access { path, uid, pid, command } => {
+            json!({ "path": path.to_string(), "uid": uid, "pid": pid, "command": command })
+        }
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
@@ -143,6 +146,7 @@ pub fn record_line(r: &Record) -> String {
         Payload::ClockJump { system_ns, floor_ns } => {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
         }
+        Payload::Access { path, uid, pid, command } => format!("{path} read by uid {uid} pid {pid} ({command})"),
     };
     format!("{:>8} {} {:<9} {}", f.seq, rfc3339_ns(f.time_ns), f.payload.kind().name(), what).trim_end().to_string()
 }

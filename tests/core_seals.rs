@@ -119,7 +119,7 @@ fn close_seals_what_was_written_and_reopen_starts_a_new_segment() {
     assert_eq!(seals(&w.records()), vec![(0, 8, sha(b"one\ntwo\n"))]);
 
     let attr = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap();
-    let fh = w.fs.open(attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let fh = w.fs.open(&caller(), attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
     w.append(fh, b"three\n");
     w.fs.release(fh).unwrap();
     assert_eq!(seals(&w.records()), vec![(0, 8, sha(b"one\ntwo\n")), (8, 14, sha(b"three\n"))]);
@@ -200,7 +200,7 @@ fn tampering_with_sealed_bytes_is_found() {
     let fh = w.create("a.log");
     w.append(fh, b"0123456789");
     w.fs.release(fh).unwrap();
-    let fh = w.fs.open(w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let fh = w.fs.open(&caller(), w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
     w.append(fh, b"abcdefghij");
     w.fs.release(fh).unwrap();
     w.fs.shutdown().unwrap();
@@ -237,7 +237,7 @@ fn a_file_shorter_than_sealed_refuses_appends_and_is_found() {
     w.fs.release(fh).unwrap();
     fs::write(w.dir.path().join("a.log"), b"abc").unwrap();
     let ino = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino;
-    let err = w.fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
+    let err = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
     assert!(matches!(err, wormfs::core::FsError::Tampered { sealed: 6, size: 3, .. }), "{err:?}");
     assert!(w.check().findings.iter().any(|f| matches!(f, Finding::Truncated { size: 3, sealed: 6, .. })));
 }
@@ -373,7 +373,7 @@ fn rename_after_expiry_carries_the_seals_to_the_new_name() {
     w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("new.log"), false).unwrap();
     // Appends continue the file's own seal chain under its new name.
     let ino = w.fs.lookup(ROOT, OsStr::new("new.log")).unwrap().ino;
-    let fh = w.fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let fh = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
     w.append(fh, b" second");
     w.fs.release(fh).unwrap();
     let report = w.check();
@@ -393,7 +393,7 @@ fn truncate_after_expiry_restarts_seals_at_the_new_size() {
     assert!(w.fs.setattr(&caller(), ino, &grow).is_err(), "never a hole, even after expiry");
     w.fs.setattr(&caller(), ino, &shrink).unwrap();
     assert_eq!(fs::read(w.dir.path().join("t.log")).unwrap(), b"0123");
-    let fh = w.fs.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let fh = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
     w.append(fh, b"abc");
     w.fs.release(fh).unwrap();
     assert_eq!(seals(&w.records()).last(), Some(&(4, 7, sha(b"abc"))));

@@ -109,6 +109,8 @@ pub struct WormFs {
     files: HandleTable<FileHandle>,
     dirs: HandleTable<Vec<DirEntry>>,
     open_files: OpenFiles,
+    /// Record every open for reading (`--audit-reads`).
+    audit_reads: bool,
 }
 
 fn refused(path: &RelPath, refusal: Refusal) -> FsError {
@@ -130,7 +132,14 @@ impl WormFs {
             files: HandleTable::default(),
             dirs: HandleTable::default(),
             open_files: OpenFiles::default(),
+            audit_reads: false,
         })
+    }
+
+    /// Record an Access record for every open of a file for reading.
+    pub fn with_read_audit(mut self, on: bool) -> Self {
+        self.audit_reads = on;
+        self
     }
 
     fn path_of(&self, ino: u64) -> FsResult<RelPath> {
@@ -334,7 +343,7 @@ impl WormFs {
             // Lost a race with another creator: open what is there, like open(2) would.
             Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
                 let attr = self.remember(&path)?;
-                let opened = self.open(attr.ino, flags)?;
+                let opened = self.open(caller, attr.ino, flags)?;
                 Ok((attr, opened))
             }
             Err(e) => Err(FsError::os(&path, e)),
@@ -393,11 +402,16 @@ impl WormFs {
 
     // ---- file I/O ----
 
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+    pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
         let path = self.path_of(ino)?;
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if flags & libc::O_TRUNC != 0 {
             policy::open_truncate(self.current_size(ino, &path)?).map_err(|r| refused(&path, r))?;
+        }
+        if self.audit_reads && flags & libc::O_ACCMODE != libc::O_WRONLY {
+            // Recorded (synced) before the reader gets a handle: no read goes unaudited.
+            let command = command_name(caller.pid);
+            self.ledger.access(&path, caller.uid, caller.pid, &command).map_err(ledger_err)?;
         }
         let file = self.data.open_file(&path, writable).map_err(|e| FsError::os(&path, e))?;
         self.register_handle(ino, &path, file, flags)
@@ -665,6 +679,11 @@ impl WormFs {
     pub fn open_handles(&self) -> usize {
         self.files.len()
     }
+}
+
+/// The short command name of process `pid` (`/proc/PID/comm`), or `?` if it is gone.
+fn command_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| "?".to_string(), |c| c.trim_end().to_string())
 }
 
 fn to_time(secs: i64, nsecs: i64) -> SystemTime {

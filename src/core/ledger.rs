@@ -247,6 +247,12 @@ impl Ledger {
         })
     }
 
+    /// Record that `path` was opened for reading (the audit of who read the evidence).
+    pub fn access(&self, path: &RelPath, uid: u32, pid: u32, command: &str) -> Result<Record, StoreError> {
+        let payload = Payload::Access { path: path.clone(), uid, pid, command: command.to_string() };
+        self.append(|_, _| Ok((payload, Vec::new())))
+    }
+
     /// Record the deletion of an expired file (before it happens).
     pub fn delete(&self, path: &RelPath, size: u64, state: &FileState) -> Result<Record, StoreError> {
         let payload = Payload::Delete {

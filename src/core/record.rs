@@ -36,6 +36,7 @@ pub enum Kind {
     Rename = 11,
     Truncate = 12,
     ClockJump = 13,
+    Access = 14,
 }
 
 impl Kind {
@@ -52,6 +53,7 @@ impl Kind {
             11 => Kind::Rename,
             12 => Kind::Truncate,
             13 => Kind::ClockJump,
+            14 => Kind::Access,
             _ => return None,
         })
     }
@@ -69,6 +71,7 @@ impl Kind {
             Kind::Rename => "Rename",
             Kind::Truncate => "Truncate",
             Kind::ClockJump => "ClockJump",
+            Kind::Access => "Access",
         }
     }
 }
@@ -110,6 +113,8 @@ pub enum Payload {
     Truncate { path: RelPath, old_size: u64, new_size: u64 },
     /// The system clock was behind the newest record: records use `floor_ns` instead.
     ClockJump { system_ns: u64, floor_ns: u64 },
+    /// A file was opened for reading (with `--audit-reads`): who read the evidence.
+    Access { path: RelPath, uid: u32, pid: u32, command: String },
 }
 
 impl Payload {
@@ -126,6 +131,7 @@ impl Payload {
             Payload::Rename { .. } => Kind::Rename,
             Payload::Truncate { .. } => Kind::Truncate,
             Payload::ClockJump { .. } => Kind::ClockJump,
+            Payload::Access { .. } => Kind::Access,
         }
     }
 
@@ -144,7 +150,8 @@ impl Payload {
             Payload::Create { path, .. }
             | Payload::Delete { path, .. }
             | Payload::Retention { path, .. }
-            | Payload::Truncate { path, .. } => Some(path),
+            | Payload::Truncate { path, .. }
+            | Payload::Access { path, .. } => Some(path),
             Payload::Hold { prefix, .. } => Some(prefix),
             Payload::Rename { from, .. } => Some(from),
             other => other.segment().map(|s| &s.path),
@@ -209,6 +216,12 @@ impl Payload {
                 out.extend_from_slice(&system_ns.to_be_bytes());
                 out.extend_from_slice(&floor_ns.to_be_bytes());
             }
+            Payload::Access { path, uid, pid, command } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&uid.to_be_bytes());
+                out.extend_from_slice(&pid.to_be_bytes());
+                put_bytes(out, command.as_bytes());
+            }
         }
     }
 
@@ -243,6 +256,12 @@ impl Payload {
                 Payload::Truncate { path, old_size, new_size }
             }
             Kind::ClockJump => Payload::ClockJump { system_ns: r.u64()?, floor_ns: r.u64()? },
+            Kind::Access => Payload::Access {
+                path: r.path()?,
+                uid: r.u32()?,
+                pid: r.u32()?,
+                command: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| DecodeError::BadText)?,
+            },
         })
     }
 }
@@ -481,6 +500,7 @@ mod tests {
             Payload::Rename { from: path("a.log"), to: path("archive/a.log") },
             Payload::Truncate { path: path("a.log"), old_size: 10, new_size: 4 },
             Payload::ClockJump { system_ns: 5, floor_ns: 9 },
+            Payload::Access { path: path("a.log"), uid: 1000, pid: 4242, command: "cat".into() },
         ]
     }
 

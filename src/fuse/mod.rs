@@ -231,7 +231,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+        match self.fs.open(&caller(req), ino.0, flags.0) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(o)),
             Err(e) => reply.error(fail(req, e)),
         }

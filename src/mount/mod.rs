@@ -54,6 +54,8 @@ pub struct MountArgs {
     pub retention: Option<String>,
     /// The config file with retention rules.
     pub config: Option<PathBuf>,
+    /// Record an Access record for every open of a file for reading.
+    pub audit_reads: bool,
 }
 
 /// Retention when neither --retention nor a config file says otherwise.
@@ -142,7 +144,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
     let store = open_index(&checked)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
-    let filesystem = Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?);
+    let filesystem =
+        Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads));
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let mount_record = ledger
         .mount(&software, checked.data.as_os_str().as_encoded_bytes())

@@ -56,6 +56,9 @@ pub enum Command {
         /// Record who opens each file for reading (an Access record per open: uid, pid, command).
         #[arg(long)]
         audit_reads: bool,
+        /// Prometheus text file rewritten every few seconds (default STATE_DIR/metrics.prom).
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
         /// An empty directory to mount on.
         mountpoint: PathBuf,
     },
@@ -122,6 +125,9 @@ pub enum Command {
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Also write the result as a Prometheus text file (for node_exporter's textfile collector).
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
     },
 }
 
@@ -177,9 +183,30 @@ pub struct Failure {
 /// Run the command; Ok holds the exit status (verify's 0 or 1), Err a failure to report.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Mount { data, state, allow_other, seal_interval, adopt_existing, retention, config, audit_reads, mountpoint } => {
-            let args =
-                MountArgs { data, state, mountpoint, allow_other, seal_interval, adopt_existing, retention, config, audit_reads };
+        Command::Mount {
+            data,
+            state,
+            allow_other,
+            seal_interval,
+            adopt_existing,
+            retention,
+            config,
+            audit_reads,
+            metrics_file,
+            mountpoint,
+        } => {
+            let args = MountArgs {
+                data,
+                state,
+                mountpoint,
+                allow_other,
+                seal_interval,
+                adopt_existing,
+                retention,
+                config,
+                audit_reads,
+                metrics_file,
+            };
             mount::run(&args).map_err(fail)?;
         }
         Command::Keygen { state } => {
@@ -199,7 +226,9 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Status { state } => {
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let status = inspect::status(&store).map_err(fail)?;
-            inspect::print_status(&status, &mut std::io::stdout().lock()).map_err(fail)?;
+            let mut out = std::io::stdout().lock();
+            inspect::print_status(&status, &mut out).map_err(fail)?;
+            inspect::print_metrics_file(&state.join(crate::metrics::DEFAULT_FILE), &mut out).map_err(fail)?;
         }
         Command::Hold { action: HoldAction::Set { state, reason, path } } => {
             println!("{}", control::submit(&state, &Request::HoldSet { path, reason }).map_err(fail)?);
@@ -227,10 +256,11 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .map_or(0, |d| d.as_nanos() as u64);
             inspect::print_ls(&entries, now, &mut std::io::stdout().lock()).map_err(fail)?;
         }
-        Command::Verify { data, state, pubkey, path, expect_head, json } => {
+        Command::Verify { data, state, pubkey, path, expect_head, json, metrics_file } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
+            let options = verify_cmd::VerifyArgs { pubkey: pubkey.as_deref(), only, expect_head, json, metrics_file };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
-            return verify_cmd::run(&data, &state, pubkey.as_deref(), only, expect_head, json)
+            return verify_cmd::run(&data, &state, options)
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }

@@ -319,3 +319,20 @@ pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), Inspect
     }
     Ok(())
 }
+
+/// The daemon's metrics file, summarised for `wormfs status` (histogram buckets left out).
+pub fn print_metrics_file(path: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let age = std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    let fresh = age.is_some_and(|a| a.as_secs() < 30);
+    writeln!(
+        out,
+        "metrics ({}, {}):",
+        path.display(),
+        if fresh { "live" } else { "stale: the daemon is not running" }
+    )?;
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")) {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}

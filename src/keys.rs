@@ -28,7 +28,7 @@ pub enum KeyError {
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyError::Exists(p) => write!(f, "{} already exists; refusing to overwrite a signing key", p.display()),
+            KeyError::Exists(p) => write!(f, "{} already exists; refusing to replace a key pair", p.display()),
             KeyError::Missing(p) => write!(
                 f,
                 "no signing key at {}; create one with `wormfs keygen --state {}`",
@@ -60,8 +60,12 @@ pub fn generate(state_dir: &Path) -> Result<VerifyingKey, KeyError> {
     fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
     let secret_path = state_dir.join(SIGNING_KEY_FILE);
     let public_path = state_dir.join(PUBLIC_KEY_FILE);
-    if secret_path.exists() {
-        return Err(KeyError::Exists(secret_path));
+    // A lone signing.pub means the secret was lost: a new pair would silently replace the key
+    // verifiers were told to trust.
+    for path in [&secret_path, &public_path] {
+        if path.exists() {
+            return Err(KeyError::Exists(path.clone()));
+        }
     }
     let mut seed = [0u8; 32];
     let mut filled = 0;

@@ -12,6 +12,7 @@
 //! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
 //! - `verify`   — the checker: the chain and every sealed byte, with the public key alone.
+//! - `metrics`  — the Prometheus text file of the daemon's and verify's metrics.
 //! - `keys`     — the ed25519 key files in STATE_DIR.
 //! - `fuse`     — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.
 //! - `index`    — the `Store` on RocksDB (`rocks`) and its in-memory twin (`memory`).
@@ -22,6 +23,7 @@
 //!   - `ledger`   appending signed records with the file state they imply;
 //!   - `record`, `chain`, `segment`  the record format, signing and checking, hashing;
 //!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;
+//!   - `metrics`  the counters the core keeps as it works;
 //!   - `store`    the traits the core needs from outside (Store, Clock);
 //!   - `backing`  DATA_DIR access that can never escape DATA_DIR; `path` validated paths.
 
@@ -34,6 +36,7 @@ pub mod fuse;
 pub mod index;
 pub mod inspect;
 pub mod keys;
+pub mod metrics;
 pub mod mount;
 pub mod sealer;
 pub mod verify;

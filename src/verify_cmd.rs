@@ -40,15 +40,18 @@ impl fmt::Display for VerifyCmdError {
 
 impl std::error::Error for VerifyCmdError {}
 
+/// What to verify beyond the two directories.
+pub struct VerifyArgs<'a> {
+    pub pubkey: Option<&'a str>,
+    pub only: Option<RelPath>,
+    pub expect_head: Option<(u64, [u8; 32])>,
+    pub json: bool,
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
 /// Returns the exit status: 0 intact, 1 findings.
-pub fn run(
-    data: &Path,
-    state: &Path,
-    pubkey: Option<&str>,
-    only: Option<RelPath>,
-    expect_head: Option<(u64, [u8; 32])>,
-    json: bool,
-) -> Result<i32, VerifyCmdError> {
+pub fn run(data: &Path, state: &Path, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
+    let VerifyArgs { pubkey, only, expect_head, json, metrics_file } = args;
     if !data.is_dir() {
         return Err(VerifyCmdError::NoDataDir(data.to_path_buf()));
     }
@@ -83,6 +86,9 @@ pub fn run(
         bar.finish_and_clear();
     }
 
+    if let Some(path) = &metrics_file {
+        crate::metrics::write_atomically(path, &crate::metrics::render_verify(&report)).map_err(VerifyCmdError::Output)?;
+    }
     let verdict = Verdict { report: &report, public_key: key.to_bytes(), key_source };
     let mut out = std::io::stdout().lock();
     if json {

@@ -16,6 +16,7 @@ use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
 use super::inodes::{InodeTable, ROOT_INO};
 use super::ledger::Ledger;
+use super::metrics::Metrics;
 use super::path::RelPath;
 use super::policy::{self, NodeKind, Refusal, TruncateAction};
 use super::retention::{self, Standing};
@@ -111,6 +112,16 @@ pub struct WormFs {
     open_files: OpenFiles,
     /// Record every open for reading (`--audit-reads`).
     audit_reads: bool,
+    metrics: Metrics,
+}
+
+/// The gauges of the moment, for the metrics file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub open_files: u64,
+    pub unsealed_bytes: u64,
+    /// Age of the oldest byte not yet sealed, in seconds (0 when all is sealed).
+    pub oldest_unsealed_seconds: f64,
 }
 
 fn refused(path: &RelPath, refusal: Refusal) -> FsError {
@@ -133,7 +144,27 @@ impl WormFs {
             dirs: HandleTable::default(),
             open_files: OpenFiles::default(),
             audit_reads: false,
+            metrics: Metrics::default(),
         })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let now = SystemTime::now();
+        let mut g = Gauges::default();
+        for shared in self.open_files.all() {
+            let state = lock(&shared);
+            g.open_files += 1;
+            g.unsealed_bytes += state.unsealed();
+            if let Some(since) = state.unsealed_since {
+                let age = now.duration_since(since).map_or(0.0, |d| d.as_secs_f64());
+                g.oldest_unsealed_seconds = g.oldest_unsealed_seconds.max(age);
+            }
+        }
+        g
     }
 
     /// Record an Access record for every open of a file for reading.
@@ -187,11 +218,19 @@ impl WormFs {
         }
     }
 
-    /// Owner of a new node: the caller, with the group of a setgid parent directory.
-    fn chown_new(&self, parent: &RelPath, path: &RelPath, caller: &Caller) -> FsResult<()> {
+    /// Owner and mode of a new node: the caller, with the group of a setgid parent directory,
+    /// and exactly the mode the caller asked for (less its umask). The mode is set after the
+    /// chown (which clears setgid) and explicitly, because the daemon's own umask (systemd's
+    /// UMask=0077) also narrowed it at creation.
+    fn own_new(&self, parent: &RelPath, path: &RelPath, caller: &Caller, mode: u32) -> FsResult<()> {
         let dir = self.stat(parent)?;
-        let gid = if dir.st_mode & libc::S_ISGID != 0 { dir.st_gid } else { caller.gid };
-        self.data.chown(path, Some(caller.uid), Some(gid)).map_err(|e| FsError::os(path, e))
+        let setgid_dir = dir.st_mode & libc::S_ISGID != 0;
+        let gid = if setgid_dir { dir.st_gid } else { caller.gid };
+        self.data.chown(path, Some(caller.uid), Some(gid)).map_err(|e| FsError::os(path, e))?;
+        let is_dir = self.stat(path)?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        // New directories in a setgid directory inherit setgid, as on any local filesystem.
+        let mode = if is_dir && setgid_dir { mode | libc::S_ISGID } else { mode };
+        self.data.chmod(path, mode & 0o7777).map_err(|e| FsError::os(path, e))
     }
 
     // ---- names ----
@@ -296,7 +335,7 @@ impl WormFs {
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
         self.data.create_file(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
-        self.chown_new(&parent_path, &path, caller)?;
+        self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
         self.record_create(&path, &attr)?;
         Ok(attr)
@@ -314,7 +353,7 @@ impl WormFs {
         let parent_path = self.path_of(parent)?;
         let path = parent_path.join(name)?;
         self.data.mkdir(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
-        self.chown_new(&parent_path, &path, caller)?;
+        self.own_new(&parent_path, &path, caller, mode & !umask)?;
         self.remember(&path)
     }
 
@@ -334,10 +373,10 @@ impl WormFs {
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
         match self.data.create_file(&path, mode & !umask & 0o7777) {
             Ok(file) => {
-                self.chown_new(&parent_path, &path, caller)?;
+                self.own_new(&parent_path, &path, caller, mode & !umask)?;
                 let attr = self.remember(&path)?;
                 self.record_create(&path, &attr)?;
-                let opened = self.register_handle(attr.ino, &path, file, flags)?;
+                let opened = self.register_handle(caller, attr.ino, &path, file, flags)?;
                 Ok((attr, opened))
             }
             // Lost a race with another creator: open what is there, like open(2) would.
@@ -414,10 +453,17 @@ impl WormFs {
             self.ledger.access(&path, caller.uid, caller.pid, &command).map_err(ledger_err)?;
         }
         let file = self.data.open_file(&path, writable).map_err(|e| FsError::os(&path, e))?;
-        self.register_handle(ino, &path, file, flags)
+        self.register_handle(caller, ino, &path, file, flags)
     }
 
-    fn register_handle(&self, ino: u64, path: &RelPath, file: std::fs::File, flags: i32) -> FsResult<Opened> {
+    fn register_handle(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        path: &RelPath,
+        file: std::fs::File,
+        flags: i32,
+    ) -> FsResult<Opened> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         // Writers share the file's append state; its first writer brings the index up to date
         // with whatever is on disk, so appends chain onto sealed bytes.
@@ -437,6 +483,7 @@ impl WormFs {
             writable,
             append: flags & libc::O_APPEND != 0,
             state,
+            opener_pid: caller.pid,
         });
         Ok(Opened { fh, direct_io: writable })
     }
@@ -484,6 +531,10 @@ impl WormFs {
         }
         state.hasher.update(&data[..written]);
         state.size += written as u64;
+        if written > 0 && state.unsealed_since.is_none() {
+            state.unsealed_since = Some(SystemTime::now());
+        }
+        self.metrics.appended(written);
         Ok(written as u32)
     }
 
@@ -526,7 +577,7 @@ impl WormFs {
         let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
         r.map_err(|e| FsError::os(&h.path, io_errno(&e)))?;
         match &h.state {
-            Some(shared) => seals::seal_open(&self.ledger, &mut lock(shared), SealCause::Fsync),
+            Some(shared) => seals::seal_open(&self.ledger, &self.metrics, &mut lock(shared), SealCause::Fsync),
             None => Ok(()),
         }
     }
@@ -544,15 +595,19 @@ impl WormFs {
         nix::unistd::lseek(&h.file, offset, whence).map_err(|e| FsError::os(&h.path, e))
     }
 
-    /// close(2) of a descriptor (the kernel waits for this, unlike release). When this is the
-    /// file's only writable handle, its close is the end of an open/append/close cycle: seal now,
-    /// so the segment is exactly that cycle and is durable when close(2) returns.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
+    /// close(2) of a descriptor (the kernel waits for this, unlike release). When the process
+    /// that opened the file's only writable handle closes it, that is the end of an
+    /// open/append/close cycle: seal now, so the segment is exactly that cycle and is durable
+    /// when close(2) returns. Other closes (a forked child's copy) leave it to release.
+    pub fn flush(&self, caller: &Caller, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
         let Some(shared) = &h.state else { return Ok(()) };
+        if caller.pid != h.opener_pid {
+            return Ok(());
+        }
         let mut state = lock(shared);
         if state.handles() == 1 && state.unsealed() > 0 {
-            seals::seal_open(&self.ledger, &mut state, SealCause::LastClose)?;
+            seals::seal_open(&self.ledger, &self.metrics, &mut state, SealCause::LastClose)?;
         }
         Ok(())
     }
@@ -564,7 +619,7 @@ impl WormFs {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
         if h.state.is_some() {
             self.open_files.detach(h.ino, |state| {
-                if let Err(e) = seals::seal_open(&self.ledger, state, SealCause::LastClose) {
+                if let Err(e) = seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
                     log::error!("sealing {} at close failed: {e}", state.path);
                 }
             });
@@ -581,7 +636,7 @@ impl WormFs {
             if state.unsealed() == 0 {
                 continue;
             }
-            match seals::seal_open(&self.ledger, &mut state, cause) {
+            match seals::seal_open(&self.ledger, &self.metrics, &mut state, cause) {
                 Ok(()) => sealed += 1,
                 Err(e) => log::error!("sealing {} ({cause:?}) failed: {e}", state.path),
             }

@@ -21,12 +21,14 @@ pub struct OpenFile {
     pub hasher: SegmentHasher,
     /// The file's own descriptor, so a seal can fdatasync it whichever handle is left.
     pub file: File,
+    /// When the oldest unsealed byte arrived (None when everything is sealed).
+    pub unsealed_since: Option<std::time::SystemTime>,
     handles: u32,
 }
 
 impl OpenFile {
     pub fn new(path: RelPath, file: File, size: u64) -> Self {
-        OpenFile { path, size, sealed: size, hasher: SegmentHasher::default(), file, handles: 0 }
+        OpenFile { path, size, sealed: size, hasher: SegmentHasher::default(), file, unsealed_since: None, handles: 0 }
     }
 
     pub fn unsealed(&self) -> u64 {
@@ -50,6 +52,9 @@ pub struct FileHandle {
     pub append: bool,
     /// The file's shared append state; only writable handles have one.
     pub state: Option<Arc<Mutex<OpenFile>>>,
+    /// The thread that opened it: its close ends an open/append/close cycle. A copy of the
+    /// descriptor closed elsewhere (a forked child exec'ing) is not the end of anything.
+    pub opener_pid: u32,
 }
 
 /// A table of live handles keyed by the number the kernel echoes back.

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod handles;
 pub mod inodes;
 pub mod ledger;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod record;

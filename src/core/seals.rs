@@ -11,6 +11,7 @@ use super::backing::DataDir;
 use super::error::{FsError, FsResult};
 use super::handles::OpenFile;
 use super::ledger::Ledger;
+use super::metrics::Metrics;
 use super::path::RelPath;
 use super::segment::SegmentHasher;
 
@@ -26,18 +27,29 @@ pub enum SealCause {
 /// Seal an open file's unsealed bytes: make them durable first, so a seal never covers bytes a
 /// crash could lose, then commit the record. The running hash is only reset once the record is
 /// committed, so a failed commit can be retried by the next seal.
-pub fn seal_open(ledger: &Ledger, state: &mut OpenFile, cause: SealCause) -> FsResult<()> {
+pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause: SealCause) -> FsResult<()> {
     if state.unsealed() == 0 {
         return Ok(());
     }
-    state.file.sync_data().map_err(|e| FsError::os(&state.path, io_errno(&e)))?;
-    let segment_hash = state.hasher.clone().finish();
-    let record = ledger
-        .seal(&state.path, state.sealed, state.size, segment_hash, None)
-        .map_err(|e| FsError::Ledger(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let sealed = state.file.sync_data().map_err(|e| FsError::os(&state.path, io_errno(&e))).and_then(|()| {
+        let segment_hash = state.hasher.clone().finish();
+        ledger
+            .seal(&state.path, state.sealed, state.size, segment_hash, None)
+            .map_err(|e| FsError::Ledger(e.to_string()))
+    });
+    let record = match sealed {
+        Ok(record) => record,
+        Err(e) => {
+            metrics.seal_failed();
+            return Err(e);
+        }
+    };
+    metrics.sealed(started.elapsed());
     log::debug!("sealed {} [{}, {}) as record {} ({cause:?})", state.path, state.sealed, state.size, record.seq());
     state.sealed = state.size;
     state.hasher = SegmentHasher::default();
+    state.unsealed_since = None;
     Ok(())
 }
 

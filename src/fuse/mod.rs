@@ -44,10 +44,12 @@ fn caller(req: &Request) -> Caller {
     Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
 }
 
-/// Every error reply goes through here: refusals are logged with path, operation and pid.
-fn fail(req: &Request, err: FsError) -> Errno {
+/// Every error reply goes through here: refusals are logged with path, operation and pid, and
+/// counted.
+fn fail(fs: &WormFs, req: &Request, err: FsError) -> Errno {
     match &err {
         FsError::Refused { path, refusal } => {
+            fs.metrics().refused(refusal.operation());
             info!("refused {} on {path} (pid {}, uid {}): {refusal}", refusal.operation(), req.pid(), req.uid())
         }
         FsError::Os { .. } => debug!("{err} (pid {})", req.pid()),
@@ -124,7 +126,7 @@ impl Filesystem for FuseAdapter {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
             // ENOENT is the common answer to a lookup, not worth a log line.
             Err(FsError::Os { errno: nix::errno::Errno::ENOENT, .. }) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -135,7 +137,7 @@ impl Filesystem for FuseAdapter {
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -160,49 +162,49 @@ impl Filesystem for FuseAdapter {
         let changes = AttrChanges { mode, uid, gid, size, atime: time_set(atime), mtime: time_set(mtime) };
         match self.fs.setattr(&caller(req), ino.0, &changes) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str())),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, _rdev: u32, reply: ReplyEntry) {
         match self.fs.mknod(&caller(req), parent.0, name, mode, umask) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         match self.fs.mkdir(&caller(req), parent.0, name, mode, umask) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
         match self.fs.symlink(parent.0, link_name) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -219,21 +221,21 @@ impl Filesystem for FuseAdapter {
         let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
         match self.fs.rename(parent.0, name, newparent.0, newname, exchange) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn link(&self, req: &Request, _ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match self.fs.link(newparent.0, newname) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(&caller(req), ino.0, flags.0) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(o)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -249,7 +251,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.create(&caller(req), parent.0, name, mode, umask, flags) {
             Ok((a, o)) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(o.fh), open_flags(o)),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -266,7 +268,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -284,14 +286,14 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.write(fh.0, offset, data, flags.0 & libc::O_APPEND != 0) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(&caller(req), fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -307,28 +309,28 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn readdir(&self, req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let entries = match self.fs.readdir(fh.0) {
             Ok(entries) => entries,
-            Err(e) => return reply.error(fail(req, e)),
+            Err(e) => return reply.error(fail(&self.fs, req, e)),
         };
         // An entry's offset is the index of the one after it, so the kernel resumes there.
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
@@ -347,14 +349,14 @@ impl Filesystem for FuseAdapter {
     fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         match self.fs.fsyncdir(ino.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.fs.statfs() {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -370,7 +372,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.setxattr(ino.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -379,21 +381,21 @@ impl Filesystem for FuseAdapter {
             Ok(value) => reply_xattr(value, size, reply),
             // ENODATA ("no such attribute") is asked on every write for security.capability.
             Err(FsError::Os { errno: nix::errno::Errno::ENODATA, .. }) => reply.error(Errno::ENODATA),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.fs.listxattr(ino.0) {
             Ok(names) => reply_xattr(names, size, reply),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         match self.fs.removexattr(ino.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -414,14 +416,14 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.fallocate(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn lseek(&self, req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(at) => reply.offset(at),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
@@ -440,7 +442,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, false) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail(req, e)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 

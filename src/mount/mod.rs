@@ -29,6 +29,7 @@ use crate::core::{FsError, WormFs};
 use crate::fuse::FuseAdapter;
 use crate::index::RocksStore;
 use crate::keys::{self, KeyError};
+use crate::metrics::{self, MetricsWriter};
 use crate::sealer::IntervalSealer;
 
 use preflight::{preflight, Checked};
@@ -56,6 +57,8 @@ pub struct MountArgs {
     pub config: Option<PathBuf>,
     /// Record an Access record for every open of a file for reading.
     pub audit_reads: bool,
+    /// Where to write the Prometheus metrics (default STATE_DIR/metrics.prom).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Retention when neither --retention nor a config file says otherwise.
@@ -195,6 +198,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .map_err(MountError::Session)?;
 
     let sealer = IntervalSealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?;
+    let metrics_file = args.metrics_file.clone().unwrap_or_else(|| checked.state.join(metrics::DEFAULT_FILE));
+    let metrics = MetricsWriter::start(filesystem.clone(), metrics_file).map_err(MountError::Session)?;
     // Ready only once the mount answers: a stat of its root is served by run() below.
     let (data, mountpoint) = (checked.data.clone(), checked.mountpoint.clone());
     let _ = std::thread::Builder::new().name("ready".into()).spawn(move || {
@@ -213,7 +218,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     // Admin commands go to the index directly from now on.
     let _ = fs::remove_file(&socket);
     // Seal every tail and write Unmount even if the session ended with an error.
-    filesystem.shutdown().map_err(MountError::Core)?;
+    let shut = filesystem.shutdown().map_err(MountError::Core);
+    metrics.stop();
+    shut?;
     served.map_err(MountError::Session)
 }
 

@@ -1,0 +1,102 @@
+//! The counters people alert on, kept by the core as it works (atomics: no lock on the write
+//! path). `crate::metrics` turns them into a Prometheus text file.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::sync::lock;
+
+/// Upper bounds (seconds) of the seal latency histogram's buckets.
+pub const SEAL_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub writes: AtomicU64,
+    pub appended_bytes: AtomicU64,
+    pub seals: AtomicU64,
+    pub seal_failures: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Cumulative counts per bucket of SEAL_BUCKETS, then +Inf.
+    seal_buckets: [AtomicU64; SEAL_BUCKETS.len() + 1],
+    seal_seconds_micros: AtomicU64,
+}
+
+/// A consistent-enough copy for export.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub writes: u64,
+    pub appended_bytes: u64,
+    pub seals: u64,
+    pub seal_failures: u64,
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Cumulative (le) counts for SEAL_BUCKETS then +Inf.
+    pub seal_buckets: Vec<u64>,
+    pub seal_seconds: f64,
+}
+
+impl Metrics {
+    pub fn appended(&self, bytes: usize) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, operation: &'static str) {
+        *lock(&self.refused).entry(operation).or_insert(0) += 1;
+    }
+
+    pub fn sealed(&self, took: Duration) {
+        self.seals.fetch_add(1, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let bucket = SEAL_BUCKETS.iter().position(|le| secs <= *le).unwrap_or(SEAL_BUCKETS.len());
+        self.seal_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.seal_seconds_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn seal_failed(&self) {
+        self.seal_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut cumulative = 0;
+        let seal_buckets = self
+            .seal_buckets
+            .iter()
+            .map(|b| {
+                cumulative += b.load(Ordering::Relaxed);
+                cumulative
+            })
+            .collect();
+        Snapshot {
+            writes: self.writes.load(Ordering::Relaxed),
+            appended_bytes: self.appended_bytes.load(Ordering::Relaxed),
+            seals: self.seals.load(Ordering::Relaxed),
+            seal_failures: self.seal_failures.load(Ordering::Relaxed),
+            refused: lock(&self.refused).clone(),
+            seal_buckets,
+            seal_seconds: self.seal_seconds_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.sealed(Duration::from_micros(500));
+        m.sealed(Duration::from_millis(20));
+        m.sealed(Duration::from_secs(3));
+        let s = m.snapshot();
+        assert_eq!(s.seals, 3);
+        assert_eq!(s.seal_buckets[0], 1, "<= 1ms");
+        assert_eq!(s.seal_buckets[4], 2, "<= 25ms");
+        assert_eq!(*s.seal_buckets.last().unwrap(), 3, "+Inf counts all");
+        m.refused("unlink");
+        m.refused("unlink");
+        assert_eq!(m.snapshot().refused.get("unlink"), Some(&2));
+    }
+}

@@ -325,12 +325,8 @@ pub fn print_metrics_file(path: &Path, out: &mut dyn Write) -> std::io::Result<(
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let age = std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
     let fresh = age.is_some_and(|a| a.as_secs() < 30);
-    writeln!(
-        out,
-        "metrics ({}, {}):",
-        path.display(),
-        if fresh { "live" } else { "stale: the daemon is not running" }
-    )?;
+    let when = if fresh { "updated in the last 30 s" } else { "older than 30 s" };
+    writeln!(out, "metrics ({}, {when}):", path.display())?;
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")) {
         writeln!(out, "  {line}")?;
     }

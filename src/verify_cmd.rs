@@ -86,9 +86,6 @@ pub fn run(data: &Path, state: &Path, args: VerifyArgs<'_>) -> Result<i32, Verif
         bar.finish_and_clear();
     }
 
-    if let Some(path) = &metrics_file {
-        crate::metrics::write_atomically(path, &crate::metrics::render_verify(&report)).map_err(VerifyCmdError::Output)?;
-    }
     let verdict = Verdict { report: &report, public_key: key.to_bytes(), key_source };
     let mut out = std::io::stdout().lock();
     if json {
@@ -96,6 +93,12 @@ pub fn run(data: &Path, state: &Path, args: VerifyArgs<'_>) -> Result<i32, Verif
         writeln!(out, "{:#}", verdict.to_json()).map_err(VerifyCmdError::Output)?;
     } else {
         verdict.write_human(&mut out).map_err(VerifyCmdError::Output)?;
+    }
+    // After the report: a metrics file that cannot be written must not hide the verdict.
+    if let Some(path) = &metrics_file {
+        if let Err(e) = crate::metrics::write_atomically(path, &crate::metrics::render_verify(&report)) {
+            eprintln!("wormfs: warning: could not write metrics to {}: {e}", path.display());
+        }
     }
     Ok(verdict.exit_code())
 }

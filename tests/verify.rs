@@ -905,3 +905,20 @@ fn records_dropped_from_the_end_are_found_by_the_index_head_and_by_a_kept_head()
     }));
     assert_eq!(bad.status.code(), Some(2), "a malformed head is a usage error");
 }
+
+#[test]
+fn under_systemd_findings_get_error_priority_and_the_verdict_feeds_metrics() {
+    let s = Store::build();
+    flip_byte(&s.m.backing("app.log"), 0);
+    let metrics = s.m.scratch().join("verify.prom");
+    let mut cmd = script_cmd(&s.args_with_key());
+    // What systemd sets when stdout is the journal.
+    cmd.env("JOURNAL_STREAM", "8:12345").env("WORMFS_VERIFY_METRICS", &metrics);
+    let out = run_cmd(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.starts_with("<3>FINDING file.content_changed")), "{}", out.stdout);
+    assert!(out.stdout.starts_with("<3>wormfs verify: TAMPERING"), "{}", out.stdout);
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("wormfs_verify_intact 0"), "{text}");
+    assert!(text.contains("wormfs_verify_findings 1"), "{text}");
+}

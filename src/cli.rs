@@ -294,28 +294,11 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 
-/// `90`, `90s`, `250ms`, `5m`, `2h`, `1d`: a number with an optional unit (seconds by default).
+/// `60s`, `5m`, `1h`: the retention units, for the seal interval too.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 60s, 5m or 1h"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(n)).and_then(nonzero),
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m, h or d)")),
-    };
-    nonzero(Duration::from_secs(seconds))
-}
-
-fn nonzero(d: Duration) -> Result<Duration, String> {
-    if d.is_zero() {
-        Err("the duration must be more than zero".into())
-    } else {
-        Ok(d)
+    match parse_duration_ns(text)? {
+        0 => Err("the duration must be more than zero".into()),
+        ns => Ok(Duration::from_nanos(ns)),
     }
 }
 
@@ -325,12 +308,19 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("60").is_err(), "a unit is required");
         assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn heads_parse_as_seq_and_hash() {
+        let hash = "ab".repeat(32);
+        assert_eq!(parse_head(&format!("42:{hash}")).map(|h| h.0), Ok(42));
+        assert!(parse_head("42").is_err());
+        assert!(parse_head("x:ab").is_err());
     }
 }

@@ -173,7 +173,7 @@ impl DataDir {
 
     pub fn readlink(&self, path: &RelPath) -> OsResult<OsString> {
         let (dir, name) = self.parent(path)?;
-        nix::fcntl::readlinkat(&dir, name).map(|p| p.into())
+        nix::fcntl::readlinkat(&dir, name)
     }
 
     /// Value of one extended attribute (read through to the backing file).

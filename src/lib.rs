@@ -11,7 +11,8 @@
 //! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
 //! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
-//! - `verify`   — the checker: the chain and every sealed byte, with the public key alone.
+//! - `verify`   — the checker: the chain and every sealed byte, with the public key alone;
+//!   `verify_cmd` runs it for `wormfs verify`, `verify_report` prints the human and JSON report.
 //! - `metrics`  — the Prometheus text file of the daemon's and verify's metrics.
 //! - `keys`     — the ed25519 key files in STATE_DIR.
 //! - `fuse`     — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.

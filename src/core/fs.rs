@@ -113,6 +113,9 @@ pub struct WormFs {
     /// Record every open for reading (`--audit-reads`).
     audit_reads: bool,
     metrics: Metrics,
+    /// Held by open() and by the retention-gated changes (unlink, rename, truncate), so no open
+    /// can slip in between "nothing has it open" and the change itself.
+    gate: std::sync::Mutex<()>,
 }
 
 /// The gauges of the moment, for the metrics file.
@@ -145,6 +148,7 @@ impl WormFs {
             open_files: OpenFiles::default(),
             audit_reads: false,
             metrics: Metrics::default(),
+            gate: std::sync::Mutex::new(()),
         })
     }
 
@@ -273,6 +277,7 @@ impl WormFs {
     /// truncate(2)/ftruncate(2): a no-op to the current size; smaller only once retention has
     /// expired (recorded first); never larger.
     fn truncate(&self, ino: u64, path: &RelPath, to: u64) -> FsResult<()> {
+        let _gate = lock(&self.gate);
         let size = self.current_size(ino, path)?;
         let standing = if to < size { self.standing(ino, path)?.0 } else { Standing::Expired };
         match policy::truncate(size, to, &standing).map_err(|r| refused(path, r))? {
@@ -393,6 +398,7 @@ impl WormFs {
     /// record is durable before the file goes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         let path = self.path_of(parent)?.join(name)?;
+        let _gate = lock(&self.gate);
         let st = self.stat(&path)?;
         let ino = self.inodes.fuse_ino(st.st_ino);
         let (standing, _) = self.standing(ino, &path)?;
@@ -412,6 +418,7 @@ impl WormFs {
     pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, exchange: bool) -> FsResult<()> {
         let from = self.path_of(parent)?.join(name)?;
         let to = self.path_of(new_parent)?.join(new_name)?;
+        let _gate = lock(&self.gate);
         let st = self.stat(&from)?;
         let ino = self.inodes.fuse_ino(st.st_ino);
         let target_exists = self.data.stat(&to).is_ok();
@@ -443,6 +450,7 @@ impl WormFs {
 
     pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
         let path = self.path_of(ino)?;
+        let _gate = lock(&self.gate);
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if flags & libc::O_TRUNC != 0 {
             policy::open_truncate(self.current_size(ino, &path)?).map_err(|r| refused(&path, r))?;

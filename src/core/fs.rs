@@ -582,12 +582,12 @@ impl WormFs {
     /// fsync/fdatasync: the bytes are durable, and sealed, when this returns.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
-        r.map_err(|e| FsError::os(&h.path, io_errno(&e)))?;
-        match &h.state {
-            Some(shared) => seals::seal_open(&self.ledger, &self.metrics, &mut lock(shared), SealCause::Fsync),
-            None => Ok(()),
+        if let Some(shared) = &h.state {
+            // Sealing fdatasyncs the file first; only fsync's metadata is left to do.
+            seals::seal_open(&self.ledger, &self.metrics, &mut lock(shared), SealCause::Fsync)?;
         }
+        let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
+        r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
     }
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).

@@ -265,3 +265,22 @@ fn each_fdatasync_seals_exactly_the_bytes_on_disk() {
         assert_eq!(end, size, "after fdatasync the seal covers exactly the bytes on disk");
     }
 }
+
+#[test]
+fn a_corrupt_index_is_refused_with_a_clear_error_and_nothing_is_lost() {
+    let mut m = TestMount::start();
+    fs::write(m.path("kept.log"), b"evidence\n").unwrap();
+    m.stop();
+    {
+        let index = m.state().join("index");
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &index).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &index, &cfs).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"head", b"garbage").unwrap();
+    }
+    let out = run_cmd(Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert!(!is_mount_point(m.mnt()));
+    assert_eq!(fs::read(m.backing("kept.log")).unwrap(), b"evidence\n");
+}

@@ -247,7 +247,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             println!("{}", control::submit(&state, &request).map_err(fail)?);
         }
         Command::Ls { state, data, path } => {
-            let prefix = mount_path(&path).or((path == "/").then(RelPath::root)).ok_or_else(|| not_a_mount_path(&path))?;
+            let prefix = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let data = data.or_else(|| inspect::status(&store).ok()?.data_dir.map(PathBuf::from));
             let entries = inspect::ls(&store, data.as_deref(), &prefix).map_err(fail)?;
@@ -286,7 +286,7 @@ fn not_a_mount_path(p: &str) -> Failure {
 
 /// `/app/today.log` (as seen in the mount) to a path relative to DATA_DIR.
 pub fn mount_path(text: &str) -> Option<RelPath> {
-    RelPath::parse(std::ffi::OsStr::new(text.trim_start_matches('/'))).ok()
+    RelPath::from_mount_path(text).ok()
 }
 
 fn fail(e: impl std::fmt::Display) -> Failure {

@@ -120,8 +120,7 @@ fn parse(text: &str) -> Result<RetentionPolicy, ParseError> {
     let mut rules = Vec::new();
     for entry in &file.rule {
         let raw = entry.path.get_ref();
-        let prefix = RelPath::parse(std::ffi::OsStr::new(raw.trim_start_matches('/')))
-            .or_else(|_| if raw == "/" { Ok(RelPath::root()) } else { Err(()) })
+        let prefix = RelPath::from_mount_path(raw)
             .map_err(|_| (Some(entry.path.span()), format!("`{raw}` is not a path inside the mount like /audit")))?;
         if rules.iter().any(|r: &Rule| r.prefix == prefix) {
             return Err((Some(entry.path.span()), format!("a rule for {raw} is already defined")));

@@ -54,6 +54,15 @@ impl RelPath {
         Ok(out)
     }
 
+    /// A path as seen inside the mount (`/app/today.log`, `/` for the whole mount), as admins
+    /// type it on the command line or in a config file.
+    pub fn from_mount_path(text: &str) -> Result<RelPath, BadName> {
+        match text.trim_start_matches('/') {
+            "" => Ok(RelPath::root()),
+            relative => RelPath::parse(OsStr::new(relative)),
+        }
+    }
+
     /// The parent directory and the last component; `None` for the root.
     pub fn split_last(&self) -> Option<(RelPath, &OsStr)> {
         if self.is_root() {
@@ -145,6 +154,15 @@ mod tests {
         assert_eq!(RelPath::parse(OsStr::new("a/../b")), Err(BadName::Dot));
         assert_eq!(RelPath::parse(OsStr::new("/etc/passwd")), Err(BadName::Empty));
         assert_eq!(RelPath::parse(OsStr::new("a//b")), Err(BadName::Empty));
+    }
+
+    #[test]
+    fn mount_paths_are_absolute_inside_the_mount() {
+        assert_eq!(RelPath::from_mount_path("/").unwrap(), RelPath::root());
+        assert_eq!(RelPath::from_mount_path("/a/b.log").unwrap().to_string(), "/a/b.log");
+        assert_eq!(RelPath::from_mount_path("a").unwrap().to_string(), "/a");
+        assert!(RelPath::from_mount_path("/a/../b").is_err());
+        assert!(RelPath::from_mount_path("/a/").is_err());
     }
 
     #[test]

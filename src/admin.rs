@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::ledger::Ledger;
+use crate::core::ledger::{Ledger, LedgerError};
 use crate::core::store::StoreError;
 use crate::core::timefmt::rfc3339_ns;
 use crate::core::RelPath;
@@ -35,9 +35,10 @@ pub enum AdminError {
     NoSuchPath(String),
     NotAFile(String),
     NoHold(String),
-    Shorten { path: String, current_ns: u64, requested_ns: u64 },
     EmptyReason,
     Store(StoreError),
+    /// The chain refused (shortening a retention) or could not record it.
+    Ledger(LedgerError),
 }
 
 impl fmt::Display for AdminError {
@@ -47,14 +48,10 @@ impl fmt::Display for AdminError {
             AdminError::NoSuchPath(p) => write!(f, "{p}: no such file or directory in the mount"),
             AdminError::NotAFile(p) => write!(f, "{p}: not a file wormfs has sealed"),
             AdminError::NoHold(p) => write!(f, "{p}: no legal hold is set on it"),
-            AdminError::Shorten { path, current_ns, requested_ns } => write!(
-                f,
-                "{path}: retention can only be extended: it is retained until {}, later than {}",
-                rfc3339_ns(*current_ns),
-                rfc3339_ns(*requested_ns)
-            ),
             AdminError::EmptyReason => write!(f, "a legal hold needs a --reason"),
             AdminError::Store(e) => write!(f, "{e}"),
+            AdminError::Ledger(LedgerError::UnknownFile(p)) => write!(f, "{p}: not a file wormfs has sealed"),
+            AdminError::Ledger(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,11 +59,7 @@ impl fmt::Display for AdminError {
 impl std::error::Error for AdminError {}
 
 fn mount_path(text: &str) -> Result<RelPath, AdminError> {
-    let trimmed = text.trim_start_matches('/');
-    if trimmed.is_empty() {
-        return Ok(RelPath::root());
-    }
-    RelPath::parse(std::ffi::OsStr::new(trimmed)).map_err(|_| AdminError::BadPath(text.to_string()))
+    RelPath::from_mount_path(text).map_err(|_| AdminError::BadPath(text.to_string()))
 }
 
 /// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`.
@@ -95,14 +88,8 @@ pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) ->
                 (None, Some(by)) => state.retain_until_ns.saturating_add(*by),
                 (None, None) => state.retain_until_ns,
             };
-            match ledger.extend_retention(&file, requested, uid).map_err(AdminError::Store)? {
-                Ok(record) => Ok(format!("{file} retained until {} (record {})", rfc3339_ns(requested), record.seq())),
-                Err(short) => Err(AdminError::Shorten {
-                    path: path.clone(),
-                    current_ns: short.current_ns,
-                    requested_ns: short.requested_ns,
-                }),
-            }
+            let record = ledger.extend_retention(&file, requested, uid).map_err(AdminError::Ledger)?;
+            Ok(format!("{file} retained until {} (record {})", rfc3339_ns(requested), record.seq()))
         }
     }
 }

@@ -407,8 +407,9 @@ fn retention_extends_but_never_shortens() {
     w.sealed_file("a.log", b"x");
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     let until = w.fs.ledger().file(&path).unwrap().unwrap().retain_until_ns;
-    assert!(w.fs.ledger().extend_retention(&path, until + 5_000, 0).unwrap().is_ok());
-    assert!(w.fs.ledger().extend_retention(&path, until, 0).unwrap().is_err(), "shortening is refused");
+    w.fs.ledger().extend_retention(&path, until + 5_000, 0).unwrap();
+    let short = w.fs.ledger().extend_retention(&path, until, 0);
+    assert!(matches!(short, Err(LedgerError::Refused(_))), "shortening is refused: {short:?}");
     w.set_clock(until + 1);
     assert!(w.fs.unlink(ROOT, OsStr::new("a.log")).is_err(), "still retained by the extension");
     w.set_clock(until + 5_001);
@@ -434,12 +435,23 @@ fn setting_the_clock_back_neither_shortens_retention_nor_goes_unrecorded() {
 
 #[test]
 fn a_delete_record_written_early_is_a_finding() {
-    // Only someone with the key could write this: a forged early Delete, signed validly.
+    // wormfs refuses to write one: only someone holding the key could, signing it by hand.
     let w = World::new();
     w.sealed_file("a.log", b"x");
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+    assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
     let state = w.fs.ledger().file(&path).unwrap().unwrap();
-    w.fs.ledger().delete(&path, 1, &state).unwrap();
+    let head = w.store.head().unwrap().unwrap();
+    let forged = wormfs::core::chain::sign(
+        wormfs::core::record::Unsigned {
+            seq: head.seq + 1,
+            time_ns: head.time_ns,
+            payload: Payload::Delete { path: path.clone(), size: 1, file_hash: state.file_hash, retain_until_ns: state.retain_until_ns },
+            prev_hash: head.hash,
+        },
+        &w.key,
+    );
+    w.store.commit(&forged, &[]).unwrap();
     fs::remove_file(w.dir.path().join("a.log")).unwrap();
     let f = w.check().findings;
     assert!(matches!(&f[..], [Finding::ChangedBeforeExpiry { op: "delete", .. }]), "{f:?}");
@@ -451,9 +463,8 @@ fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
     w.sealed_file("old.log", b"x");
     w.set_clock(1_000_000 + RETENTION + 1);
     let path = |p: &str| wormfs::core::RelPath::parse(OsStr::new(p)).unwrap();
-    let state = w.fs.ledger().file(&path("old.log")).unwrap().unwrap();
     // The record is written; the daemon dies before renameat.
-    w.fs.ledger().rename(&path("old.log"), &path("new.log"), &state).unwrap();
+    w.fs.ledger().rename(&path("old.log"), &path("new.log"), false, false, false).unwrap();
     let report = w.check();
     assert!(report.intact(), "{:?}", report.findings);
     assert!(
@@ -461,4 +472,23 @@ fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
         "{:?}",
         report.warnings
     );
+}
+
+#[test]
+fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
+    // The check that decides is made under the chain lock, so a hold set or a retention
+    // extended between a caller's look and its change still wins.
+    let w = World::new();
+    w.sealed_file("a.log", b"x");
+    w.set_clock(1_000_000 + RETENTION * 10);
+    let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+    w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0).unwrap();
+    assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
+    assert!(matches!(w.fs.ledger().truncate(&path, 1, 0, false), Err(LedgerError::Refused(_))));
+    w.fs.ledger().hold(&wormfs::core::RelPath::root(), false, "released", 0).unwrap();
+    assert!(matches!(w.fs.ledger().rename(&path, &path, true, false, false), Err(LedgerError::Refused(_))), "open");
+    assert!(matches!(w.fs.ledger().truncate(&path, 1, 1, false), Ok(None)), "to the same size: nothing to record");
+    let before = w.records().len();
+    w.fs.ledger().delete(&path, 1, false).unwrap();
+    assert_eq!(w.records().len(), before + 1);
 }

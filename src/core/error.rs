@@ -54,6 +54,11 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {}
 
+/// The errno an I/O error carries (EIO when it carries none).
+pub(crate) fn io_errno(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 impl From<BadName> for FsError {
     fn from(why: BadName) -> Self {
         FsError::BadName(why)

@@ -12,16 +12,15 @@ use nix::sys::stat::FileStat;
 use nix::sys::time::TimeSpec;
 
 use super::backing::DataDir;
-use super::error::{FsError, FsResult};
+use super::error::{io_errno, FsError, FsResult};
 use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
 use super::inodes::{InodeTable, ROOT_INO};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, LedgerError};
 use super::metrics::Metrics;
 use super::path::RelPath;
-use super::policy::{self, NodeKind, Refusal, TruncateAction};
-use super::retention::{self, Standing};
+use super::policy::{self, Gated, NodeKind, Refusal};
+use super::retention::Standing;
 use super::seals::{self, Recovery, SealCause};
-use super::store::FileState;
 use super::sync::lock;
 use std::sync::Arc;
 
@@ -133,6 +132,16 @@ fn refused(path: &RelPath, refusal: Refusal) -> FsError {
 
 fn ledger_err(e: super::store::StoreError) -> FsError {
     FsError::Ledger(e.to_string())
+}
+
+/// A retention-gated change the ledger refused (or could not record).
+fn gated(path: &RelPath, e: LedgerError) -> FsError {
+    match e {
+        LedgerError::Refused(refusal) => refused(path, refusal),
+        // A file the index does not know is never deletable: the next mount adopts it.
+        LedgerError::UnknownFile(_) => refused(path, Refusal::NotExpired { op: Gated::Unlink, standing: Standing::Retained { until_ns: u64::MAX } }),
+        other => FsError::Ledger(other.to_string()),
+    }
 }
 
 impl WormFs {
@@ -275,19 +284,14 @@ impl WormFs {
     }
 
     /// truncate(2)/ftruncate(2): a no-op to the current size; smaller only once retention has
-    /// expired (recorded first); never larger.
+    /// expired (recorded first); never larger. The ledger decides, under its lock.
     fn truncate(&self, ino: u64, path: &RelPath, to: u64) -> FsResult<()> {
         let _gate = lock(&self.gate);
         let size = self.current_size(ino, path)?;
-        let standing = if to < size { self.standing(ino, path)?.0 } else { Standing::Expired };
-        match policy::truncate(size, to, &standing).map_err(|r| refused(path, r))? {
-            TruncateAction::NoOp => Ok(()),
-            TruncateAction::Shrink => {
-                let state = self.known_file(path)?;
-                self.ledger.truncate(path, size, to, &state).map_err(ledger_err)?;
-                self.data.truncate(path, to).map_err(|e| FsError::os(path, e))
-            }
+        if self.ledger.truncate(path, size, to, self.is_open(ino)).map_err(|e| gated(path, e))?.is_some() {
+            self.data.truncate(path, to).map_err(|e| FsError::os(path, e))?;
         }
+        Ok(())
     }
 
     /// SnapLock-style retention: setting a file's atime to a future date asks to retain it
@@ -299,32 +303,16 @@ impl WormFs {
         if requested <= self.ledger.now() {
             return Ok(());
         }
-        let Some(_) = self.ledger.file(path).map_err(ledger_err)? else { return Ok(()) };
-        match self.ledger.extend_retention(path, requested, caller.uid).map_err(ledger_err)? {
-            Ok(_) => Ok(()),
-            Err(short) => Err(refused(
-                path,
-                Refusal::ShortenRetention { until_ns: short.current_ns, requested_ns: short.requested_ns },
-            )),
+        match self.ledger.extend_retention(path, requested, caller.uid) {
+            // Not a file wormfs seals (a directory): an ordinary atime.
+            Ok(_) | Err(LedgerError::UnknownFile(_)) => Ok(()),
+            Err(e) => Err(gated(path, e)),
         }
     }
 
-    /// Where the file at `path` (inode `ino`) stands for unlink, rename and truncate now.
-    fn standing(&self, ino: u64, path: &RelPath) -> FsResult<(Standing, Option<FileState>)> {
-        let state = self.ledger.file(path).map_err(ledger_err)?;
-        let hold = self.ledger.hold_covering(path).map_err(ledger_err)?;
-        let open = self.files.any(|h| h.ino == ino);
-        // A file the index does not know is never expired: the next mount adopts it.
-        let until = state.map_or(u64::MAX, |s| s.retain_until_ns);
-        let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
-        Ok((retention::standing(until, hold, open, self.ledger.now()), state))
-    }
-
-    fn known_file(&self, path: &RelPath) -> FsResult<FileState> {
-        self.ledger
-            .file(path)
-            .map_err(ledger_err)?
-            .ok_or_else(|| FsError::Ledger(format!("{path} is not in the index")))
+    /// Whether any handle, for reading or writing, has inode `ino` open.
+    fn is_open(&self, ino: u64) -> bool {
+        self.files.any(|h| h.ino == ino)
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
@@ -400,11 +388,8 @@ impl WormFs {
         let path = self.path_of(parent)?.join(name)?;
         let _gate = lock(&self.gate);
         let st = self.stat(&path)?;
-        let ino = self.inodes.fuse_ino(st.st_ino);
-        let (standing, _) = self.standing(ino, &path)?;
-        policy::unlink(&standing).map_err(|r| refused(&path, r))?;
-        let state = self.known_file(&path)?;
-        self.ledger.delete(&path, st.st_size as u64, &state).map_err(ledger_err)?;
+        let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
+        self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
         self.data.unlink(&path).map_err(|e| FsError::os(&path, e))
     }
 
@@ -426,10 +411,7 @@ impl WormFs {
             let empty = self.data.read_dir(&from).map_err(|e| FsError::os(&from, e))?.is_empty();
             policy::rename_dir(empty, target_exists, exchange).map_err(|r| refused(&from, r))?;
         } else {
-            let (standing, _) = self.standing(ino, &from)?;
-            policy::rename_file(&standing, target_exists, exchange).map_err(|r| refused(&from, r))?;
-            let state = self.known_file(&from)?;
-            self.ledger.rename(&from, &to, &state).map_err(ledger_err)?;
+            self.ledger.rename(&from, &to, self.is_open(ino), target_exists, exchange).map_err(|e| gated(&from, e))?;
         }
         self.data.rename_noreplace(&from, &to).map_err(|e| FsError::os(&from, e))?;
         self.inodes.moved(ino, &to);
@@ -768,6 +750,3 @@ fn to_timespec(t: Option<TimeSet>) -> TimeSpec {
     }
 }
 
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}

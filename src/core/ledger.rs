@@ -11,7 +11,8 @@ use log::warn;
 use super::chain::{key_id, sign};
 use super::path::RelPath;
 use super::record::{Payload, Record, Segment, Unsigned};
-use super::retention::{self, RetentionPolicy, ShortenRefused};
+use super::policy::{self, Refusal};
+use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
 use super::store::{Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
 use super::sync::lock;
@@ -21,6 +22,10 @@ pub enum LedgerError {
     Store(StoreError),
     /// The index is signed under another key than the one we were given.
     KeyMismatch { index: [u8; 8], ours: [u8; 8] },
+    /// The rules refuse the change (retention, a hold, shortening a retention).
+    Refused(Refusal),
+    /// The index has no such file (never created through wormfs, or not adopted yet).
+    UnknownFile(RelPath),
 }
 
 impl fmt::Display for LedgerError {
@@ -33,6 +38,8 @@ impl fmt::Display for LedgerError {
                 super::segment::hex(index),
                 super::segment::hex(ours)
             ),
+            LedgerError::Refused(r) => write!(f, "{r}"),
+            LedgerError::UnknownFile(p) => write!(f, "{p} is not a file in the index"),
         }
     }
 }
@@ -123,10 +130,14 @@ impl Ledger {
 
     /// Sign and commit the next record. `build` gets the new record's seq and time and returns
     /// its payload and the index changes to store with it (in the same atomic, synced write).
-    fn append(
+    ///
+    /// `build` runs under the chain lock, and every change to the index goes through here, so
+    /// what it reads from the index (a file's state, the holds) cannot change before its record
+    /// is committed: read-modify-write of file state, and rule checks, belong inside it.
+    fn append<E: From<StoreError>>(
         &self,
-        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), StoreError>,
-    ) -> Result<Record, StoreError> {
+        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), E>,
+    ) -> Result<Record, E> {
         let mut chain = lock(&self.head);
         let floor = chain.head.map_or(0, |h| h.time_ns);
         let now = self.clock.now_ns();
@@ -136,7 +147,7 @@ impl Ledger {
             if !chain.clock_behind {
                 warn!("system clock is {} ms behind the newest record; using the record's time", (floor - now) / 1_000_000);
                 let jump = Payload::ClockJump { system_ns: now, floor_ns: floor };
-                self.commit_locked(&mut chain, floor, jump, Vec::new())?;
+                self.commit_locked(&mut chain, floor, jump, Vec::new()).map_err(E::from)?;
                 chain.clock_behind = true;
             }
         } else {
@@ -145,7 +156,7 @@ impl Ledger {
         let time_ns = now.max(floor);
         let seq = chain.head.map_or(1, |h| h.seq + 1);
         let (payload, updates) = build(seq, time_ns)?;
-        self.commit_locked(&mut chain, time_ns, payload, updates)
+        self.commit_locked(&mut chain, time_ns, payload, updates).map_err(E::from)
     }
 
     fn commit_locked(
@@ -164,11 +175,11 @@ impl Ledger {
 
     pub fn mount(&self, software: &str, data_dir: &[u8]) -> Result<Record, StoreError> {
         let payload = Payload::Mount { software: software.into(), key_id: self.key_id(), data_dir: data_dir.to_vec() };
-        self.append(|_, _| Ok((payload, Vec::new())))
+        self.append(|_, _| Ok::<_, StoreError>((payload, Vec::new())))
     }
 
     pub fn unmount(&self) -> Result<Record, StoreError> {
-        self.append(|_, _| Ok((Payload::Unmount, Vec::new())))
+        self.append(|_, _| Ok::<_, StoreError>((Payload::Unmount, Vec::new())))
     }
 
     /// A new file: recorded with an empty sealed state, retained from its creation.
@@ -182,7 +193,7 @@ impl Ledger {
                 last_seal_seq: 0,
                 retain_until_ns: time_ns.saturating_add(retention),
             };
-            Ok((Payload::Create { path: path.clone(), mode, uid, gid }, vec![IndexUpdate::File(path.clone(), state)]))
+            Ok::<_, StoreError>((Payload::Create { path: path.clone(), mode, uid, gid }, vec![IndexUpdate::File(path.clone(), state)]))
         })
     }
 
@@ -197,16 +208,16 @@ impl Ledger {
         segment_hash: Hash,
         recovered: Option<bool>,
     ) -> Result<Record, StoreError> {
-        let before = self.store.file(path)?.unwrap_or_default();
-        if before.sealed_size != start {
-            return Err(StoreError::Backend(format!(
-                "{path}: seal of [{start}, {end}) does not continue the sealed size {}",
-                before.sealed_size
-            )));
-        }
         let retention = self.policy.retention_for(path);
-        let file_hash = next_file_hash(&before.file_hash, &segment_hash, end);
         self.append(|seq, time_ns| {
+            let before = self.store.file(path)?.unwrap_or_default();
+            if before.sealed_size != start {
+                return Err(StoreError::Backend(format!(
+                    "{path}: seal of [{start}, {end}) does not continue the sealed size {}",
+                    before.sealed_size
+                )));
+            }
+            let file_hash = next_file_hash(&before.file_hash, &segment_hash, end);
             let retain_until_ns = before.retain_until_ns.max(time_ns.saturating_add(retention));
             let segment = Segment { path: path.clone(), start, end, segment_hash, file_hash, retain_until_ns };
             let payload = match recovered {
@@ -219,20 +230,17 @@ impl Ledger {
     }
 
     /// Extend `path`'s retention to `until_ns`; shortening is refused.
-    pub fn extend_retention(&self, path: &RelPath, until_ns: u64, uid: u32) -> Result<Result<Record, ShortenRefused>, StoreError> {
-        let before = match self.store.file(path)? {
-            Some(s) => s,
-            None => return Err(StoreError::Backend(format!("{path} is not a file wormfs knows"))),
-        };
-        let until = match retention::extend(before.retain_until_ns, until_ns) {
-            Ok(u) => u,
-            Err(refused) => return Ok(Err(refused)),
-        };
+    pub fn extend_retention(&self, path: &RelPath, until_ns: u64, uid: u32) -> Result<Record, LedgerError> {
         self.append(|_, _| {
-            let state = FileState { retain_until_ns: until, ..before };
-            Ok((Payload::Retention { path: path.clone(), retain_until_ns: until, uid }, vec![IndexUpdate::File(path.clone(), state)]))
+            let before = self.known(path)?;
+            if until_ns < before.retain_until_ns {
+                let refusal = Refusal::ShortenRetention { until_ns: before.retain_until_ns, requested_ns: until_ns };
+                return Err(LedgerError::Refused(refusal));
+            }
+            let state = FileState { retain_until_ns: until_ns, ..before };
+            let payload = Payload::Retention { path: path.clone(), retain_until_ns: until_ns, uid };
+            Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
         })
-        .map(Ok)
     }
 
     /// Set or clear a legal hold on a file or directory.
@@ -243,38 +251,68 @@ impl Ledger {
             } else {
                 IndexUpdate::RemoveHold(prefix.clone())
             };
-            Ok((Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid }, vec![update]))
+            Ok::<_, StoreError>((Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid }, vec![update]))
         })
     }
 
     /// Record that `path` was opened for reading (the audit of who read the evidence).
     pub fn access(&self, path: &RelPath, uid: u32, pid: u32, command: &str) -> Result<Record, StoreError> {
         let payload = Payload::Access { path: path.clone(), uid, pid, command: command.to_string() };
-        self.append(|_, _| Ok((payload, Vec::new())))
+        self.append(|_, _| Ok::<_, StoreError>((payload, Vec::new())))
     }
 
-    /// Record the deletion of an expired file (before it happens).
-    pub fn delete(&self, path: &RelPath, size: u64, state: &FileState) -> Result<Record, StoreError> {
-        let payload = Payload::Delete {
-            path: path.clone(),
-            size,
-            file_hash: state.file_hash,
-            retain_until_ns: state.retain_until_ns,
-        };
-        self.append(|_, _| Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())])))
+    /// Delete an expired file: checked and recorded before the unlink happens. `open`: whether
+    /// any handle has it open (the caller holds its open gate, so that cannot change).
+    pub fn delete(&self, path: &RelPath, size: u64, open: bool) -> Result<Record, LedgerError> {
+        self.append(|_, time_ns| {
+            let state = self.known(path)?;
+            policy::unlink(&self.standing(path, &state, open, time_ns)?).map_err(LedgerError::Refused)?;
+            let payload = Payload::Delete {
+                path: path.clone(),
+                size,
+                file_hash: state.file_hash,
+                retain_until_ns: state.retain_until_ns,
+            };
+            Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())]))
+        })
     }
 
-    /// Record the rename of an expired file (before it happens); its state moves to the new name.
-    pub fn rename(&self, from: &RelPath, to: &RelPath, state: &FileState) -> Result<Record, StoreError> {
-        let payload = Payload::Rename { from: from.clone(), to: to.clone() };
-        let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), *state)];
-        self.append(|_, _| Ok((payload, updates)))
+    /// Rename an expired file: checked and recorded before it happens; its state moves to `to`.
+    pub fn rename(&self, from: &RelPath, to: &RelPath, open: bool, target_exists: bool, exchange: bool) -> Result<Record, LedgerError> {
+        self.append(|_, time_ns| {
+            let state = self.known(from)?;
+            let standing = self.standing(from, &state, open, time_ns)?;
+            policy::rename_file(&standing, target_exists, exchange).map_err(LedgerError::Refused)?;
+            let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), state)];
+            Ok((Payload::Rename { from: from.clone(), to: to.clone() }, updates))
+        })
     }
 
-    /// Record the truncation of an expired file (before it happens); seals restart at `new_size`.
-    pub fn truncate(&self, path: &RelPath, old_size: u64, new_size: u64, state: &FileState) -> Result<Record, StoreError> {
-        let payload = Payload::Truncate { path: path.clone(), old_size, new_size };
-        let state = FileState { sealed_size: new_size, ..*state };
-        self.append(|_, _| Ok((payload, vec![IndexUpdate::File(path.clone(), state)])))
+    /// Truncate: a no-op to the current size (None: nothing recorded), smaller only once expired
+    /// (checked and recorded before it happens; seals restart at `new_size`), never larger.
+    pub fn truncate(&self, path: &RelPath, old_size: u64, new_size: u64, open: bool) -> Result<Option<Record>, LedgerError> {
+        if new_size == old_size {
+            return Ok(None);
+        }
+        self.append(|_, time_ns| {
+            let state = self.known(path)?;
+            let standing = self.standing(path, &state, open, time_ns)?;
+            policy::truncate(old_size, new_size, &standing).map_err(LedgerError::Refused)?;
+            let payload = Payload::Truncate { path: path.clone(), old_size, new_size };
+            let state = FileState { sealed_size: new_size, ..state };
+            Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
+        })
+        .map(Some)
+    }
+
+    fn known(&self, path: &RelPath) -> Result<FileState, LedgerError> {
+        self.store.file(path)?.ok_or_else(|| LedgerError::UnknownFile(path.clone()))
+    }
+
+    /// Where a file stands at chain time `time_ns` (only called under the chain lock).
+    fn standing(&self, path: &RelPath, state: &FileState, open: bool, time_ns: u64) -> Result<Standing, StoreError> {
+        let hold = self.store.holds()?.into_iter().find(|(prefix, _)| path.is_under(prefix));
+        let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
+        Ok(retention::standing(state.retain_until_ns, hold, open, time_ns))
     }
 }

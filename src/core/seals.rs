@@ -8,7 +8,7 @@ use log::{info, warn};
 use nix::errno::Errno;
 
 use super::backing::DataDir;
-use super::error::{FsError, FsResult};
+use super::error::{io_errno, FsError, FsResult};
 use super::handles::OpenFile;
 use super::ledger::Ledger;
 use super::metrics::Metrics;
@@ -152,6 +152,3 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
     Ok(report)
 }
 
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}

@@ -152,6 +152,19 @@ impl RocksStore {
         self.db.get_pinned_cf(self.cf(cf)?, key).map_err(|e| backend(&format!("read {cf}"), e))
     }
 
+    /// Every entry of column family `cf`, in key order, decoded strictly.
+    fn scan<T>(&self, cf: &str, decode: impl Fn(&[u8], &[u8]) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            out.push(decode(key, value)?);
+            it.next();
+        }
+        it.status().map_err(|e| backend(&format!("scan {cf}"), e))?;
+        Ok(out)
+    }
+
     fn writable(&self) -> StoreResult<()> {
         if self.read_only {
             Err(StoreError::Backend("the index is open read-only".into()))
@@ -200,27 +213,11 @@ impl Store for RocksStore {
     }
 
     fn files(&self) -> StoreResult<Vec<(RelPath, FileState)>> {
-        let mut out = Vec::new();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_FILES)?);
-        it.seek_to_first();
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            out.push((decode_path(key)?, decode_file_state(key, value)?));
-            it.next();
-        }
-        it.status().map_err(|e| backend("scan files", e))?;
-        Ok(out)
+        self.scan(CF_FILES, |key, value| Ok((decode_path(key)?, decode_file_state(key, value)?)))
     }
 
     fn holds(&self) -> StoreResult<Vec<(RelPath, HoldState)>> {
-        let mut out = Vec::new();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_HOLDS)?);
-        it.seek_to_first();
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            out.push((decode_hold_path(key)?, decode_hold(key, value)?));
-            it.next();
-        }
-        it.status().map_err(|e| backend("scan holds", e))?;
-        Ok(out)
+        self.scan(CF_HOLDS, |key, value| Ok((decode_hold_path(key)?, decode_hold(key, value)?)))
     }
 
     fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {

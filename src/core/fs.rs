@@ -459,7 +459,7 @@ impl WormFs {
         // with whatever is on disk, so appends chain onto sealed bytes.
         let state = if writable {
             Some(self.open_files.attach(ino, || {
-                let size = seals::catch_up(&self.ledger, path, &file)?;
+                let size = seals::catch_up(&self.ledger, path, &file)?.size;
                 let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
                 Ok(OpenFile::new(path.clone(), own, size))
             })?)

@@ -53,10 +53,19 @@ pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause
     Ok(())
 }
 
+/// What `catch_up` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// The file's size, now all sealed.
+    pub size: u64,
+    /// Whether a Recovered record had to be written.
+    pub recovered: bool,
+}
+
 /// Bring the index up to date with a backing file before wormfs appends to it: bytes beyond the
 /// sealed size are hashed from disk and sealed in a `Recovered` record (`adopted` when the
-/// index did not know the file at all). Returns the file's size, now all sealed.
-pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<u64> {
+/// index did not know the file at all).
+pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<CaughtUp> {
     let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
     let known = ledger.file(path).map_err(|e| FsError::Ledger(e.to_string()))?;
     let sealed = known.map(|s| s.sealed_size).unwrap_or(0);
@@ -64,7 +73,7 @@ pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<u64> {
         return Err(FsError::Tampered { path: path.clone(), sealed, size });
     }
     if size == sealed && known.is_some() {
-        return Ok(size);
+        return Ok(CaughtUp { size, recovered: false });
     }
     file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
     let segment_hash = hash_range(file, sealed, size).map_err(|e| FsError::os(path, e))?;
@@ -77,7 +86,7 @@ pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<u64> {
     } else {
         info!("{path}: sealed {} bytes found unsealed (record {})", size - sealed, record.seq());
     }
-    Ok(size)
+    Ok(CaughtUp { size, recovered: true })
 }
 
 fn hash_range(file: &File, start: u64, end: u64) -> Result<[u8; 32], Errno> {
@@ -124,13 +133,8 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
                 libc::S_IFREG => {
                     report.files_checked += 1;
                     let file = data.open_file(&path, false).map_err(|e| FsError::os(&path, e))?;
-                    let before = ledger.file(&path).map_err(|e| FsError::Ledger(e.to_string()))?;
                     match catch_up(ledger, &path, &file) {
-                        Ok(size) => {
-                            if before.map(|b| b.sealed_size) != Some(size) {
-                                report.recovered += 1;
-                            }
-                        }
+                        Ok(caught) => report.recovered += u64::from(caught.recovered),
                         Err(FsError::Tampered { path, sealed, size }) => {
                             warn!("{path}: {size} bytes on disk but {sealed} sealed: truncated outside wormfs");
                             report.damaged.push(format!("{path}: truncated to {size} of {sealed} sealed bytes"));

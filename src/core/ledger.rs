@@ -233,10 +233,7 @@ impl Ledger {
     pub fn extend_retention(&self, path: &RelPath, until_ns: u64, uid: u32) -> Result<Record, LedgerError> {
         self.append(|_, _| {
             let before = self.known(path)?;
-            if until_ns < before.retain_until_ns {
-                let refusal = Refusal::ShortenRetention { until_ns: before.retain_until_ns, requested_ns: until_ns };
-                return Err(LedgerError::Refused(refusal));
-            }
+            let until_ns = policy::extend_retention(before.retain_until_ns, until_ns).map_err(LedgerError::Refused)?;
             let state = FileState { retain_until_ns: until_ns, ..before };
             let payload = Payload::Retention { path: path.clone(), retain_until_ns: until_ns, uid };
             Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
@@ -311,7 +308,7 @@ impl Ledger {
 
     /// Where a file stands at chain time `time_ns` (only called under the chain lock).
     fn standing(&self, path: &RelPath, state: &FileState, open: bool, time_ns: u64) -> Result<Standing, StoreError> {
-        let hold = self.store.holds()?.into_iter().find(|(prefix, _)| path.is_under(prefix));
+        let hold = self.hold_covering(path)?;
         let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
         Ok(retention::standing(state.retain_until_ns, hold, open, time_ns))
     }

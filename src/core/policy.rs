@@ -230,6 +230,15 @@ pub fn rename_dir(empty: bool, target_exists: bool, exchange: bool) -> Result<()
     }
 }
 
+/// A new retain-until: retention can be extended, never shortened.
+pub fn extend_retention(until_ns: u64, requested_ns: u64) -> Result<u64, Refusal> {
+    if requested_ns < until_ns {
+        Err(Refusal::ShortenRetention { until_ns, requested_ns })
+    } else {
+        Ok(requested_ns)
+    }
+}
+
 fn expired(op: Gated, standing: &Standing) -> Result<(), Refusal> {
     match standing {
         Standing::Expired => Ok(()),
@@ -309,6 +318,13 @@ mod tests {
         assert_eq!(rename_file(&Standing::Expired, true, false), Err(Refusal::RenameOverExisting));
         assert_eq!(rename_file(&Standing::Expired, false, true), Err(Refusal::RenameExchange));
         assert!(rename_file(&RETAINED, false, false).is_err());
+    }
+
+    #[test]
+    fn retention_is_never_shortened() {
+        assert_eq!(extend_retention(100, 200), Ok(200));
+        assert_eq!(extend_retention(100, 100), Ok(100));
+        assert_eq!(extend_retention(100, 99), Err(Refusal::ShortenRetention { until_ns: 100, requested_ns: 99 }));
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! clock floor that stops a clock set back from expiring anything early. Pure rules over
 //! nanosecond timestamps; the clock is injected.
 
-use std::fmt;
-
 use super::path::RelPath;
 
 pub const NS_PER_SEC: u64 = 1_000_000_000;
@@ -93,27 +91,6 @@ pub fn standing(retain_until_ns: u64, hold: Option<(&RelPath, &str)>, open: bool
     Standing::Expired
 }
 
-/// A new retain-until for a file: retention can be extended, never shortened.
-pub fn extend(current_ns: u64, requested_ns: u64) -> Result<u64, ShortenRefused> {
-    if requested_ns < current_ns {
-        Err(ShortenRefused { current_ns, requested_ns })
-    } else {
-        Ok(requested_ns)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShortenRefused {
-    pub current_ns: u64,
-    pub requested_ns: u64,
-}
-
-impl fmt::Display for ShortenRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "retention can only be extended: the file is retained until {} ns, later than {} ns", self.current_ns, self.requested_ns)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,12 +140,5 @@ mod tests {
             standing(100, Some((&prefix, "subpoena")), false, 200),
             Standing::Held { prefix: prefix.clone(), reason: "subpoena".into() }
         );
-    }
-
-    #[test]
-    fn retention_is_never_shortened() {
-        assert_eq!(extend(100, 200), Ok(200));
-        assert_eq!(extend(100, 100), Ok(100));
-        assert_eq!(extend(100, 99), Err(ShortenRefused { current_ns: 100, requested_ns: 99 }));
     }
 }

@@ -16,10 +16,20 @@ use crate::core::RelPath;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    HoldSet { path: String, reason: String },
-    HoldClear { path: String, reason: String },
+    HoldSet {
+        path: String,
+        reason: String,
+    },
+    HoldClear {
+        path: String,
+        reason: String,
+    },
     /// Extend to an absolute time, or by a duration past the current retain-until.
-    RetentionExtend { path: String, until_ns: Option<u64>, by_ns: Option<u64> },
+    RetentionExtend {
+        path: String,
+        until_ns: Option<u64>,
+        by_ns: Option<u64>,
+    },
 }
 
 /// The answer, as one line for the admin.
@@ -82,7 +92,8 @@ pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) ->
         }
         Request::RetentionExtend { path, until_ns, by_ns } => {
             let file = mount_path(path)?;
-            let state = ledger.file(&file).map_err(AdminError::Store)?.ok_or_else(|| AdminError::NotAFile(path.clone()))?;
+            let state =
+                ledger.file(&file).map_err(AdminError::Store)?.ok_or_else(|| AdminError::NotAFile(path.clone()))?;
             let requested = match (until_ns, by_ns) {
                 (Some(until), _) => *until,
                 (None, Some(by)) => state.retain_until_ns.saturating_add(*by),

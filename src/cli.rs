@@ -251,17 +251,15 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let data = data.or_else(|| inspect::status(&store).ok()?.data_dir.map(PathBuf::from));
             let entries = inspect::ls(&store, data.as_deref(), &prefix).map_err(fail)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
             inspect::print_ls(&entries, now, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Verify { data, state, pubkey, path, expect_head, json, metrics_file } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
             let options = verify_cmd::VerifyArgs { pubkey: pubkey.as_deref(), only, expect_head, json, metrics_file };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
-            return verify_cmd::run(&data, &state, options)
-                .map_err(|e| Failure { message: e.to_string(), code: 2 });
+            return verify_cmd::run(&data, &state, options).map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }
     Ok(0)
@@ -292,7 +290,6 @@ pub fn mount_path(text: &str) -> Option<RelPath> {
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure { message: e.to_string(), code: 1 }
 }
-
 
 /// `60s`, `5m`, `1h`: the retention units, for the seal interval too.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

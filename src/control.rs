@@ -110,8 +110,7 @@ pub fn submit(state_dir: &Path, request: &Request) -> Result<String, SubmitError
             writeln!(out, "{line}").map_err(SubmitError::Io)?;
             let mut answer = String::new();
             BufReader::new(&stream).read_line(&mut answer).map_err(SubmitError::Io)?;
-            let response: Response =
-                serde_json::from_str(&answer).map_err(|e| SubmitError::Io(io::Error::other(e)))?;
+            let response: Response = serde_json::from_str(&answer).map_err(|e| SubmitError::Io(io::Error::other(e)))?;
             if response.ok {
                 Ok(response.message)
             } else {
@@ -129,7 +128,10 @@ fn offline(state_dir: &Path, request: &Request) -> Result<String, SubmitError> {
         return Err(SubmitError::Offline(format!("no index at {}", index.display())));
     }
     let store = RocksStore::open(&index).map_err(|e| {
-        SubmitError::Offline(format!("{e} (is wormfs mounted without its control socket {}?)", state_dir.join(SOCKET_FILE).display()))
+        SubmitError::Offline(format!(
+            "{e} (is wormfs mounted without its control socket {}?)",
+            state_dir.join(SOCKET_FILE).display()
+        ))
     })?;
     let data_dir = inspect::status(&store)
         .ok()

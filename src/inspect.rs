@@ -11,23 +11,28 @@ use crate::core::path::RelPath;
 use crate::core::record::{Payload, Record};
 use crate::core::segment::hex;
 use crate::core::store::{Store, StoreError};
+use crate::core::timefmt::rfc3339_ns;
 use crate::index::RocksStore;
 use crate::mount::INDEX_DIR;
-use crate::core::timefmt::rfc3339_ns;
 
 #[derive(Debug)]
 pub enum InspectError {
     NoIndex(PathBuf),
     Store(StoreError),
     /// A stored record does not decode.
-    Corrupt { seq: u64, error: String },
+    Corrupt {
+        seq: u64,
+        error: String,
+    },
     Output(std::io::Error),
 }
 
 impl fmt::Display for InspectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InspectError::NoIndex(p) => write!(f, "no index at {} (was this state directory ever mounted?)", p.display()),
+            InspectError::NoIndex(p) => {
+                write!(f, "no index at {} (was this state directory ever mounted?)", p.display())
+            }
             InspectError::Store(e) => write!(f, "{e}"),
             InspectError::Corrupt { seq, error } => write!(f, "record {seq} is corrupt: {error}; run wormfs verify"),
             InspectError::Output(e) => write!(f, "writing output: {e}"),
@@ -253,7 +258,11 @@ pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
         None => writeln!(out, "head:           (empty chain)")?,
     }
     writeln!(out, "data directory: {}", s.data_dir.as_deref().unwrap_or("(unknown)"))?;
-    writeln!(out, "chain state:    {}", if s.mounted_cleanly_closed { "closed (clean unmount)" } else { "open (mounted, or stopped uncleanly)" })?;
+    writeln!(
+        out,
+        "chain state:    {}",
+        if s.mounted_cleanly_closed { "closed (clean unmount)" } else { "open (mounted, or stopped uncleanly)" }
+    )?;
     writeln!(out, "files:          {} ({} past retention)", s.files, s.expired_files)?;
     writeln!(out, "legal holds:    {} (wormfs hold list)", s.holds)?;
     writeln!(out, "sealed bytes:   {}", s.sealed_bytes)?;
@@ -307,7 +316,13 @@ pub fn print_ls(entries: &[LsEntry], now_ns: u64, out: &mut dyn Write) -> std::i
             Some((prefix, reason)) => format!("  [hold on {prefix}: {reason}]"),
             None => String::new(),
         };
-        writeln!(out, "{size:>12} {:>12}  {:<30}  {state:<8}  {}{hold}", e.sealed, rfc3339_ns(e.retain_until_ns), e.path)?;
+        writeln!(
+            out,
+            "{size:>12} {:>12}  {:<30}  {state:<8}  {}{hold}",
+            e.sealed,
+            rfc3339_ns(e.retain_until_ns),
+            e.path
+        )?;
     }
     Ok(())
 }
@@ -315,7 +330,8 @@ pub fn print_ls(entries: &[LsEntry], now_ns: u64, out: &mut dyn Write) -> std::i
 /// The holds in force, one a line.
 pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), InspectError> {
     for (prefix, hold) in store.holds().map_err(InspectError::Store)? {
-        writeln!(out, "{prefix}\tset by uid {} (record {}): {}", hold.uid, hold.seq, hold.reason).map_err(InspectError::Output)?;
+        writeln!(out, "{prefix}\tset by uid {} (record {}): {}", hold.uid, hold.seq, hold.reason)
+            .map_err(InspectError::Output)?;
     }
     Ok(())
 }

@@ -19,9 +19,15 @@ pub enum KeyError {
     Exists(PathBuf),
     Missing(PathBuf),
     /// The secret key file can be read by group or others.
-    TooOpen { path: PathBuf, mode: u32 },
+    TooOpen {
+        path: PathBuf,
+        mode: u32,
+    },
     Malformed(PathBuf),
-    Io { path: PathBuf, err: io::Error },
+    Io {
+        path: PathBuf,
+        err: io::Error,
+    },
     Random(nix::errno::Errno),
 }
 
@@ -82,14 +88,12 @@ pub fn generate(state_dir: &Path) -> Result<VerifyingKey, KeyError> {
     }
     let key = SigningKey::from_bytes(&seed);
     // create_new + mode 0600 at creation: the secret is never on disk with wider permissions.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret_path)
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::AlreadyExists => KeyError::Exists(secret_path.clone()),
-            _ => KeyError::Io { path: secret_path.clone(), err },
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secret_path).map_err(|err| {
+            match err.kind() {
+                io::ErrorKind::AlreadyExists => KeyError::Exists(secret_path.clone()),
+                _ => KeyError::Io { path: secret_path.clone(), err },
+            }
         })?;
     writeln!(f, "{}", hex(&seed)).and_then(|_| f.sync_all()).map_err(io_err(&secret_path))?;
     let public = key.verifying_key();
@@ -110,9 +114,8 @@ pub fn load_signing(state_dir: &Path) -> Result<SigningKey, KeyError> {
         return Err(KeyError::TooOpen { path, mode });
     }
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    let seed: [u8; 32] = from_hex(&text)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| KeyError::Malformed(path.clone()))?;
+    let seed: [u8; 32] =
+        from_hex(&text).and_then(|b| b.try_into().ok()).ok_or_else(|| KeyError::Malformed(path.clone()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 

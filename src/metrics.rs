@@ -42,11 +42,29 @@ fn one(value: impl ToString) -> Vec<(String, String)> {
 pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
     let mut out = String::new();
     metric(&mut out, "wormfs_writes_total", "counter", "Write requests that appended bytes.", &one(s.writes));
-    metric(&mut out, "wormfs_appended_bytes_total", "counter", "Bytes appended through the mount.", &one(s.appended_bytes));
+    metric(
+        &mut out,
+        "wormfs_appended_bytes_total",
+        "counter",
+        "Bytes appended through the mount.",
+        &one(s.appended_bytes),
+    );
     let refused: Vec<_> = s.refused.iter().map(|(op, n)| (format!("{{op=\"{op}\"}}"), n.to_string())).collect();
-    metric(&mut out, "wormfs_refused_total", "counter", "Operations refused by the write-once rules, by operation.", &refused);
+    metric(
+        &mut out,
+        "wormfs_refused_total",
+        "counter",
+        "Operations refused by the write-once rules, by operation.",
+        &refused,
+    );
     metric(&mut out, "wormfs_seals_total", "counter", "Seal records written.", &one(s.seals));
-    metric(&mut out, "wormfs_seal_failures_total", "counter", "Seals that failed (retried at the next seal or recovery).", &one(s.seal_failures));
+    metric(
+        &mut out,
+        "wormfs_seal_failures_total",
+        "counter",
+        "Seals that failed (retried at the next seal or recovery).",
+        &one(s.seal_failures),
+    );
     let mut buckets: Vec<_> = SEAL_BUCKETS
         .iter()
         .zip(&s.seal_buckets)
@@ -55,7 +73,13 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
     buckets.push(("_bucket{le=\"+Inf\"}".into(), s.seal_buckets.last().copied().unwrap_or(0).to_string()));
     buckets.push(("_sum".into(), format!("{:.6}", s.seal_seconds)));
     buckets.push(("_count".into(), s.seals.to_string()));
-    metric(&mut out, "wormfs_seal_duration_seconds", "histogram", "Time to make bytes durable and commit their seal.", &buckets);
+    metric(
+        &mut out,
+        "wormfs_seal_duration_seconds",
+        "histogram",
+        "Time to make bytes durable and commit their seal.",
+        &buckets,
+    );
     metric(&mut out, "wormfs_unsealed_bytes", "gauge", "Bytes appended but not sealed yet.", &one(g.unsealed_bytes));
     metric(&mut out, "wormfs_open_files", "gauge", "Files open for writing.", &one(g.open_files));
     metric(
@@ -66,18 +90,48 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
         &one(format!("{:.3}", g.oldest_unsealed_seconds)),
     );
     metric(&mut out, "wormfs_chain_head_seq", "gauge", "Seq of the newest record in the chain.", &one(head_seq));
-    metric(&mut out, "wormfs_metrics_timestamp_seconds", "gauge", "When this file was written.", &one(format!("{:.3}", now_secs())));
+    metric(
+        &mut out,
+        "wormfs_metrics_timestamp_seconds",
+        "gauge",
+        "When this file was written.",
+        &one(format!("{:.3}", now_secs())),
+    );
     out
 }
 
 /// A verify run's metrics.
 pub fn render_verify(report: &Report) -> String {
     let mut out = String::new();
-    metric(&mut out, "wormfs_verify_last_run_timestamp_seconds", "gauge", "When verify last ran.", &one(format!("{:.3}", now_secs())));
-    metric(&mut out, "wormfs_verify_intact", "gauge", "1 if the last verify found nothing wrong, else 0.", &one(u8::from(report.intact())));
-    metric(&mut out, "wormfs_verify_findings", "gauge", "Findings (tampering or loss) of the last verify.", &one(report.findings.len()));
+    metric(
+        &mut out,
+        "wormfs_verify_last_run_timestamp_seconds",
+        "gauge",
+        "When verify last ran.",
+        &one(format!("{:.3}", now_secs())),
+    );
+    metric(
+        &mut out,
+        "wormfs_verify_intact",
+        "gauge",
+        "1 if the last verify found nothing wrong, else 0.",
+        &one(u8::from(report.intact())),
+    );
+    metric(
+        &mut out,
+        "wormfs_verify_findings",
+        "gauge",
+        "Findings (tampering or loss) of the last verify.",
+        &one(report.findings.len()),
+    );
     metric(&mut out, "wormfs_verify_warnings", "gauge", "Warnings of the last verify.", &one(report.warnings.len()));
-    metric(&mut out, "wormfs_verify_bytes_checked", "gauge", "Bytes re-hashed by the last verify.", &one(report.bytes_hashed));
+    metric(
+        &mut out,
+        "wormfs_verify_bytes_checked",
+        "gauge",
+        "Bytes re-hashed by the last verify.",
+        &one(report.bytes_hashed),
+    );
     metric(&mut out, "wormfs_verify_records", "gauge", "Records checked by the last verify.", &one(report.records));
     metric(
         &mut out,

@@ -23,27 +23,62 @@ pub enum Finding {
     Chain(ChainFinding),
     /// A file's seals do not chain: a segment does not start where the last ended, or its
     /// file_hash is not SHA-256(previous ‖ segment ‖ end).
-    FileChainBroken { path: RelPath, seq: u64 },
+    FileChainBroken {
+        path: RelPath,
+        seq: u64,
+    },
     /// The bytes in [start, end) no longer hash to the seal's segment hash.
-    ContentChanged { path: RelPath, start: u64, end: u64, seq: u64 },
+    ContentChanged {
+        path: RelPath,
+        start: u64,
+        end: u64,
+        seq: u64,
+    },
     /// The file is shorter than its sealed size.
-    Truncated { path: RelPath, size: u64, sealed: u64 },
+    Truncated {
+        path: RelPath,
+        size: u64,
+        sealed: u64,
+    },
     /// A sealed or created file is gone, and no record explains it.
-    Missing { path: RelPath },
+    Missing {
+        path: RelPath,
+    },
     /// A file in DATA_DIR that no record ever created or adopted.
-    Injected { path: RelPath },
+    Injected {
+        path: RelPath,
+    },
     /// Bytes beyond the last seal after a clean Unmount: appended behind wormfs' back.
-    AppendedAfterUnmount { path: RelPath, bytes: u64 },
+    AppendedAfterUnmount {
+        path: RelPath,
+        bytes: u64,
+    },
     /// A Delete, Rename or Truncate record written before the file's retain-until.
-    ChangedBeforeExpiry { path: RelPath, op: &'static str, seq: u64, retain_until_ns: u64 },
+    ChangedBeforeExpiry {
+        path: RelPath,
+        op: &'static str,
+        seq: u64,
+        retain_until_ns: u64,
+    },
     /// A Delete, Rename or Truncate record written while a legal hold covered the file.
-    ChangedUnderHold { path: RelPath, op: &'static str, seq: u64, hold: RelPath },
+    ChangedUnderHold {
+        path: RelPath,
+        op: &'static str,
+        seq: u64,
+        hold: RelPath,
+    },
     /// The index's own head (meta) names another newest record than the chain ends with:
     /// records were removed from (or added to) the end.
-    HeadMismatch { index_seq: u64, chain_seq: u64 },
+    HeadMismatch {
+        index_seq: u64,
+        chain_seq: u64,
+    },
     /// The head the admin noted (`--expect-head`) is not in this chain: records were dropped
     /// from the end, or history was rewritten.
-    ExpectedHeadMissing { seq: u64, detail: String },
+    ExpectedHeadMissing {
+        seq: u64,
+        detail: String,
+    },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -120,7 +155,9 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Finding::Chain(c) => write!(f, "chain: {c}"),
-            Finding::FileChainBroken { path, seq } => write!(f, "{path}: record {seq} does not continue the file's seals"),
+            Finding::FileChainBroken { path, seq } => {
+                write!(f, "{path}: record {seq} does not continue the file's seals")
+            }
             Finding::ContentChanged { path, start, end, seq } => {
                 write!(f, "{path}: bytes [{start}, {end}) changed since sealed (record {seq})")
             }
@@ -140,10 +177,9 @@ impl fmt::Display for Finding {
             Finding::ChangedUnderHold { path, op, seq, hold } => {
                 write!(f, "{path}: {op} (record {seq}) while under legal hold on {hold}")
             }
-            Finding::HeadMismatch { index_seq, chain_seq } => write!(
-                f,
-                "the index says the newest record is {index_seq}, but the chain ends at record {chain_seq}"
-            ),
+            Finding::HeadMismatch { index_seq, chain_seq } => {
+                write!(f, "the index says the newest record is {index_seq}, but the chain ends at record {chain_seq}")
+            }
             Finding::ExpectedHeadMissing { seq, detail } => write!(f, "expected head record {seq}: {detail}"),
         }
     }
@@ -270,7 +306,12 @@ pub fn sealed_bytes(store: &dyn Store, opts: &Options) -> Result<u64, VerifyErro
     Ok(files.iter().filter(|(p, _)| opts.covers(p)).map(|(_, f)| f.sealed_size).sum())
 }
 
-pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &Options) -> Result<Report, VerifyError> {
+pub fn check_with(
+    store: &dyn Store,
+    data_dir: &Path,
+    key: VerifyingKey,
+    opts: &Options,
+) -> Result<Report, VerifyError> {
     let mut checker = ChainChecker::new(key);
     let mut files: BTreeMap<RelPath, FileHistory> = BTreeMap::new();
     let mut findings = Vec::new();
@@ -388,7 +429,11 @@ pub fn check_with(store: &dyn Store, data_dir: &Path, key: VerifyingKey, opts: &
             if let Finding::Missing { path } = &finding {
                 if let Some((from, seq)) = renamed.get(path) {
                     if data_dir.join(from.as_os_str()).is_file() && !files.contains_key(from) {
-                        warnings.push(Warning::RenameNotCompleted { path: path.clone(), from: from.clone(), seq: *seq });
+                        warnings.push(Warning::RenameNotCompleted {
+                            path: path.clone(),
+                            from: from.clone(),
+                            seq: *seq,
+                        });
                         interrupted_renames.insert(from.clone());
                         continue;
                     }
@@ -551,4 +596,3 @@ fn walk_files(dir: &Path) -> Result<BTreeSet<RelPath>, (PathBuf, std::io::Error)
     }
     Ok(out)
 }
-

@@ -26,7 +26,9 @@ pub enum VerifyCmdError {
 impl fmt::Display for VerifyCmdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VerifyCmdError::NoDataDir(p) => write!(f, "cannot verify: data directory {} is not a directory", p.display()),
+            VerifyCmdError::NoDataDir(p) => {
+                write!(f, "cannot verify: data directory {} is not a directory", p.display())
+            }
             VerifyCmdError::NoPublicKey(p) => {
                 write!(f, "cannot verify: no public key at {}; pass --pubkey FILE|HEX", p.display())
             }

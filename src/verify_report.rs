@@ -55,7 +55,8 @@ impl Verdict<'_> {
 
     pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         let r = self.report;
-        let verdict = if r.intact() { "INTACT: every sealed byte and record checks out" } else { "TAMPERING OR LOSS FOUND" };
+        let verdict =
+            if r.intact() { "INTACT: every sealed byte and record checks out" } else { "TAMPERING OR LOSS FOUND" };
         writeln!(out, "wormfs verify: {verdict}")?;
         match &self.key_source {
             KeySource::Argument => writeln!(out, "key:       {} (given with --pubkey)", hex(&self.public_key))?,
@@ -70,7 +71,11 @@ impl Verdict<'_> {
             Some((seq, hash, ns)) => {
                 writeln!(out, "head:      record {seq} at {}", rfc3339_ns(ns))?;
                 writeln!(out, "head hash: {}", hex(&hash))?;
-                writeln!(out, "           (keep `{seq}:{}` elsewhere; pass it as --expect-head next time)", hex(&hash))?;
+                writeln!(
+                    out,
+                    "           (keep `{seq}:{}` elsewhere; pass it as --expect-head next time)",
+                    hex(&hash)
+                )?;
             }
             None => writeln!(out, "head:      (empty chain)")?,
         }
@@ -132,9 +137,9 @@ fn finding_json(f: &Finding) -> Value {
             ChainFinding::Misplaced { key, seq } => json!({ "seq": seq, "stored_at": key }),
             ChainFinding::Gap { from, to } => json!({ "from": from, "to": to }),
             ChainFinding::OutOfOrder { seq, after } => json!({ "seq": seq, "after": after }),
-            ChainFinding::BrokenLink { seq }
-            | ChainFinding::BadHash { seq }
-            | ChainFinding::BadSignature { seq } => json!({ "seq": seq }),
+            ChainFinding::BrokenLink { seq } | ChainFinding::BadHash { seq } | ChainFinding::BadSignature { seq } => {
+                json!({ "seq": seq })
+            }
             ChainFinding::UnknownKey { seq, key_id } => json!({ "seq": seq, "key_id": hex(key_id) }),
             ChainFinding::TimeBackwards { seq, previous_ns, time_ns } => {
                 json!({ "seq": seq, "previous_ns": previous_ns, "time_ns": time_ns })

@@ -11,8 +11,8 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 use wormfs::core::ledger::{Ledger, LedgerError};
-use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::record::{Payload, Record};
+use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::seals::SealCause;
 use wormfs::core::store::{Clock, Store};
 use wormfs::core::{Caller, WormFs};
@@ -55,7 +55,8 @@ impl World {
     }
 
     fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, clock: &Arc<FakeClock>, key: &SigningKey) -> WormFs {
-        let ledger = Ledger::open(store.clone(), key.clone(), clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap();
+        let ledger =
+            Ledger::open(store.clone(), key.clone(), clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap();
         ledger.mount("test", b"data").unwrap();
         let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
         fs.recover().unwrap();
@@ -98,10 +99,7 @@ impl World {
 }
 
 fn seals(records: &[Record]) -> Vec<(u64, u64, [u8; 32])> {
-    records
-        .iter()
-        .filter_map(|r| r.fields.payload.segment().map(|s| (s.start, s.end, s.segment_hash)))
-        .collect()
+    records.iter().filter_map(|r| r.fields.payload.segment().map(|s| (s.start, s.end, s.segment_hash))).collect()
 }
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
@@ -200,7 +198,10 @@ fn tampering_with_sealed_bytes_is_found() {
     let fh = w.create("a.log");
     w.append(fh, b"0123456789");
     w.fs.release(fh).unwrap();
-    let fh = w.fs.open(&caller(), w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let fh =
+        w.fs.open(&caller(), w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino, libc::O_WRONLY | libc::O_APPEND)
+            .unwrap()
+            .fh;
     w.append(fh, b"abcdefghij");
     w.fs.release(fh).unwrap();
     w.fs.shutdown().unwrap();
@@ -211,10 +212,7 @@ fn tampering_with_sealed_bytes_is_found() {
     bytes[15] ^= 1;
     fs::write(&path, &bytes).unwrap();
     let findings = w.check().findings;
-    assert!(
-        matches!(&findings[..], [Finding::ContentChanged { start: 10, end: 20, .. }]),
-        "{findings:?}"
-    );
+    assert!(matches!(&findings[..], [Finding::ContentChanged { start: 10, end: 20, .. }]), "{findings:?}");
 }
 
 #[test]
@@ -274,7 +272,10 @@ fn removed_or_rewritten_records_are_found() {
     // Drop the Create record (seq 2).
     w.store.raw_delete_record(2);
     let f = w.check().findings;
-    assert!(f.iter().any(|x| matches!(x, Finding::Chain(wormfs::core::chain::ChainFinding::Gap { from: 2, to: 2 }))), "{f:?}");
+    assert!(
+        f.iter().any(|x| matches!(x, Finding::Chain(wormfs::core::chain::ChainFinding::Gap { from: 2, to: 2 }))),
+        "{f:?}"
+    );
     w.store.raw_put_record(2, records[1].encode());
     assert!(w.check().intact());
     // Change a seal's payload and re-hash it: the signature no longer verifies.
@@ -285,7 +286,10 @@ fn removed_or_rewritten_records_are_found() {
     forged.hash = forged.fields.hash();
     w.store.raw_put_record(3, forged.encode());
     let f = w.check().findings;
-    assert!(f.iter().any(|x| matches!(x, Finding::Chain(wormfs::core::chain::ChainFinding::BadSignature { seq: 3 }))), "{f:?}");
+    assert!(
+        f.iter().any(|x| matches!(x, Finding::Chain(wormfs::core::chain::ChainFinding::BadSignature { seq: 3 }))),
+        "{f:?}"
+    );
 }
 
 // ---- retention, holds and the clock (issue: retention and legal hold) ----
@@ -335,7 +339,8 @@ fn a_hold_blocks_deletion_after_expiry_until_cleared() {
     let w = World::new();
     fs::create_dir(w.dir.path().join("case")).unwrap();
     let dir = w.fs.lookup(ROOT, OsStr::new("case")).unwrap().ino;
-    let (_, opened) = w.fs.create(&caller(), dir, OsStr::new("x.log"), libc::S_IFREG | 0o644, 0, libc::O_WRONLY).unwrap();
+    let (_, opened) =
+        w.fs.create(&caller(), dir, OsStr::new("x.log"), libc::S_IFREG | 0o644, 0, libc::O_WRONLY).unwrap();
     w.append(opened.fh, b"held");
     w.fs.release(opened.fh).unwrap();
     let case = wormfs::core::RelPath::parse(OsStr::new("case")).unwrap();
@@ -446,7 +451,12 @@ fn a_delete_record_written_early_is_a_finding() {
         wormfs::core::record::Unsigned {
             seq: head.seq + 1,
             time_ns: head.time_ns,
-            payload: Payload::Delete { path: path.clone(), size: 1, file_hash: state.file_hash, retain_until_ns: state.retain_until_ns },
+            payload: Payload::Delete {
+                path: path.clone(),
+                size: 1,
+                file_hash: state.file_hash,
+                retain_until_ns: state.retain_until_ns,
+            },
             prev_hash: head.hash,
         },
         &w.key,
@@ -467,11 +477,7 @@ fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
     w.fs.ledger().rename(&path("old.log"), &path("new.log"), false, false, false).unwrap();
     let report = w.check();
     assert!(report.intact(), "{:?}", report.findings);
-    assert!(
-        matches!(&report.warnings[..], [Warning::RenameNotCompleted { .. }]),
-        "{:?}",
-        report.warnings
-    );
+    assert!(matches!(&report.warnings[..], [Warning::RenameNotCompleted { .. }]), "{:?}", report.warnings);
 }
 
 #[test]

@@ -48,7 +48,11 @@ fn the_daemon_exports_writes_refusals_seals_and_unsealed_bytes() {
     assert!(v["wormfs_oldest_unsealed_seconds"] > 0.0);
     assert!(v["wormfs_chain_head_seq"] >= 4.0);
     // No temporary file is left beside it (written whole, then renamed).
-    let leftovers: Vec<_> = fs::read_dir(m.state()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = fs::read_dir(m.state())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
     // status shows them.
     let out = run_cmd(&mut m.wormfs_cmd(&["status"]));

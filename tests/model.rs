@@ -86,11 +86,12 @@ fn run_sequence(seed: u64, steps: usize) {
             0 | 1 => {
                 let append = rng.below(2) == 0;
                 let trunc = rng.below(5) == 0;
-                let flags = libc::O_WRONLY | if append { libc::O_APPEND } else { 0 } | if trunc { libc::O_TRUNC } else { 0 };
+                let flags =
+                    libc::O_WRONLY | if append { libc::O_APPEND } else { 0 } | if trunc { libc::O_TRUNC } else { 0 };
                 let result = match model.files.get(name) {
-                    None => fs
-                        .create(&caller(), ROOT, OsStr::new(name), libc::S_IFREG | 0o644, 0, flags)
-                        .map(|(_, o)| o.fh),
+                    None => {
+                        fs.create(&caller(), ROOT, OsStr::new(name), libc::S_IFREG | 0o644, 0, flags).map(|(_, o)| o.fh)
+                    }
                     Some(_) => {
                         let ino = fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
                         fs.open(&caller(), ino, flags).map(|o| o.fh)
@@ -140,7 +141,8 @@ fn run_sequence(seed: u64, steps: usize) {
                     _ => size + 1,
                 };
                 let ino = fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
-                let result = fs.setattr(&caller(), ino, &AttrChanges { size: Some(to), ..Default::default() }).map(|_| ());
+                let result =
+                    fs.setattr(&caller(), ino, &AttrChanges { size: Some(to), ..Default::default() }).map(|_| ());
                 assert_eq!(result.is_ok(), to == size, "{ctx}: truncate {size} -> {to}: {result:?}");
             }
             // Close a handle (flush, then release), or fsync one.

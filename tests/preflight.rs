@@ -26,10 +26,7 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         assert_root();
-        let dir = tempfile::Builder::new()
-            .prefix("wormfs-preflight.")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("wormfs-preflight.").tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().canonicalize().unwrap();
         Scratch { _dir: dir, root }
@@ -81,9 +78,7 @@ fn run_wormfs(prefix: &[&str], data: &Path, state: &Path, mnt: &Path) -> Outcome
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(stderr_file.path()).unwrap());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     let status = wait_timeout(&mut child, EXIT_TIMEOUT);
     let stderr = fs::read_to_string(stderr_file.path()).unwrap_or_default();
     let Some(status) = status else {
@@ -110,38 +105,16 @@ fn assert_refused(out: &Outcome, mnt: &Path) {
 #[track_caller]
 fn assert_refused_ctx(out: &Outcome, mnt: &Path, ctx: &str) {
     assert_one_line_error(out, ctx);
-    assert!(
-        !is_wormfs_mounted(mnt),
-        "{ctx}: {} got mounted anyway",
-        mnt.display()
-    );
+    assert!(!is_wormfs_mounted(mnt), "{ctx}: {} got mounted anyway", mnt.display());
 }
 
 /// Exit status 1 and exactly one stderr line, starting `wormfs: error:`.
 #[track_caller]
 fn assert_one_line_error(out: &Outcome, ctx: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{ctx}: exit status; stderr:\n{}",
-        out.stderr
-    );
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{ctx}: expected a one-line message, got:\n{}",
-        out.stderr
-    );
-    assert!(
-        lines[0].starts_with("wormfs: error:"),
-        "{ctx}: message: {:?}",
-        lines[0]
-    );
+    assert_eq!(out.status.code(), Some(1), "{ctx}: exit status; stderr:\n{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{ctx}: expected a one-line message, got:\n{}", out.stderr);
+    assert!(lines[0].starts_with("wormfs: error:"), "{ctx}: message: {:?}", lines[0]);
 }
 
 #[test]
@@ -179,31 +152,19 @@ fn refuses_mountpoint_inside_data_dir() {
     let mnt = s.dir("data/mnt");
     let out = run_wormfs(&[], &data, &s.keyed_state("state"), &mnt);
     assert_refused(&out, &mnt);
-    assert_eq!(
-        fs::read_to_string(data.join("existing.log")).unwrap(),
-        "keep\n"
-    );
+    assert_eq!(fs::read_to_string(data.join("existing.log")).unwrap(), "keep\n");
 }
 
 #[test]
 fn refuses_state_dir_overlapping_data_dir_or_mountpoint() {
     // (state, data) relative to a fresh scratch dir with an empty mnt/. The state dir gets a
     // signing key, except where that would put files in mnt/ (a second reason to refuse).
-    let layouts = [
-        ("mnt", "data"),
-        ("mnt/state", "data"),
-        ("same", "same"),
-        ("data/state", "data"),
-        ("state", "state/data"),
-    ];
+    let layouts =
+        [("mnt", "data"), ("mnt/state", "data"), ("same", "same"), ("data/state", "data"), ("state", "state/data")];
     for (state, data) in layouts {
         let s = Scratch::new();
         let mnt = s.dir("mnt");
-        let state_dir = if state.starts_with("mnt") {
-            s.path(state)
-        } else {
-            s.keyed_state(state)
-        };
+        let state_dir = if state.starts_with("mnt") { s.path(state) } else { s.keyed_state(state) };
         let out = run_wormfs(&[], &s.path(data), &state_dir, &mnt);
         assert_refused_ctx(&out, &mnt, &format!("state={state} data={data}"));
     }
@@ -216,10 +177,7 @@ fn refuses_non_empty_mountpoint() {
     fs::write(mnt.join("keep.txt"), "hidden if mounted\n").unwrap();
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), &mnt);
     assert_refused(&out, &mnt);
-    assert_eq!(
-        fs::read_to_string(mnt.join("keep.txt")).unwrap(),
-        "hidden if mounted\n"
-    );
+    assert_eq!(fs::read_to_string(mnt.join("keep.txt")).unwrap(), "hidden if mounted\n");
 }
 
 #[test]
@@ -256,11 +214,7 @@ fn refuses_mountpoint_that_is_already_a_mount() {
 
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), &mnt);
     assert_refused(&out, &mnt);
-    assert_eq!(
-        mount_types_at(&mnt),
-        ["tmpfs"],
-        "the tmpfs must be left alone"
-    );
+    assert_eq!(mount_types_at(&mnt), ["tmpfs"], "the tmpfs must be left alone");
 }
 
 #[test]
@@ -270,11 +224,7 @@ fn refuses_mountpoint_that_is_a_live_wormfs_mount() {
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), live.mnt());
     // The first mount is still there, so "nothing mounted" does not apply; check the stack.
     assert_one_line_error(&out, "second mount on a live wormfs");
-    assert_eq!(
-        mount_types_at(live.mnt()),
-        ["fuse.wormfs"],
-        "exactly one wormfs mount there"
-    );
+    assert_eq!(mount_types_at(live.mnt()), ["fuse.wormfs"], "exactly one wormfs mount there");
     live.assert_still_works();
 }
 
@@ -289,12 +239,7 @@ fn refuses_to_run_as_non_root() {
     run(&format!("chown -R 65534:65534 {}", q(&s.root))).assert_success("chown");
     let mnt = s.path("mnt");
     let out = run_wormfs(
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ],
+        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
         &s.path("data"),
         &s.path("state"),
         &mnt,
@@ -315,10 +260,7 @@ fn usage_errors_exit_with_status_2() {
     for args in cases {
         let out = run_cmd(Command::new(WORMFS).args(&args).env_remove("RUST_LOG"));
         assert_eq!(out.status.code(), Some(2), "wormfs {args:?}: {out:#?}");
-        assert!(
-            !out.stderr.is_empty(),
-            "wormfs {args:?} should explain the usage error"
-        );
+        assert!(!out.stderr.is_empty(), "wormfs {args:?} should explain the usage error");
     }
     assert!(!is_mount_point(&mnt));
 }
@@ -346,15 +288,8 @@ fn clean_shutdown_on(signal: Signal) {
     tm.append("kept.log", b"written before shutdown\n");
     tm.stop_with(signal); // asserts exit status 0 and that the mount is gone
     assert!(!is_mount_point(tm.mnt()));
-    assert_eq!(
-        fs::read_dir(tm.mnt()).unwrap().count(),
-        0,
-        "mount point is empty again"
-    );
-    assert_eq!(
-        fs::read(tm.backing("kept.log")).unwrap(),
-        b"written before shutdown\n"
-    );
+    assert_eq!(fs::read_dir(tm.mnt()).unwrap().count(), 0, "mount point is empty again");
+    assert_eq!(fs::read(tm.backing("kept.log")).unwrap(), b"written before shutdown\n");
 }
 
 #[test]
@@ -376,16 +311,11 @@ fn sigterm_on_a_busy_mount_detaches_it_and_exits_once_the_last_user_leaves() {
         Command::new("sh")
             .arg("-c")
             // `exec sleep` so killing this pid really closes fd 3.
-            .arg(format!(
-                "exec 3>>{}; echo held >&3; exec sleep 30",
-                q(tm.path("held.log"))
-            ))
+            .arg(format!("exec 3>>{}; echo held >&3; exec sleep 30", q(tm.path("held.log"))))
             .spawn()
             .unwrap(),
     );
-    assert!(wait_until(Duration::from_secs(3), || {
-        fs::read(tm.backing("held.log")).is_ok_and(|b| b == b"held\n")
-    }));
+    assert!(wait_until(Duration::from_secs(3), || { fs::read(tm.backing("held.log")).is_ok_and(|b| b == b"held\n") }));
 
     tm.signal(Signal::SIGTERM);
     assert!(
@@ -404,15 +334,8 @@ fn sighup_is_ignored() {
     let mut tm = TestMount::start();
     tm.signal(Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        tm.is_running(),
-        "SIGHUP stopped the daemon\n--- daemon stderr ---\n{}",
-        tm.log()
-    );
-    assert!(
-        is_wormfs_mounted(tm.mnt()),
-        "SIGHUP unmounted the file system"
-    );
+    assert!(tm.is_running(), "SIGHUP stopped the daemon\n--- daemon stderr ---\n{}", tm.log());
+    assert!(is_wormfs_mounted(tm.mnt()), "SIGHUP unmounted the file system");
     tm.assert_still_works();
     tm.stop();
 }

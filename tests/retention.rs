@@ -193,11 +193,7 @@ fn a_malformed_config_is_refused_with_its_line() {
 fn non_root_cannot_set_a_hold() {
     let m = mount_with_retention();
     fs::write(m.path("a.log"), b"x\n").unwrap();
-    let out = run_as(
-        65534,
-        65534,
-        &format!("{} hold set /a.log --reason nope --state {}", q(WORMFS), q(m.state())),
-    );
+    let out = run_as(65534, 65534, &format!("{} hold set /a.log --reason nope --state {}", q(WORMFS), q(m.state())));
     out.assert_failure("non-root hold");
     assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
     assert!(!kinds(&m).iter().any(|k| k == "Hold"));

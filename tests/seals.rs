@@ -29,10 +29,7 @@ fn sha256sum_range(path: &std::path::Path, start: u64, end: u64) -> String {
 }
 
 fn seals_of<'a>(records: &'a [Value], path: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path)
-        .collect()
+    records.iter().filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path).collect()
 }
 
 fn range(seal: &Value) -> (u64, u64) {
@@ -176,7 +173,9 @@ fn kill_9_mid_append_then_remount_recovers_every_byte() {
         .spawn()
         .unwrap();
     let mut writer = KillOnDrop(writer);
-    assert!(wait_until(Duration::from_secs(5), || fs::metadata(m.backing("busy.log")).map(|md| md.len() > 100_000).unwrap_or(false)));
+    assert!(wait_until(Duration::from_secs(5), || fs::metadata(m.backing("busy.log"))
+        .map(|md| md.len() > 100_000)
+        .unwrap_or(false)));
     m.kill9();
     writer.0.wait().unwrap();
     let size = fs::metadata(m.backing("busy.log")).unwrap().len();
@@ -224,17 +223,14 @@ fn mount_refuses_without_a_key_or_with_an_open_one() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
     fs::set_permissions(&key, perms).unwrap();
     let out = run_cmd(
-        Command::new(WORMFS)
-            .args(["mount", "--data"])
-            .arg(m.data())
-            .arg("--state")
-            .arg(m.state())
-            .arg(m.mnt()),
+        Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()),
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("readable by others"), "{}", out.stderr);
     fs::remove_file(&key).unwrap();
-    let out = run_cmd(Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()));
+    let out = run_cmd(
+        Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("wormfs keygen"), "{}", out.stderr);
     assert!(!is_mount_point(m.mnt()));
@@ -246,7 +242,9 @@ fn existing_data_without_an_index_is_refused_unless_adopting() {
     fs::write(m.path("kept.log"), b"evidence").unwrap();
     m.stop();
     fs::remove_dir_all(m.state().join("index")).unwrap();
-    let out = run_cmd(Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()));
+    let out = run_cmd(
+        Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("no index") && out.stderr.contains("--adopt-existing"), "{}", out.stderr);
     assert!(!m.state().join("index").exists(), "a refused mount must not create an index");
@@ -278,7 +276,9 @@ fn a_corrupt_index_is_refused_with_a_clear_error_and_nothing_is_lost() {
         let meta = db.cf_handle("meta").unwrap();
         db.put_cf(meta, b"head", b"garbage").unwrap();
     }
-    let out = run_cmd(Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()));
+    let out = run_cmd(
+        Command::new(WORMFS).args(["mount", "--data"]).arg(m.data()).arg("--state").arg(m.state()).arg(m.mnt()),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
     assert!(!is_mount_point(m.mnt()));

@@ -27,23 +27,14 @@ const EPERM: i32 = libc::EPERM;
 fn create_and_mkdir_apply_the_requested_mode_minus_umask() {
     let tm = TestMount::start();
     // umask is per process, so set it in a child shell rather than in this multi-threaded test.
-    run(&format!(
-        "umask 027 && : > {} && mkdir {}",
-        q(tm.path("masked.log")),
-        q(tm.path("masked-dir"))
-    ))
-    .assert_success("create under umask 027");
+    run(&format!("umask 027 && : > {} && mkdir {}", q(tm.path("masked.log")), q(tm.path("masked-dir"))))
+        .assert_success("create under umask 027");
     assert_eq!(mode_of(&tm.backing("masked.log")), 0o640, "0666 & ~027");
     assert_eq!(mode_of(&tm.backing("masked-dir")), 0o750, "0777 & ~027");
     assert!(tm.backing("masked-dir").is_dir());
 
     // Explicit modes from open(2)/mkdir(2) (this process's umask 022 does not touch them).
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tm.path("private.log"))
-        .unwrap();
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(tm.path("private.log")).unwrap();
     unistd::mkdir(&tm.path("private-dir"), Mode::from_bits_truncate(0o711)).unwrap();
     assert_eq!(mode_of(&tm.backing("private.log")), 0o600);
     assert_eq!(mode_of(&tm.backing("private-dir")), 0o711);
@@ -70,11 +61,7 @@ fn files_and_dirs_created_by_another_user_belong_to_that_user() {
     .assert_success("create as uid 1000");
 
     let f = fs::metadata(tm.backing("shared/user.log")).unwrap();
-    assert_eq!(
-        (f.uid(), f.gid()),
-        (1000, 1001),
-        "owner of the backing file"
-    );
+    assert_eq!((f.uid(), f.gid()), (1000, 1001), "owner of the backing file");
     assert_eq!(f.mode() & 0o7777, 0o644);
     assert_eq!(fs::read(tm.backing("shared/user.log")).unwrap(), b"hi");
     let d = fs::metadata(tm.backing("shared/user-dir")).unwrap();
@@ -110,11 +97,7 @@ fn permissions_are_enforced_for_other_users() {
     assert!(write.stderr.contains("Permission denied"), "{write:#?}");
     snap.assert_unchanged();
 
-    let create = run_as(
-        65534,
-        65534,
-        &format!(": > {}", q(tm.path("root-dir/intruder"))),
-    );
+    let create = run_as(65534, 65534, &format!(": > {}", q(tm.path("root-dir/intruder"))));
     create.assert_failure("nobody creating in a 0755 root dir");
     assert!(create.stderr.contains("Permission denied"), "{create:#?}");
     assert_absent(tm.backing("root-dir/intruder"));
@@ -142,10 +125,7 @@ fn other_users_are_locked_out_without_allow_other() {
 #[test]
 fn mkfifo_is_refused() {
     let tm = TestMount::start();
-    assert_errno(
-        unistd::mkfifo(&tm.path("fifo"), Mode::from_bits_truncate(0o644)),
-        EPERM,
-    );
+    assert_errno(unistd::mkfifo(&tm.path("fifo"), Mode::from_bits_truncate(0o644)), EPERM);
     assert_absent(tm.backing("fifo"));
     assert_absent(tm.path("fifo"));
     tm.assert_still_works();
@@ -156,14 +136,8 @@ fn character_and_block_device_nodes_are_refused() {
     let tm = TestMount::start();
     let mode = Mode::from_bits_truncate(0o600);
     // /dev/null's and /dev/loop0's numbers.
-    assert_errno(
-        stat::mknod(&tm.path("chr"), SFlag::S_IFCHR, mode, libc::makedev(1, 3)),
-        EPERM,
-    );
-    assert_errno(
-        stat::mknod(&tm.path("blk"), SFlag::S_IFBLK, mode, libc::makedev(7, 0)),
-        EPERM,
-    );
+    assert_errno(stat::mknod(&tm.path("chr"), SFlag::S_IFCHR, mode, libc::makedev(1, 3)), EPERM);
+    assert_errno(stat::mknod(&tm.path("blk"), SFlag::S_IFBLK, mode, libc::makedev(7, 0)), EPERM);
     assert_absent(tm.backing("chr"));
     assert_absent(tm.backing("blk"));
     tm.assert_still_works();
@@ -204,8 +178,7 @@ fn open_read_only_write_only_and_read_write_with_or_without_append() {
             .unwrap_or_else(|e| panic!("open {name}: {e}"));
         if read {
             let mut buf = Vec::new();
-            f.read_to_end(&mut buf)
-                .unwrap_or_else(|e| panic!("read via {name}: {e}"));
+            f.read_to_end(&mut buf).unwrap_or_else(|e| panic!("read via {name}: {e}"));
             assert_eq!(buf, b"content\n", "read via {name}");
         }
     }
@@ -222,19 +195,12 @@ fn open_read_only_write_only_and_read_write_with_or_without_append() {
 fn o_trunc_on_an_empty_file_is_allowed() {
     let tm = TestMount::start();
     // O_CREAT|O_TRUNC on a brand new file, like `> newfile`.
-    File::create(tm.path("new.log"))
-        .unwrap()
-        .write_all(b"first\n")
-        .unwrap();
+    File::create(tm.path("new.log")).unwrap().write_all(b"first\n").unwrap();
     assert_eq!(fs::read(tm.backing("new.log")).unwrap(), b"first\n");
 
     // O_TRUNC on an existing, empty file.
     tm.create("empty.log", b"");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(tm.path("empty.log"))
-        .unwrap();
+    let mut f = OpenOptions::new().write(true).truncate(true).open(tm.path("empty.log")).unwrap();
     f.write_all(b"data\n").unwrap();
     drop(f);
     assert_eq!(fs::read(tm.backing("empty.log")).unwrap(), b"data\n");
@@ -246,18 +212,8 @@ fn o_trunc_on_a_non_empty_file_is_refused() {
     let path = tm.create("f.log", b"precious\n");
     let snap = Snapshot::of(tm.backing("f.log"));
 
-    assert_errno(
-        OpenOptions::new().write(true).truncate(true).open(&path),
-        EPERM,
-    );
-    assert_errno(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(&path),
-        EPERM,
-    );
+    assert_errno(OpenOptions::new().write(true).truncate(true).open(&path), EPERM);
+    assert_errno(OpenOptions::new().read(true).write(true).truncate(true).open(&path), EPERM);
     assert_errno(File::create(&path), EPERM); // O_WRONLY|O_CREAT|O_TRUNC
     snap.assert_unchanged();
     tm.assert_append_works("f.log");
@@ -282,11 +238,7 @@ fn writes_at_the_current_size_are_allowed() {
     assert_eq!(fs::read(&path).unwrap(), b"abcdefghijkl");
 
     // A read-write handle too.
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut buf = String::new();
     f.read_to_string(&mut buf).unwrap(); // leaves the position at the end
     f.write_all(b"mno").unwrap();
@@ -350,11 +302,7 @@ fn overwriting_existing_bytes_is_refused() {
     assert_errno(wo.write_at(b"X", 5), EPERM);
     // Straddling the end still rewrites the last byte.
     assert_errno(wo.write_at(b"XYZ", snap.len() - 1), EPERM);
-    let rw = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let rw = OpenOptions::new().read(true).write(true).open(&path).unwrap();
     assert_errno(rw.write_at(b"X", 0), EPERM);
     drop((wo, rw));
 
@@ -423,11 +371,7 @@ fn truncate_by_path_to_another_size_is_refused() {
     let size = snap.len() as i64;
 
     for len in [0, 1, size - 1, size + 1, size + 4096] {
-        assert_errno_ctx(
-            unistd::truncate(&path, len),
-            EPERM,
-            &format!("truncate to {len}"),
-        );
+        assert_errno_ctx(unistd::truncate(&path, len), EPERM, &format!("truncate to {len}"));
         snap.assert_unchanged();
     }
     tm.assert_append_works("f.log");
@@ -447,10 +391,7 @@ fn ftruncate_to_another_size_is_refused() {
     // The same handle still appends at the size.
     f.write_at(b"tail\n", snap.len()).unwrap();
     drop(f);
-    assert_eq!(
-        fs::read(tm.backing("f.log")).unwrap(),
-        b"0123456789\ntail\n"
-    );
+    assert_eq!(fs::read(tm.backing("f.log")).unwrap(), b"0123456789\ntail\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,23 +404,14 @@ fn fallocate_is_refused_in_every_mode_the_kernel_forwards() {
     let path = tm.create("f.log", b"0123456789\n");
     let snap = Snapshot::of(tm.backing("f.log"));
     let size = snap.len() as i64;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
 
     let keep = FallocateFlags::FALLOC_FL_KEEP_SIZE;
     let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | keep;
     let zero = FallocateFlags::FALLOC_FL_ZERO_RANGE;
     let cases = [
         ("mode 0 inside the file", FallocateFlags::empty(), 0, size),
-        (
-            "mode 0 growing the file",
-            FallocateFlags::empty(),
-            size,
-            4096,
-        ),
+        ("mode 0 growing the file", FallocateFlags::empty(), size, 4096),
         ("KEEP_SIZE past the end", keep, size, 1 << 20),
         ("KEEP_SIZE inside the file", keep, 0, size),
         ("PUNCH_HOLE|KEEP_SIZE", punch, 0, 4),
@@ -501,11 +433,7 @@ fn fallocate_modes_the_kernel_rejects_itself_change_nothing() {
     let tm = TestMount::start();
     let path = tm.create("f.log", &[b'x'; 8192]);
     let snap = Snapshot::of(tm.backing("f.log"));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
     for (what, mode) in [
         ("COLLAPSE_RANGE", FallocateFlags::FALLOC_FL_COLLAPSE_RANGE),
         ("INSERT_RANGE", FallocateFlags::FALLOC_FL_INSERT_RANGE),
@@ -513,10 +441,7 @@ fn fallocate_modes_the_kernel_rejects_itself_change_nothing() {
     ] {
         let r = fcntl::fallocate(&f, mode, 0, 4096);
         assert!(
-            matches!(
-                r,
-                Err(nix::errno::Errno::EPERM | nix::errno::Errno::EOPNOTSUPP)
-            ),
+            matches!(r, Err(nix::errno::Errno::EPERM | nix::errno::Errno::EOPNOTSUPP)),
             "fallocate {what}: expected EPERM or EOPNOTSUPP, got {r:?}"
         );
         snap.assert_unchanged();
@@ -533,10 +458,7 @@ fn posix_fallocate_is_refused() {
     let path = tm.create("f.log", b"0123456789\n");
     let snap = Snapshot::of(tm.backing("f.log"));
     let f = OpenOptions::new().write(true).open(&path).unwrap();
-    assert_errno(
-        fcntl::posix_fallocate(&f, 0, snap.len() as i64 + 65536),
-        EPERM,
-    );
+    assert_errno(fcntl::posix_fallocate(&f, 0, snap.len() as i64 + 65536), EPERM);
     drop(f);
     snap.assert_unchanged();
     tm.assert_append_works("f.log");
@@ -552,10 +474,7 @@ fn renaming_a_file_is_refused() {
     let a = tm.create("a.log", b"aaa\n");
     let b = tm.create("b.log", b"bbb\n");
     tm.mkdir("sub");
-    let (snap_a, snap_b) = (
-        Snapshot::of(tm.backing("a.log")),
-        Snapshot::of(tm.backing("b.log")),
-    );
+    let (snap_a, snap_b) = (Snapshot::of(tm.backing("a.log")), Snapshot::of(tm.backing("b.log")));
 
     assert_errno(fs::rename(&a, tm.path("a-renamed.log")), EPERM);
     assert_errno(fs::rename(&a, &b), EPERM); // over an existing file
@@ -596,18 +515,9 @@ fn renameat2_noreplace_and_exchange_are_refused() {
     let tm = TestMount::start();
     let a = tm.create("a.log", b"aaa\n");
     let b = tm.create("b.log", b"bbb\n");
-    let (snap_a, snap_b) = (
-        Snapshot::of(tm.backing("a.log")),
-        Snapshot::of(tm.backing("b.log")),
-    );
+    let (snap_a, snap_b) = (Snapshot::of(tm.backing("a.log")), Snapshot::of(tm.backing("b.log")));
 
-    let r = fcntl::renameat2(
-        AT_FDCWD,
-        &a,
-        AT_FDCWD,
-        &tm.path("c.log"),
-        RenameFlags::RENAME_NOREPLACE,
-    );
+    let r = fcntl::renameat2(AT_FDCWD, &a, AT_FDCWD, &tm.path("c.log"), RenameFlags::RENAME_NOREPLACE);
     assert_errno(r, EPERM);
     let r = fcntl::renameat2(AT_FDCWD, &a, AT_FDCWD, &b, RenameFlags::RENAME_EXCHANGE);
     assert_errno(r, EPERM);
@@ -632,20 +542,14 @@ fn unlink_is_refused() {
     let tm = TestMount::start();
     let full = tm.create("full.log", b"keep me\n");
     let empty = tm.create("empty.log", b"");
-    let (snap_full, snap_empty) = (
-        Snapshot::of(tm.backing("full.log")),
-        Snapshot::of(tm.backing("empty.log")),
-    );
+    let (snap_full, snap_empty) = (Snapshot::of(tm.backing("full.log")), Snapshot::of(tm.backing("empty.log")));
 
     assert_errno(fs::remove_file(&full), EPERM);
     assert_errno(fs::remove_file(&empty), EPERM); // even an empty file stays
 
     snap_full.assert_unchanged();
     snap_empty.assert_unchanged();
-    assert!(
-        full.is_file() && empty.is_file(),
-        "still visible through the mount"
-    );
+    assert!(full.is_file() && empty.is_file(), "still visible through the mount");
     tm.assert_append_works("full.log");
 }
 
@@ -699,10 +603,7 @@ fn symlinks_are_refused() {
     let tm = TestMount::start();
     tm.create("f.log", b"x\n");
     assert_errno(std::os::unix::fs::symlink("f.log", tm.path("sym")), EPERM);
-    assert_errno(
-        std::os::unix::fs::symlink("/etc/passwd", tm.path("sym2")),
-        EPERM,
-    );
+    assert_errno(std::os::unix::fs::symlink("/etc/passwd", tm.path("sym2")), EPERM);
     assert_absent(tm.backing("sym"));
     assert_absent(tm.backing("sym2"));
     tm.assert_append_works("f.log");
@@ -765,31 +666,16 @@ fn utimens_is_reflected_in_the_backing_file() {
     stat::utimensat(AT_FDCWD, &f, &atime, &mtime, UtimensatFlags::FollowSymlink).unwrap();
 
     let m = fs::metadata(tm.backing("f.log")).unwrap();
-    assert_eq!(
-        (m.atime(), m.atime_nsec()),
-        (1_000_000_000, 123_456_789),
-        "backing atime"
-    );
-    assert_eq!(
-        (m.mtime(), m.mtime_nsec()),
-        (1_234_567_890, 987_654_321),
-        "backing mtime"
-    );
+    assert_eq!((m.atime(), m.atime_nsec()), (1_000_000_000, 123_456_789), "backing atime");
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 987_654_321), "backing mtime");
     let m = fs::metadata(&f).unwrap();
-    assert_eq!(
-        (m.mtime(), m.mtime_nsec()),
-        (1_234_567_890, 987_654_321),
-        "mount mtime"
-    );
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 987_654_321), "mount mtime");
 
     // futimens on an open handle works too.
-    let times = fs::FileTimes::new()
-        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000));
+    let times =
+        fs::FileTimes::new().set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000));
     File::open(&f).unwrap().set_times(times).unwrap();
-    assert_eq!(
-        fs::metadata(tm.backing("f.log")).unwrap().mtime(),
-        1_500_000_000
-    );
+    assert_eq!(fs::metadata(tm.backing("f.log")).unwrap().mtime(), 1_500_000_000);
 
     snap.assert_unchanged();
     tm.assert_append_works("f.log");
@@ -806,10 +692,7 @@ fn xattrs_on_the_backing_file_are_readable_through_the_mount() {
     setxattr(&tm.backing("f.log"), "user.origin", b"backing store").unwrap();
 
     assert_eq!(getxattr(&f, "user.origin").unwrap(), b"backing store");
-    assert!(
-        listxattr(&f).unwrap().contains(&"user.origin".to_string()),
-        "listxattr via mount"
-    );
+    assert!(listxattr(&f).unwrap().contains(&"user.origin".to_string()), "listxattr via mount");
     assert_errno(getxattr(&f, "user.missing"), libc::ENODATA);
 }
 
@@ -827,10 +710,7 @@ fn setxattr_and_removexattr_are_refused() {
     assert_errno(setxattr(&dir, "user.new", b"v"), EPERM);
 
     assert_errno(getxattr(&tm.backing("f.log"), "user.new"), libc::ENODATA);
-    assert_eq!(
-        getxattr(&tm.backing("f.log"), "user.origin").unwrap(),
-        b"original"
-    );
+    assert_eq!(getxattr(&tm.backing("f.log"), "user.origin").unwrap(), b"original");
     assert_errno(getxattr(&tm.backing("dir"), "user.new"), libc::ENODATA);
     snap.assert_unchanged();
     tm.assert_append_works("f.log");
@@ -856,17 +736,8 @@ fn shared_writable_mmap_is_refused_with_enodev() {
     let path = tm.create("f.log", b"0123456789\n");
     let snap = Snapshot::of(tm.backing("f.log"));
 
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let r = mmap(
-        &f,
-        4096,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
-    );
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let r = mmap(&f, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED);
     if let Ok(p) = r {
         unsafe { libc::munmap(p, 4096) };
     }
@@ -897,11 +768,7 @@ fn private_writable_mmap_is_allowed_and_never_reaches_the_file() {
     let path = tm.create("f.log", content);
     let snap = Snapshot::of(tm.backing("f.log"));
 
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let prot = libc::PROT_READ | libc::PROT_WRITE;
     let p = mmap(&f, content.len(), prot, libc::MAP_PRIVATE).expect("MAP_PRIVATE mapping");
     let map = unsafe { std::slice::from_raw_parts_mut(p as *mut u8, content.len()) };
@@ -929,36 +796,18 @@ fn file_flag_ioctls_are_refused_with_enotty() {
 
     let mut flags: libc::c_long = 0;
     let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
-    assert_errno(
-        if r == 0 {
-            Ok(flags)
-        } else {
-            Err(std::io::Error::last_os_error())
-        },
-        libc::ENOTTY,
-    );
+    assert_errno(if r == 0 { Ok(flags) } else { Err(std::io::Error::last_os_error()) }, libc::ENOTTY);
     // FS_IMMUTABLE_FL / FS_APPEND_FL must not reach the backing file.
     let mut set: libc::c_long = 0x10 | 0x20;
     let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &mut set) };
-    assert_errno(
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        },
-        libc::ENOTTY,
-    );
+    assert_errno(if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }, libc::ENOTTY);
     drop(f);
 
     let backing = File::open(tm.backing("f.log")).unwrap();
     let mut flags: libc::c_long = 0;
     let r = unsafe { libc::ioctl(backing.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
     assert_eq!(r, 0, "FS_IOC_GETFLAGS on the backing file");
-    assert_eq!(
-        flags & (0x10 | 0x20),
-        0,
-        "backing file became immutable/append-only"
-    );
+    assert_eq!(flags & (0x10 | 0x20), 0, "backing file became immutable/append-only");
     snap.assert_unchanged();
     tm.assert_append_works("f.log");
 }
@@ -968,15 +817,8 @@ fn file_flag_ioctls_are_refused_with_enotty() {
 // ---------------------------------------------------------------------------------------------
 
 /// copy_file_range(2) with explicit offsets (nix gates its wrapper behind a feature we lack).
-fn copy_file_range(
-    src: &File,
-    off_in: &mut i64,
-    dst: &File,
-    off_out: &mut i64,
-    len: usize,
-) -> std::io::Result<usize> {
-    let n =
-        unsafe { libc::copy_file_range(src.as_raw_fd(), off_in, dst.as_raw_fd(), off_out, len, 0) };
+fn copy_file_range(src: &File, off_in: &mut i64, dst: &File, off_out: &mut i64, len: usize) -> std::io::Result<usize> {
+    let n = unsafe { libc::copy_file_range(src.as_raw_fd(), off_in, dst.as_raw_fd(), off_out, len, 0) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -995,16 +837,12 @@ fn copy_file_range_at_the_current_size_appends() {
     let (mut off_in, mut off_out) = (0i64, 9i64);
     let mut left = 13usize;
     while left > 0 {
-        let n = copy_file_range(&src_f, &mut off_in, &dst_f, &mut off_out, left)
-            .expect("copy_file_range at the size");
+        let n = copy_file_range(&src_f, &mut off_in, &dst_f, &mut off_out, left).expect("copy_file_range at the size");
         assert!(n > 0, "copy_file_range made no progress");
         left -= n;
     }
     drop((src_f, dst_f));
-    assert_eq!(
-        fs::read(tm.backing("dst.log")).unwrap(),
-        b"existing\ncopied bytes\n"
-    );
+    assert_eq!(fs::read(tm.backing("dst.log")).unwrap(), b"existing\ncopied bytes\n");
     assert_eq!(fs::read(&dst).unwrap(), b"existing\ncopied bytes\n");
 }
 
@@ -1039,11 +877,7 @@ fn stat_reports_a_block_size_of_at_least_128_kib() {
     let full = tm.create("full.log", &[b'x'; 10_000]);
     for p in [&empty, &full] {
         let blksize = fs::metadata(p).unwrap().blksize();
-        assert!(
-            blksize >= 131_072,
-            "st_blksize of {} is {blksize}",
-            p.display()
-        );
+        assert!(blksize >= 131_072, "st_blksize of {} is {blksize}", p.display());
     }
     // Also through an open handle (fstat), which is what stdio uses to size its buffer.
     let blksize = File::open(&full).unwrap().metadata().unwrap().blksize();
@@ -1062,13 +896,7 @@ fn files_stay_readable_as_plain_files_in_the_data_dir() {
     let out = run(&format!("cat {}", q(tm.backing("app/2024/events.log"))));
     out.assert_success("cat in DATA_DIR");
     assert_eq!(out.stdout, want);
-    assert_eq!(
-        fs::read_to_string(tm.path("app/2024/events.log")).unwrap(),
-        want
-    );
+    assert_eq!(fs::read_to_string(tm.path("app/2024/events.log")).unwrap(), want);
     let meta = fs::symlink_metadata(tm.backing("app/2024/events.log")).unwrap();
-    assert!(
-        meta.file_type().is_file(),
-        "a plain file, not a link or special file"
-    );
+    assert!(meta.file_type().is_file(), "a plain file, not a link or special file");
 }

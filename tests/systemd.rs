@@ -66,9 +66,8 @@ impl Unit {
                 section = line[1..line.len() - 1].to_string();
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{}:{}: not key=value: {line:?}", path.display(), n + 1));
+            let (key, value) =
+                line.split_once('=').unwrap_or_else(|| panic!("{}:{}: not key=value: {line:?}", path.display(), n + 1));
             assert!(!section.is_empty(), "{}:{}: {key} outside a section", path.display(), n + 1);
             entries.push((section.clone(), key.trim().to_string(), value.trim().to_string()));
         }
@@ -77,11 +76,7 @@ impl Unit {
     }
 
     fn all(&self, section: &str, key: &str) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|(s, k, _)| s == section && k == key)
-            .map(|(_, _, v)| v.as_str())
-            .collect()
+        self.entries.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str()).collect()
     }
 
     #[track_caller]
@@ -105,7 +100,11 @@ impl Unit {
     fn assert_lists(&self, section: &str, key: &str, expected: &[&str]) {
         let words = self.words(section, key);
         for e in expected {
-            assert!(words.iter().any(|w| w == e), "{}: [{section}] {key}= must list {e}; has {words:?}", self.path.display());
+            assert!(
+                words.iter().any(|w| w == e),
+                "{}: [{section}] {key}= must list {e}; has {words:?}",
+                self.path.display()
+            );
         }
     }
 
@@ -215,12 +214,17 @@ fn expand_command(value: &str, env: &HashMap<String, String>) -> Vec<String> {
                 } else if let Some(braced) = after.strip_prefix('{') {
                     let end = braced.find('}').unwrap_or_else(|| panic!("unclosed ${{ in {word:?}"));
                     let name = &braced[..end];
-                    out.push_str(env.get(name).unwrap_or_else(|| panic!("{value:?}: ${{{name}}} is not set by the unit")));
+                    out.push_str(
+                        env.get(name).unwrap_or_else(|| panic!("{value:?}: ${{{name}}} is not set by the unit")),
+                    );
                     rest = &braced[end + 1..];
                 } else {
                     let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
                     let name = &after[..end];
-                    assert!(end == after.len() && i == 0, "{value:?}: ${name} must be a word of its own (or use ${{{name}}})");
+                    assert!(
+                        end == after.len() && i == 0,
+                        "{value:?}: ${name} must be a word of its own (or use ${{{name}}})"
+                    );
                     out.push_str(env.get(name).unwrap_or_else(|| panic!("{value:?}: ${name} is not set by the unit")));
                     rest = "";
                 }
@@ -310,7 +314,8 @@ fn check_unit_contents() {
     }
     let mut caps = u.words("Service", "CapabilityBoundingSet");
     caps.sort();
-    let mut want = vec!["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
+    let mut want =
+        vec!["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
     want.sort();
     assert_eq!(caps, want, "wormfs.service: CapabilityBoundingSet=");
     let keys = u.keys_anywhere();
@@ -343,7 +348,10 @@ fn check_unit_contents() {
     v.assert_value("Service", "EnvironmentFile", "-/etc/default/wormfs");
     for key in ["StandardOutput", "StandardError"] {
         for value in v.all("Service", key) {
-            assert!(value == "journal" || value == "journal+console" || value == "inherit", "{key}={value}: the verdict must reach the journal");
+            assert!(
+                value == "journal" || value == "journal+console" || value == "inherit",
+                "{key}={value}: the verdict must reach the journal"
+            );
         }
     }
     let venv: HashMap<_, _> = v.environment().into_iter().collect();
@@ -500,7 +508,9 @@ impl UnitRun {
         let unit = Unit::load("systemd/wormfs.service");
         // The unit's Environment= defaults, then what /etc/default/wormfs would set.
         let mut env: HashMap<String, String> = unit.environment().into_iter().collect();
-        for (k, v) in [("WORMFS_DATA", &data), ("WORMFS_STATE", &state), ("WORMFS_MOUNT", &mnt), ("WORMFS_CONFIG", &config)] {
+        for (k, v) in
+            [("WORMFS_DATA", &data), ("WORMFS_STATE", &state), ("WORMFS_MOUNT", &mnt), ("WORMFS_CONFIG", &config)]
+        {
             env.insert(k.to_string(), v.to_str().unwrap().to_string());
         }
         let umask = u32::from_str_radix(unit.one("Service", "UMask"), 8).expect("UMask= is octal");
@@ -627,7 +637,8 @@ impl UnitRun {
                     let probe = self.mnt.join(format!("ready-{}.log", self.messages.len()));
                     fs::write(&probe, b"written at READY=1\n")
                         .unwrap_or_else(|e| panic!("write {} at READY=1: {e}\n{}", probe.display(), self.log_text()));
-                    let meta = fs::metadata(&probe).unwrap_or_else(|e| panic!("stat {} at READY=1: {e}", probe.display()));
+                    let meta =
+                        fs::metadata(&probe).unwrap_or_else(|e| panic!("stat {} at READY=1: {e}", probe.display()));
                     assert_eq!(meta.len(), 19);
                     return;
                 }
@@ -635,7 +646,11 @@ impl UnitRun {
             let child = self.child.as_mut().expect("spawned");
             if let Some(status) = child.try_wait().unwrap() {
                 self.child = None;
-                panic!("wormfs exited ({status}) without READY=1; notifications {:?}\n--- log ---\n{}", self.messages, self.log_text());
+                panic!(
+                    "wormfs exited ({status}) without READY=1; notifications {:?}\n--- log ---\n{}",
+                    self.messages,
+                    self.log_text()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -659,7 +674,8 @@ impl UnitRun {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let status = status.unwrap_or_else(|| panic!("wormfs did not exit within {EXIT_TIMEOUT:?} of {signal}\n{}", self.log_text()));
+        let status = status
+            .unwrap_or_else(|| panic!("wormfs did not exit within {EXIT_TIMEOUT:?} of {signal}\n{}", self.log_text()));
         let deadline = Instant::now() + Duration::from_secs(2);
         while !self.messages.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")) && Instant::now() < deadline {
             self.recv();
@@ -788,11 +804,8 @@ fn files_created_through_the_mount_keep_their_mode_under_the_unit_umask() {
     u.spawn();
     u.wait_ready();
     let d = u.mnt.join("host");
-    run(&format!(
-        "umask 022 && mkdir {d} && : > {d}/a.log && umask 027 && mkdir {d}/sub && : > {d}/b.log",
-        d = q(&d)
-    ))
-    .assert_success("create through the mount with the caller's umask");
+    run(&format!("umask 022 && mkdir {d} && : > {d}/a.log && umask 027 && mkdir {d}/sub && : > {d}/b.log", d = q(&d)))
+        .assert_success("create through the mount with the caller's umask");
     for (rel, want) in [("host", 0o755), ("host/a.log", 0o644), ("host/sub", 0o750), ("host/b.log", 0o640)] {
         let seen = mode_of(&u.mnt.join(rel));
         let backing = mode_of(&u.data.join(rel));
@@ -985,7 +998,8 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
     out.assert_success("scripts/install");
     let same_bytes = |installed: &str, shipped: &Path| {
         assert_eq!(
-            fs::read(r(installed)).unwrap_or_else(|e| panic!("{installed} not installed under the root: {e}\n{out:#?}")),
+            fs::read(r(installed))
+                .unwrap_or_else(|e| panic!("{installed} not installed under the root: {e}\n{out:#?}")),
             fs::read(shipped).unwrap(),
             "{installed} is not a copy of {}",
             shipped.display()
@@ -1012,7 +1026,8 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
     assert_eq!(public.len(), 64, "public key hex: {public:?}");
     assert!(out.stdout.contains(&public), "install should print the public key {public}:\n{}", out.stdout);
     assert!(
-        out.stdout.to_lowercase().contains("other than this machine") || out.stdout.to_lowercase().contains("elsewhere"),
+        out.stdout.to_lowercase().contains("other than this machine")
+            || out.stdout.to_lowercase().contains("elsewhere"),
         "install should tell the admin to keep the public key elsewhere:\n{}",
         out.stdout
     );
@@ -1060,7 +1075,11 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
     assert_eq!(fs::read_to_string(state.join("signing.pub")).unwrap().trim(), public);
     assert_eq!(fs::read(data.join("app.log")).unwrap(), b"evidence\n");
     assert!(out4.stdout.contains("kept"), "uninstall should say what it kept:\n{}", out4.stdout);
-    assert!(out4.stdout.contains(data.to_str().unwrap()) && out4.stdout.contains(state.to_str().unwrap()), "{}", out4.stdout);
+    assert!(
+        out4.stdout.contains(data.to_str().unwrap()) && out4.stdout.contains(state.to_str().unwrap()),
+        "{}",
+        out4.stdout
+    );
     // Uninstalling again is harmless.
     install(&root, &["--uninstall"]).assert_success("second --uninstall");
     assert!(state.join("signing.key").exists());

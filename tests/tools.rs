@@ -20,14 +20,8 @@ use common::*;
 fn echo_append_redirection_appends() {
     let tm = TestMount::start();
     let f = q(tm.path("app.log"));
-    run(&format!(
-        "echo one >> {f} && echo two >> {f} && echo three >> {f}"
-    ))
-    .assert_success("echo >>");
-    assert_eq!(
-        fs::read_to_string(tm.backing("app.log")).unwrap(),
-        "one\ntwo\nthree\n"
-    );
+    run(&format!("echo one >> {f} && echo two >> {f} && echo three >> {f}")).assert_success("echo >>");
+    assert_eq!(fs::read_to_string(tm.backing("app.log")).unwrap(), "one\ntwo\nthree\n");
 }
 
 #[test]
@@ -35,10 +29,7 @@ fn printf_into_a_new_file_creates_it_but_cannot_clobber_it() {
     let tm = TestMount::start();
     let f = q(tm.path("new.log"));
     run(&format!("printf 'hello\\n' > {f}")).assert_success("printf > newfile");
-    assert_eq!(
-        fs::read_to_string(tm.backing("new.log")).unwrap(),
-        "hello\n"
-    );
+    assert_eq!(fs::read_to_string(tm.backing("new.log")).unwrap(), "hello\n");
 
     // `>` on the now non-empty file means O_TRUNC: refused, nothing lost.
     let snap = Snapshot::of(tm.backing("new.log"));
@@ -54,10 +45,7 @@ fn tee_a_appends() {
     let out = run(&format!("echo second | tee -a {}", q(tm.path("app.log"))));
     out.assert_success("tee -a");
     assert_eq!(out.stdout, "second\n");
-    assert_eq!(
-        fs::read_to_string(tm.backing("app.log")).unwrap(),
-        "first\nsecond\n"
-    );
+    assert_eq!(fs::read_to_string(tm.backing("app.log")).unwrap(), "first\nsecond\n");
 }
 
 #[test]
@@ -78,14 +66,8 @@ fn cp_of_a_multi_megabyte_file_is_byte_identical() {
     fs::write(&src, &content).unwrap();
 
     run(&format!("cp {} {}", q(&src), q(tm.path("big.bin")))).assert_success("cp into mount");
-    assert!(
-        fs::read(tm.backing("big.bin")).unwrap() == content,
-        "backing bytes differ"
-    );
-    assert!(
-        fs::read(tm.path("big.bin")).unwrap() == content,
-        "bytes via mount differ"
-    );
+    assert!(fs::read(tm.backing("big.bin")).unwrap() == content, "backing bytes differ");
+    assert!(fs::read(tm.path("big.bin")).unwrap() == content, "bytes via mount differ");
     run(&format!("cmp {} {}", q(&src), q(tm.path("big.bin")))).assert_success("cmp");
 }
 
@@ -117,16 +99,9 @@ fn dd_with_oflag_append_appends() {
     tm.create("app.log", b"head\n");
     let src = tm.scratch().join("src");
     fs::write(&src, "appended by dd\n").unwrap();
-    run(&format!(
-        "dd if={} of={} conv=notrunc oflag=append status=none",
-        q(&src),
-        q(tm.path("app.log"))
-    ))
-    .assert_success("dd oflag=append");
-    assert_eq!(
-        fs::read_to_string(tm.backing("app.log")).unwrap(),
-        "head\nappended by dd\n"
-    );
+    run(&format!("dd if={} of={} conv=notrunc oflag=append status=none", q(&src), q(tm.path("app.log"))))
+        .assert_success("dd oflag=append");
+    assert_eq!(fs::read_to_string(tm.backing("app.log")).unwrap(), "head\nappended by dd\n");
 }
 
 #[test]
@@ -135,10 +110,8 @@ fn chmod_chown_and_touch_d_work() {
     tm.create("app.log", b"x\n");
     let snap = Snapshot::of(tm.backing("app.log"));
     let f = q(tm.path("app.log"));
-    run(&format!(
-        "chmod 600 {f} && chown 1234:5678 {f} && touch -d '2001-02-03 04:05:06 UTC' {f}"
-    ))
-    .assert_success("chmod/chown/touch -d");
+    run(&format!("chmod 600 {f} && chown 1234:5678 {f} && touch -d '2001-02-03 04:05:06 UTC' {f}"))
+        .assert_success("chmod/chown/touch -d");
 
     let m = fs::metadata(tm.backing("app.log")).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o600);
@@ -165,13 +138,8 @@ for i in range(int(sys.argv[2]), int(sys.argv[3])):
 handler.close()
 "#;
     for (from, to) in [(0, 25), (25, 50)] {
-        let out = run_cmd(
-            Command::new("python3")
-                .args(["-c", script])
-                .arg(&log)
-                .arg(from.to_string())
-                .arg(to.to_string()),
-        );
+        let out =
+            run_cmd(Command::new("python3").args(["-c", script]).arg(&log).arg(from.to_string()).arg(to.to_string()));
         out.assert_success("python logging");
     }
     let want: String = (0..50).map(|i| format!("INFO record {i}\n")).collect();
@@ -185,10 +153,7 @@ fn follow_while_appending(tail_args: &[&str]) {
     let path = tm.create("follow.log", b"line 0\n");
 
     let mut tail = Command::new("tail");
-    tail.args(tail_args)
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    tail.args(tail_args).arg(&path).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut tail = KillOnDrop(tail.spawn().unwrap());
     let mut stdout = tail.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -203,10 +168,7 @@ fn follow_while_appending(tail_args: &[&str]) {
 
     let writer = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "i=1; while [ $i -lt 60 ]; do echo \"line $i\" >> {}; i=$((i+1)); sleep 0.01; done",
-            q(&path)
-        ))
+        .arg(format!("i=1; while [ $i -lt 60 ]; do echo \"line $i\" >> {}; i=$((i+1)); sleep 0.01; done", q(&path)))
         .spawn()
         .unwrap();
     let mut writer = KillOnDrop(writer);
@@ -220,11 +182,7 @@ fn follow_while_appending(tail_args: &[&str]) {
         }
     }
     assert!(writer.0.wait().unwrap().success(), "writer failed");
-    assert!(
-        !seen.contains(&0),
-        "tail saw NUL bytes: {:?}",
-        String::from_utf8_lossy(&seen)
-    );
+    assert!(!seen.contains(&0), "tail saw NUL bytes: {:?}", String::from_utf8_lossy(&seen));
     assert_eq!(String::from_utf8_lossy(&seen), want, "what tail printed");
     assert_eq!(fs::read_to_string(tm.backing("follow.log")).unwrap(), want);
     drop(tail); // stop following before the mount goes away
@@ -265,28 +223,19 @@ os.close(fd)
         .iter()
         .map(|tag| {
             let mut cmd = Command::new("python3");
-            cmd.args(["-c", &script])
-                .arg(&path)
-                .arg(tag)
-                .arg(tm.scratch());
+            cmd.args(["-c", &script]).arg(&path).arg(tag).arg(tm.scratch());
             KillOnDrop(cmd.spawn().unwrap())
         })
         .collect();
     let ready = |t: &str| tm.scratch().join(format!("ready-{t}")).exists();
-    assert!(
-        wait_until(Duration::from_secs(10), || ready("A") && ready("B")),
-        "writers not ready"
-    );
+    assert!(wait_until(Duration::from_secs(10), || ready("A") && ready("B")), "writers not ready");
     fs::write(tm.scratch().join("go"), "").unwrap();
     for mut w in writers {
         assert!(w.0.wait().unwrap().success(), "writer failed");
     }
 
     let line = |tag: &str, i: usize| format!("{tag} {i:04} {}\n", tag.repeat(i % 40));
-    let expected_len: usize = ["A", "B"]
-        .iter()
-        .map(|t| (0..LINES).map(|i| line(t, i).len()).sum::<usize>())
-        .sum();
+    let expected_len: usize = ["A", "B"].iter().map(|t| (0..LINES).map(|i| line(t, i).len()).sum::<usize>()).sum();
     let content = fs::read_to_string(tm.backing("shared.log")).unwrap();
     assert_eq!(content.len(), expected_len, "total size = sum of all lines");
 
@@ -301,11 +250,7 @@ os.close(fd)
             "B" => 1,
             _ => panic!("malformed line {l:?}"),
         };
-        assert_eq!(
-            format!("{l}\n"),
-            line(tag, next[w]),
-            "torn or out-of-order line"
-        );
+        assert_eq!(format!("{l}\n"), line(tag, next[w]), "torn or out-of-order line");
         next[w] += 1;
         switches += usize::from(!last.is_empty() && last != tag);
         last = tag;
@@ -318,11 +263,7 @@ os.close(fd)
 fn files_written_through_the_mount_read_fine_with_tools_in_data_dir() {
     let tm = TestMount::start();
     run(&format!("seq 1 1000 >> {}", q(tm.path("numbers.log")))).assert_success("seq >>");
-    let out = run(&format!(
-        "wc -l < {} && tail -n 1 {}",
-        q(tm.backing("numbers.log")),
-        q(tm.backing("numbers.log"))
-    ));
+    let out = run(&format!("wc -l < {} && tail -n 1 {}", q(tm.backing("numbers.log")), q(tm.backing("numbers.log"))));
     out.assert_success("wc/tail in DATA_DIR");
     assert_eq!(out.stdout, "1000\n1000\n");
 }
@@ -353,10 +294,7 @@ fn rm_fails_and_leaves_files_in_place() {
     tm.create("app.log", b"data\n");
     tm.mkdir("dir");
     tm.create("dir/inner.log", b"inner\n");
-    let (snap, inner) = (
-        Snapshot::of(tm.backing("app.log")),
-        Snapshot::of(tm.backing("dir/inner.log")),
-    );
+    let (snap, inner) = (Snapshot::of(tm.backing("app.log")), Snapshot::of(tm.backing("dir/inner.log")));
 
     run(&format!("rm {}", q(tm.path("app.log")))).assert_failure("rm");
     run(&format!("rm -f {}", q(tm.path("app.log")))).assert_failure("rm -f");
@@ -388,16 +326,8 @@ fn dd_overwrite_in_place_fails() {
     fs::write(&src, "EVIL").unwrap();
     let f = q(tm.path("app.log"));
 
-    run(&format!(
-        "dd if={} of={f} conv=notrunc seek=0 status=none",
-        q(&src)
-    ))
-    .assert_failure("dd overwrite at 0");
-    run(&format!(
-        "dd if={} of={f} conv=notrunc bs=1 seek=3 status=none",
-        q(&src)
-    ))
-    .assert_failure("dd overwrite at 3");
+    run(&format!("dd if={} of={f} conv=notrunc seek=0 status=none", q(&src))).assert_failure("dd overwrite at 0");
+    run(&format!("dd if={} of={f} conv=notrunc bs=1 seek=3 status=none", q(&src))).assert_failure("dd overwrite at 3");
     run(&format!("dd if={} of={f} status=none", q(&src))).assert_failure("dd with truncation");
     snap.assert_unchanged();
     tm.assert_append_works("app.log");
@@ -426,11 +356,7 @@ fn sed_in_place_edit_fails_and_leaves_the_file_unchanged() {
     let tm = TestMount::start();
     tm.create("app.log", b"password=hunter2\n");
     let snap = Snapshot::of(tm.backing("app.log"));
-    run(&format!(
-        "sed -i s/hunter2/xxxxxxx/ {}",
-        q(tm.path("app.log"))
-    ))
-    .assert_failure("sed -i");
+    run(&format!("sed -i s/hunter2/xxxxxxx/ {}", q(tm.path("app.log")))).assert_failure("sed -i");
     snap.assert_unchanged();
     tm.assert_append_works("app.log");
 }
@@ -445,11 +371,7 @@ fn chattr_fails_and_sets_no_flag_on_the_backing_file() {
     let out = run(&format!("lsattr {}", q(tm.backing("app.log"))));
     out.assert_success("lsattr on the backing file");
     let flags = out.stdout.split_whitespace().next().unwrap_or("");
-    assert!(
-        !flags.contains('i'),
-        "backing file became immutable: {}",
-        out.stdout
-    );
+    assert!(!flags.contains('i'), "backing file became immutable: {}", out.stdout);
     snap.assert_unchanged();
     tm.assert_append_works("app.log");
 }
@@ -461,8 +383,7 @@ fn chattr_fails_and_sets_no_flag_on_the_backing_file() {
 /// Whether `line` contains `pid N` with exactly that number.
 fn mentions_pid(line: &str, pid: u32) -> bool {
     let needle = format!("pid {pid}");
-    line.match_indices(&needle)
-        .any(|(i, _)| !line[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    line.match_indices(&needle).any(|(i, _)| !line[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 #[test]
@@ -471,27 +392,16 @@ fn refused_unlink_is_logged_with_operation_path_and_pid() {
     tm.create("victim-unlink.log", b"data\n");
 
     // Run rm directly (no shell) so its pid is the caller wormfs sees.
-    let mut rm = Command::new("rm")
-        .arg(tm.path("victim-unlink.log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut rm = Command::new("rm").arg(tm.path("victim-unlink.log")).stderr(Stdio::null()).spawn().unwrap();
     let pid = rm.id();
     assert!(!rm.wait().unwrap().success(), "rm must fail");
 
-    let line = tm.wait_for_log_line(Duration::from_secs(3), |l| {
-        l.contains("refused") && l.contains("victim-unlink.log")
-    });
+    let line =
+        tm.wait_for_log_line(Duration::from_secs(3), |l| l.contains("refused") && l.contains("victim-unlink.log"));
     let Some(line) = line else {
-        panic!(
-            "no 'refused' log line naming the file\n--- daemon stderr ---\n{}",
-            tm.log()
-        );
+        panic!("no 'refused' log line naming the file\n--- daemon stderr ---\n{}", tm.log());
     };
-    assert!(
-        line.to_lowercase().contains("unlink"),
-        "operation missing: {line}"
-    );
+    assert!(line.to_lowercase().contains("unlink"), "operation missing: {line}");
     assert!(mentions_pid(&line, pid), "caller pid {pid} missing: {line}");
 }
 
@@ -510,19 +420,12 @@ fn refused_rename_is_logged_at_info_level() {
     let pid = mv.id();
     assert!(!mv.wait().unwrap().success(), "mv must fail");
 
-    let line = tm.wait_for_log_line(Duration::from_secs(3), |l| {
-        l.contains("refused") && l.contains("victim-rename.log")
-    });
+    let line =
+        tm.wait_for_log_line(Duration::from_secs(3), |l| l.contains("refused") && l.contains("victim-rename.log"));
     let Some(line) = line else {
-        panic!(
-            "no 'refused' log line naming the file\n--- daemon stderr ---\n{}",
-            tm.log()
-        );
+        panic!("no 'refused' log line naming the file\n--- daemon stderr ---\n{}", tm.log());
     };
-    assert!(
-        line.to_lowercase().contains("rename"),
-        "operation missing: {line}"
-    );
+    assert!(line.to_lowercase().contains("rename"), "operation missing: {line}");
     assert!(line.contains("INFO"), "expected an info-level line: {line}");
     assert!(mentions_pid(&line, pid), "caller pid {pid} missing: {line}");
 }

@@ -623,7 +623,8 @@ fn a_replaced_signing_pub_fails_every_signature_unless_pubkey_is_given() {
     for r in &s.records {
         o.record_finding("chain.bad_signature", r["seq"].as_u64().unwrap());
     }
-    let mounts: Vec<u64> = s.records.iter().filter(|r| r["kind"] == "Mount").map(|r| r["seq"].as_u64().unwrap()).collect();
+    let mounts: Vec<u64> =
+        s.records.iter().filter(|r| r["kind"] == "Mount").map(|r| r["seq"].as_u64().unwrap()).collect();
     assert!(!mounts.is_empty());
     for seq in mounts {
         o.record_finding("chain.unknown_key", seq);
@@ -861,11 +862,14 @@ fn records_dropped_from_the_end_are_found_by_the_index_head_and_by_a_kept_head()
     let head = &s.records[(last - 1) as usize];
     let noted = format!("{}:{}", last, head["hash"].as_str().unwrap());
     // The kept head matches the untouched chain.
-    verify(&{
-        let mut a = s.args_with_key();
-        a.extend(os_args(&[&"--expect-head", &noted]));
-        a
-    }, 0);
+    verify(
+        &{
+            let mut a = s.args_with_key();
+            a.extend(os_args(&[&"--expect-head", &noted]));
+            a
+        },
+        0,
+    );
 
     // Drop the newest two records (the last seal and Unmount), leaving the index's head alone.
     {

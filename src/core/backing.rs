@@ -13,9 +13,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{
-    fchmodat, fstat, fstatat, mkdirat, FchmodatFlags, FileStat, Mode, UtimensatFlags,
-};
+use nix::sys::stat::{fchmodat, fstat, fstatat, mkdirat, FchmodatFlags, FileStat, Mode, UtimensatFlags};
 use nix::sys::statvfs::{fstatvfs, Statvfs};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
@@ -39,18 +37,14 @@ pub struct DataDir {
 }
 
 fn beneath(flags: OFlag) -> OpenHow {
-    OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
-        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    )
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
 impl DataDir {
     pub fn open(dir: &Path) -> OsResult<DataDir> {
-        let root = nix::fcntl::open(
-            dir,
-            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let root = nix::fcntl::open(dir, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(DataDir { root })
     }
 
@@ -84,8 +78,7 @@ impl DataDir {
 
     /// Create a new, empty regular file; fails with EEXIST if the name is taken.
     pub fn create_file(&self, path: &RelPath, mode: u32) -> OsResult<File> {
-        let how = beneath(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR)
-            .mode(Mode::from_bits_truncate(mode));
+        let how = beneath(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR).mode(Mode::from_bits_truncate(mode));
         let fd = openat2(&self.root, path.as_at_path(), how)?;
         Ok(File::from(fd))
     }
@@ -180,9 +173,7 @@ impl DataDir {
     pub fn getxattr(&self, path: &RelPath, name: &OsStr) -> OsResult<Vec<u8>> {
         let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
         self.with_proc_path(path, |p| {
-            xattr_call(|buf, len| unsafe {
-                libc::getxattr(p.as_ptr(), name.as_ptr(), buf as *mut libc::c_void, len)
-            })
+            xattr_call(|buf, len| unsafe { libc::getxattr(p.as_ptr(), name.as_ptr(), buf as *mut libc::c_void, len) })
         })
     }
 
@@ -197,8 +188,7 @@ impl DataDir {
     /// names exactly the inode we resolved beneath DATA_DIR.
     fn with_proc_path<T>(&self, path: &RelPath, f: impl FnOnce(&CString) -> OsResult<T>) -> OsResult<T> {
         let fd = openat2(&self.root, path.as_at_path(), beneath(OFlag::O_PATH))?;
-        let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
-            .map_err(|_| Errno::EINVAL)?;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).map_err(|_| Errno::EINVAL)?;
         f(&proc_path)
     }
 

@@ -44,10 +44,9 @@ impl fmt::Display for FsError {
             FsError::BadName(why) => write!(f, "invalid file name ({why:?})"),
             FsError::Os { path, errno } => write!(f, "{path}: {}", errno.desc()),
             FsError::Ledger(e) => write!(f, "cannot write to the chain: {e}"),
-            FsError::Tampered { path, sealed, size } => write!(
-                f,
-                "{path}: {size} bytes on disk but {sealed} sealed; it was truncated outside wormfs"
-            ),
+            FsError::Tampered { path, sealed, size } => {
+                write!(f, "{path}: {size} bytes on disk but {sealed} sealed; it was truncated outside wormfs")
+            }
         }
     }
 }

@@ -139,7 +139,10 @@ fn gated(path: &RelPath, e: LedgerError) -> FsError {
     match e {
         LedgerError::Refused(refusal) => refused(path, refusal),
         // A file the index does not know is never deletable: the next mount adopts it.
-        LedgerError::UnknownFile(_) => refused(path, Refusal::NotExpired { op: Gated::Unlink, standing: Standing::Retained { until_ns: u64::MAX } }),
+        LedgerError::UnknownFile(_) => refused(
+            path,
+            Refusal::NotExpired { op: Gated::Unlink, standing: Standing::Retained { until_ns: u64::MAX } },
+        ),
         other => FsError::Ledger(other.to_string()),
     }
 }
@@ -506,8 +509,7 @@ impl WormFs {
             return Err(FsError::os(&h.path, Errno::EBADF));
         };
         let mut state = lock(shared);
-        let at = policy::write_offset(state.size, offset, h.append || append_now)
-            .map_err(|r| refused(&h.path, r))?;
+        let at = policy::write_offset(state.size, offset, h.append || append_now).map_err(|r| refused(&h.path, r))?;
         let mut written = 0usize;
         while written < data.len() {
             match h.file.write_at(&data[written..], at + written as u64) {
@@ -749,4 +751,3 @@ fn to_timespec(t: Option<TimeSet>) -> TimeSpec {
         },
     }
 }
-

@@ -108,11 +108,7 @@ pub struct OpenFiles {
 impl OpenFiles {
     /// Join the file's shared state, creating it with `first_open` if this is its first
     /// writable handle.
-    pub fn attach(
-        &self,
-        ino: u64,
-        first_open: impl FnOnce() -> FsResult<OpenFile>,
-    ) -> FsResult<Arc<Mutex<OpenFile>>> {
+    pub fn attach(&self, ino: u64, first_open: impl FnOnce() -> FsResult<OpenFile>) -> FsResult<Arc<Mutex<OpenFile>>> {
         let mut map = lock(&self.by_ino);
         let state = match map.get(&ino) {
             Some(state) => state.clone(),

@@ -10,8 +10,8 @@ use log::warn;
 
 use super::chain::{key_id, sign};
 use super::path::RelPath;
-use super::record::{Payload, Record, Segment, Unsigned};
 use super::policy::{self, Refusal};
+use super::record::{Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
 use super::store::{Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
@@ -21,7 +21,10 @@ use super::sync::lock;
 pub enum LedgerError {
     Store(StoreError),
     /// The index is signed under another key than the one we were given.
-    KeyMismatch { index: [u8; 8], ours: [u8; 8] },
+    KeyMismatch {
+        index: [u8; 8],
+        ours: [u8; 8],
+    },
     /// The rules refuse the change (retention, a hold, shortening a retention).
     Refused(Refusal),
     /// The index has no such file (never created through wormfs, or not adopted yet).
@@ -145,7 +148,10 @@ impl Ledger {
         // the one before it, nor expire retention early. Say so in the chain, once.
         if now < floor {
             if !chain.clock_behind {
-                warn!("system clock is {} ms behind the newest record; using the record's time", (floor - now) / 1_000_000);
+                warn!(
+                    "system clock is {} ms behind the newest record; using the record's time",
+                    (floor - now) / 1_000_000
+                );
                 let jump = Payload::ClockJump { system_ns: now, floor_ns: floor };
                 self.commit_locked(&mut chain, floor, jump, Vec::new()).map_err(E::from)?;
                 chain.clock_behind = true;
@@ -193,7 +199,10 @@ impl Ledger {
                 last_seal_seq: 0,
                 retain_until_ns: time_ns.saturating_add(retention),
             };
-            Ok::<_, StoreError>((Payload::Create { path: path.clone(), mode, uid, gid }, vec![IndexUpdate::File(path.clone(), state)]))
+            Ok::<_, StoreError>((
+                Payload::Create { path: path.clone(), mode, uid, gid },
+                vec![IndexUpdate::File(path.clone(), state)],
+            ))
         })
     }
 
@@ -248,7 +257,10 @@ impl Ledger {
             } else {
                 IndexUpdate::RemoveHold(prefix.clone())
             };
-            Ok::<_, StoreError>((Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid }, vec![update]))
+            Ok::<_, StoreError>((
+                Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid },
+                vec![update],
+            ))
         })
     }
 
@@ -275,7 +287,14 @@ impl Ledger {
     }
 
     /// Rename an expired file: checked and recorded before it happens; its state moves to `to`.
-    pub fn rename(&self, from: &RelPath, to: &RelPath, open: bool, target_exists: bool, exchange: bool) -> Result<Record, LedgerError> {
+    pub fn rename(
+        &self,
+        from: &RelPath,
+        to: &RelPath,
+        open: bool,
+        target_exists: bool,
+        exchange: bool,
+    ) -> Result<Record, LedgerError> {
         self.append(|_, time_ns| {
             let state = self.known(from)?;
             let standing = self.standing(from, &state, open, time_ns)?;
@@ -287,7 +306,13 @@ impl Ledger {
 
     /// Truncate: a no-op to the current size (None: nothing recorded), smaller only once expired
     /// (checked and recorded before it happens; seals restart at `new_size`), never larger.
-    pub fn truncate(&self, path: &RelPath, old_size: u64, new_size: u64, open: bool) -> Result<Option<Record>, LedgerError> {
+    pub fn truncate(
+        &self,
+        path: &RelPath,
+        old_size: u64,
+        new_size: u64,
+        open: bool,
+    ) -> Result<Option<Record>, LedgerError> {
         if new_size == old_size {
             return Ok(None);
         }

@@ -16,8 +16,8 @@ pub mod retention;
 pub mod seals;
 pub mod segment;
 pub mod store;
-pub mod timefmt;
 mod sync;
+pub mod timefmt;
 
 pub use error::{FsError, FsResult};
 pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, TimeSet, WormFs};

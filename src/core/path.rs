@@ -70,10 +70,7 @@ impl RelPath {
         }
         let bytes = self.0.as_bytes();
         Some(match bytes.iter().rposition(|b| *b == b'/') {
-            Some(i) => (
-                RelPath(OsString::from_vec(bytes[..i].to_vec())),
-                OsStr::from_bytes(&bytes[i + 1..]),
-            ),
+            Some(i) => (RelPath(OsString::from_vec(bytes[..i].to_vec())), OsStr::from_bytes(&bytes[i + 1..])),
             None => (RelPath::root(), OsStr::from_bytes(bytes)),
         })
     }

@@ -59,16 +59,30 @@ impl NodeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// A write that starts below the current size would change sealed or written bytes.
-    Overwrite { offset: u64, size: u64 },
+    Overwrite {
+        offset: u64,
+        size: u64,
+    },
     /// A write that starts beyond the current size would leave a hole of zeros nobody wrote.
-    Hole { offset: u64, size: u64 },
+    Hole {
+        offset: u64,
+        size: u64,
+    },
     /// Truncate (or extend) to anything but the current size.
-    Truncate { size: u64, to: u64 },
+    Truncate {
+        size: u64,
+        to: u64,
+    },
     /// `O_TRUNC` on a file that has bytes.
-    TruncateOnOpen { size: u64 },
+    TruncateOnOpen {
+        size: u64,
+    },
     Fallocate,
     /// Retention, a hold or an open handle keeps the file as it is.
-    NotExpired { op: Gated, standing: Standing },
+    NotExpired {
+        op: Gated,
+        standing: Standing,
+    },
     /// Rename over an existing name would delete that file.
     RenameOverExisting,
     /// A directory with files in it cannot move: its files' paths are their identity.
@@ -76,7 +90,10 @@ pub enum Refusal {
     /// RENAME_EXCHANGE would swap two files' identities.
     RenameExchange,
     /// Retention can only be extended (a date earlier than the current retain-until).
-    ShortenRetention { until_ns: u64, requested_ns: u64 },
+    ShortenRetention {
+        until_ns: u64,
+        requested_ns: u64,
+    },
     Link,
     Symlink,
     /// Device nodes, FIFOs and sockets: nothing to log into, and a way around the rules.
@@ -274,7 +291,10 @@ mod tests {
         assert_eq!(truncate(0, 0, &RETAINED), Ok(TruncateAction::NoOp));
         assert_eq!(truncate(5, 0, &RETAINED), Err(Refusal::NotExpired { op: Gated::Truncate, standing: RETAINED }));
         assert_eq!(truncate(5, 0, &Standing::Expired), Ok(TruncateAction::Shrink));
-        assert_eq!(truncate(5, 0, &Standing::Open), Err(Refusal::NotExpired { op: Gated::Truncate, standing: Standing::Open }));
+        assert_eq!(
+            truncate(5, 0, &Standing::Open),
+            Err(Refusal::NotExpired { op: Gated::Truncate, standing: Standing::Open })
+        );
         assert_eq!(truncate(5, 6, &Standing::Expired), Err(Refusal::Truncate { size: 5, to: 6 }), "never a hole");
     }
 
@@ -288,13 +308,7 @@ mod tests {
     fn only_files_and_directories_are_created() {
         assert!(create_node(NodeKind::File).is_ok());
         assert!(create_node(NodeKind::Dir).is_ok());
-        for kind in [
-            NodeKind::Fifo,
-            NodeKind::CharDevice,
-            NodeKind::BlockDevice,
-            NodeKind::Socket,
-            NodeKind::Symlink,
-        ] {
+        for kind in [NodeKind::Fifo, NodeKind::CharDevice, NodeKind::BlockDevice, NodeKind::Socket, NodeKind::Symlink] {
             assert_eq!(create_node(kind), Err(Refusal::SpecialNode(kind)));
         }
     }

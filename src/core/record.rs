@@ -92,29 +92,70 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// The daemon started: its version, the signing key's id, the data directory it serves.
-    Mount { software: String, key_id: [u8; 8], data_dir: Vec<u8> },
+    Mount {
+        software: String,
+        key_id: [u8; 8],
+        data_dir: Vec<u8>,
+    },
     /// Clean stop: every tail was sealed before this.
     Unmount,
     /// A regular file was created through the mount.
-    Create { path: RelPath, mode: u32, uid: u32, gid: u32 },
+    Create {
+        path: RelPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     Seal(Segment),
     /// Bytes found unsealed at mount after an unclean stop; `adopted` when the whole file was
     /// unknown to the index (it appeared in DATA_DIR without passing through wormfs).
-    Recovered { segment: Segment, adopted: bool },
+    Recovered {
+        segment: Segment,
+        adopted: bool,
+    },
     /// A file whose retention had expired was deleted (recorded before the unlink).
-    Delete { path: RelPath, size: u64, file_hash: Hash, retain_until_ns: u64 },
+    Delete {
+        path: RelPath,
+        size: u64,
+        file_hash: Hash,
+        retain_until_ns: u64,
+    },
     /// A legal hold was set (`set`) or cleared on a file or directory (the root: the whole mount).
-    Hold { prefix: RelPath, set: bool, reason: String, uid: u32 },
+    Hold {
+        prefix: RelPath,
+        set: bool,
+        reason: String,
+        uid: u32,
+    },
     /// A file's retention was extended to `retain_until_ns` by `uid`.
-    Retention { path: RelPath, retain_until_ns: u64, uid: u32 },
+    Retention {
+        path: RelPath,
+        retain_until_ns: u64,
+        uid: u32,
+    },
     /// A file whose retention had expired was renamed; its seals continue under `to`.
-    Rename { from: RelPath, to: RelPath },
+    Rename {
+        from: RelPath,
+        to: RelPath,
+    },
     /// A file whose retention had expired was truncated; later seals start at `new_size`.
-    Truncate { path: RelPath, old_size: u64, new_size: u64 },
+    Truncate {
+        path: RelPath,
+        old_size: u64,
+        new_size: u64,
+    },
     /// The system clock was behind the newest record: records use `floor_ns` instead.
-    ClockJump { system_ns: u64, floor_ns: u64 },
+    ClockJump {
+        system_ns: u64,
+        floor_ns: u64,
+    },
     /// A file was opened for reading (with `--audit-reads`): who read the evidence.
-    Access { path: RelPath, uid: u32, pid: u32, command: String },
+    Access {
+        path: RelPath,
+        uid: u32,
+        pid: u32,
+        command: String,
+    },
 }
 
 impl Payload {
@@ -239,7 +280,9 @@ impl Payload {
                 let segment = decode_segment(r)?;
                 Payload::Recovered { segment, adopted: r.flag()? }
             }
-            Kind::Delete => Payload::Delete { path: r.path()?, size: r.u64()?, file_hash: r.fixed()?, retain_until_ns: r.u64()? },
+            Kind::Delete => {
+                Payload::Delete { path: r.path()?, size: r.u64()?, file_hash: r.fixed()?, retain_until_ns: r.u64()? }
+            }
             Kind::Hold => Payload::Hold {
                 prefix: r.prefix()?,
                 set: r.flag()?,

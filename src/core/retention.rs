@@ -11,9 +11,7 @@ pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90d (units s, m, h, d, y)"))?;
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90d (units s, m, h, d, y)"))?;
     let secs_per_unit = match unit {
         "s" => 1,
         "m" => 60,
@@ -23,9 +21,7 @@ pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
         "" => return Err(format!("`{text}` needs a unit: s, m, h, d or y")),
         other => return Err(format!("unknown unit `{other}` in `{text}` (use s, m, h, d or y)")),
     };
-    n.checked_mul(secs_per_unit)
-        .and_then(|s| s.checked_mul(NS_PER_SEC))
-        .ok_or_else(|| format!("`{text}` is too long"))
+    n.checked_mul(secs_per_unit).and_then(|s| s.checked_mul(NS_PER_SEC)).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// A retention rule for every file under `prefix`.

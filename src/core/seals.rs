@@ -78,9 +78,8 @@ pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<Caught
     file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
     let segment_hash = hash_range(file, sealed, size).map_err(|e| FsError::os(path, e))?;
     let adopted = known.is_none();
-    let record = ledger
-        .seal(path, sealed, size, segment_hash, Some(adopted))
-        .map_err(|e| FsError::Ledger(e.to_string()))?;
+    let record =
+        ledger.seal(path, sealed, size, segment_hash, Some(adopted)).map_err(|e| FsError::Ledger(e.to_string()))?;
     if adopted {
         warn!("{path}: not in the index; adopted its {size} bytes (record {})", record.seq());
     } else {
@@ -155,4 +154,3 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
     }
     Ok(report)
 }
-

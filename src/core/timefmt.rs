@@ -6,12 +6,7 @@ pub fn rfc3339_ns(ns: u64) -> String {
     let nanos = ns % 1_000_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `2027-01-31`, `2027-01-31T12:00:00Z` or `2027-01-31 12:00:00` (UTC) to nanoseconds since the

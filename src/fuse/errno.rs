@@ -22,7 +22,7 @@ pub fn to_errno(err: &FsError) -> Errno {
 mod tests {
     use super::*;
     use crate::core::path::BadName;
-    use crate::core::{RelPath, Refusal};
+    use crate::core::{Refusal, RelPath};
 
     #[test]
     fn refusals_are_eperm_and_os_errors_pass_through() {

@@ -72,17 +72,30 @@ pub enum MountError {
     MountpointNotDir(PathBuf),
     MountpointNotEmpty(PathBuf),
     AlreadyMounted(PathBuf),
-    Overlap { what: &'static str, a: PathBuf, b: PathBuf },
-    Dir { path: PathBuf, err: io::Error },
+    Overlap {
+        what: &'static str,
+        a: PathBuf,
+        b: PathBuf,
+    },
+    Dir {
+        path: PathBuf,
+        err: io::Error,
+    },
     Core(FsError),
     Signals(nix::errno::Errno),
     Session(io::Error),
     Key(KeyError),
-    Index { path: PathBuf, err: StoreError },
+    Index {
+        path: PathBuf,
+        err: StoreError,
+    },
     Ledger(LedgerError),
     /// DATA_DIR has files but STATE_DIR has no index: a lost or misplaced index, never a reason
     /// to silently start a new chain.
-    DataWithoutIndex { data: PathBuf, index: PathBuf },
+    DataWithoutIndex {
+        data: PathBuf,
+        index: PathBuf,
+    },
     Recovery(FsError),
     Config(ConfigError),
 }
@@ -147,8 +160,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
     let store = open_index(&checked)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
-    let filesystem =
-        Arc::new(WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads));
+    let filesystem = Arc::new(
+        WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads),
+    );
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let mount_record = ledger
         .mount(&software, checked.data.as_os_str().as_encoded_bytes())

@@ -47,7 +47,8 @@ pub(super) fn preflight(args: &MountArgs) -> Result<Checked, MountError> {
         Err(err) => return Err(MountError::Dir { path: args.mountpoint.clone(), err }),
     };
     // Checked before creating anything, so a refused mount leaves no new directories behind.
-    for (what, dir) in [("data directory and mountpoint", &args.data), ("state directory and mountpoint", &args.state)] {
+    for (what, dir) in [("data directory and mountpoint", &args.data), ("state directory and mountpoint", &args.state)]
+    {
         if overlap(&absolute(dir), &mountpoint) {
             return Err(MountError::Overlap { what, a: dir.clone(), b: mountpoint });
         }
@@ -103,9 +104,7 @@ fn absolute(path: &Path) -> PathBuf {
 /// Whether `path` (canonical) is the mount point of some mount, per /proc/self/mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
-    info.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
+    info.lines().filter_map(|line| line.split(' ').nth(4)).any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.

@@ -40,12 +40,7 @@ pub fn unescape_mountinfo(field: &str) -> OsString {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
             let digit = |k: usize| u32::from(bytes[i + k] - b'0');
             out.push((digit(1) * 64 + digit(2) * 8 + digit(3)) as u8);
             i += 4;
@@ -88,12 +83,7 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 /// Lazily detach whatever is mounted at `path`; used only for cleanup.
 pub fn force_unmount(path: &Path) {
-    let _ = Command::new("umount")
-        .arg("-l")
-        .arg(path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let _ = Command::new("umount").arg("-l").arg(path).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,10 +137,7 @@ impl RunOutput {
     /// Panic unless it exited non-zero.
     #[track_caller]
     pub fn assert_failure(&self, what: &str) -> &Self {
-        assert!(
-            !self.success(),
-            "{what}: expected a non-zero exit, got {self:#?}"
-        );
+        assert!(!self.success(), "{what}: expected a non-zero exit, got {self:#?}");
         self
     }
 }
@@ -165,19 +152,18 @@ pub fn run(script: &str) -> RunOutput {
 /// Run `script` with `sh -c` as `uid:gid` with no supplementary groups (via setpriv).
 pub fn run_as(uid: u32, gid: u32, script: &str) -> RunOutput {
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "30", "setpriv"])
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args(["--clear-groups", "sh", "-c", script]);
+    cmd.args(["-k", "5", "30", "setpriv"]).arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).args([
+        "--clear-groups",
+        "sh",
+        "-c",
+        script,
+    ]);
     run_cmd(&mut cmd)
 }
 
 /// Run a prepared command to completion, capturing stdout and stderr.
 pub fn run_cmd(cmd: &mut Command) -> RunOutput {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     RunOutput {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -228,11 +214,7 @@ pub fn assert_errno_ctx<T: Debug, E: AsErrno>(result: Result<T, E>, expected: i3
     let want = errno_name(expected);
     match result {
         Ok(v) => panic!("{ctx}: expected {want}, but the operation succeeded: {v:?}"),
-        Err(e) => assert_eq!(
-            e.errno(),
-            Some(expected),
-            "{ctx}: expected {want}, got {e:?}"
-        ),
+        Err(e) => assert_eq!(e.errno(), Some(expected), "{ctx}: expected {want}, got {e:?}"),
     }
 }
 
@@ -263,19 +245,9 @@ impl Snapshot {
     /// Assert the file still exists with the same size and the same bytes.
     #[track_caller]
     pub fn assert_unchanged(&self) {
-        let meta = fs::symlink_metadata(&self.path)
-            .unwrap_or_else(|e| panic!("{} vanished: {e}", self.path.display()));
-        assert!(
-            meta.is_file(),
-            "{} is no longer a regular file",
-            self.path.display()
-        );
-        assert_eq!(
-            meta.len(),
-            self.len,
-            "size of {} changed",
-            self.path.display()
-        );
+        let meta = fs::symlink_metadata(&self.path).unwrap_or_else(|e| panic!("{} vanished: {e}", self.path.display()));
+        assert!(meta.is_file(), "{} is no longer a regular file", self.path.display());
+        assert_eq!(meta.len(), self.len, "size of {} changed", self.path.display());
         let now = fs::read(&self.path).unwrap();
         assert!(
             now == self.bytes,
@@ -294,11 +266,7 @@ pub fn assert_absent(path: impl AsRef<Path>) {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => panic!("lstat {}: unexpected error {e}", path.display()),
-        Ok(m) => panic!(
-            "{} exists but should not: {:?}",
-            path.display(),
-            m.file_type()
-        ),
+        Ok(m) => panic!("{} exists but should not: {:?}", path.display(), m.file_type()),
     }
 }
 
@@ -343,10 +311,7 @@ pub fn assert_root() {
 #[track_caller]
 pub fn keygen(state: &Path) {
     let mut cmd = Command::new(WORMFS);
-    cmd.arg("keygen")
-        .arg("--state")
-        .arg(state)
-        .env_remove("RUST_LOG");
+    cmd.arg("keygen").arg("--state").arg(state).env_remove("RUST_LOG");
     run_cmd(&mut cmd).assert_success("wormfs keygen");
 }
 
@@ -371,8 +336,7 @@ impl Builder {
 
     /// Environment variable for the daemon (RUST_LOG is cleared unless set here).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -386,10 +350,7 @@ impl Builder {
     #[track_caller]
     pub fn start(self) -> TestMount {
         assert_root();
-        let dir = tempfile::Builder::new()
-            .prefix("wormfs-test.")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("wormfs-test.").tempdir().expect("tempdir");
         // Other users (setpriv tests, --allow-other) must be able to reach the mount point.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().canonicalize().unwrap();
@@ -404,17 +365,8 @@ impl Builder {
         fs::create_dir(&scratch).unwrap();
 
         let log_path = root.join("wormfs.log");
-        let mut tm = TestMount {
-            child: None,
-            mnt,
-            data,
-            state,
-            scratch,
-            log_path,
-            args: self.args,
-            env: self.env,
-            _dir: dir,
-        };
+        let mut tm =
+            TestMount { child: None, mnt, data, state, scratch, log_path, args: self.args, env: self.env, _dir: dir };
         tm.spawn();
         tm.wait_until_mounted();
         tm
@@ -485,11 +437,7 @@ impl TestMount {
     }
 
     /// Wait up to `timeout` for a daemon log line satisfying `pred`; returns that line.
-    pub fn wait_for_log_line(
-        &self,
-        timeout: Duration,
-        mut pred: impl FnMut(&str) -> bool,
-    ) -> Option<String> {
+    pub fn wait_for_log_line(&self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> Option<String> {
         let mut found = None;
         wait_until(timeout, || {
             found = self.log().lines().find(|l| pred(l)).map(str::to_owned);
@@ -509,15 +457,9 @@ impl TestMount {
             .mode(0o644)
             .open(&path)
             .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        f.write_all(content)
-            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        f.write_all(content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         drop(f);
-        assert_eq!(
-            fs::read(self.backing(&rel)).unwrap(),
-            content,
-            "backing of {}",
-            path.display()
-        );
+        assert_eq!(fs::read(self.backing(&rel)).unwrap(), content, "backing of {}", path.display());
         path
     }
 
@@ -539,8 +481,7 @@ impl TestMount {
             .mode(0o644)
             .open(&path)
             .unwrap_or_else(|e| panic!("open {} for append: {e}", path.display()));
-        f.write_all(bytes)
-            .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
+        f.write_all(bytes).unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
     }
 
     /// Proof that a refused operation did not wedge the file or the mount: appending to `rel`
@@ -553,16 +494,8 @@ impl TestMount {
         self.append(rel, line);
         let mut expected = before;
         expected.extend_from_slice(line);
-        assert_eq!(
-            fs::read(self.backing(rel)).unwrap(),
-            expected,
-            "backing after append"
-        );
-        assert_eq!(
-            fs::read(self.path(rel)).unwrap(),
-            expected,
-            "mount view after append"
-        );
+        assert_eq!(fs::read(self.backing(rel)).unwrap(), expected, "backing after append");
+        assert_eq!(fs::read(self.path(rel)).unwrap(), expected, "mount view after append");
     }
 
     /// Like [`assert_append_works`] on a dedicated file, for tests whose victim is not a
@@ -583,9 +516,7 @@ impl TestMount {
             // Something got mounted, but not as fuse.wormfs: say so instead of waiting it out.
             if types.is_empty() {
                 foreign_since = None;
-            } else if foreign_since.get_or_insert_with(Instant::now).elapsed()
-                > Duration::from_secs(1)
-            {
+            } else if foreign_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
                 panic!(
                     "wormfs mounted {} with fstype {types:?}, expected \"fuse.wormfs\" in \
                      /proc/self/mountinfo\n--- daemon stderr ---\n{}",
@@ -720,10 +651,7 @@ impl TestMount {
         let Some(status) = status else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "wormfs did not exit within {EXIT_TIMEOUT:?} after {what}\n--- daemon stderr ---\n{}",
-                self.log()
-            );
+            panic!("wormfs did not exit within {EXIT_TIMEOUT:?} after {what}\n--- daemon stderr ---\n{}", self.log());
         };
         assert_eq!(
             status.code(),
@@ -747,16 +675,10 @@ impl Drop for TestMount {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let exited = wait_timeout(&mut child, EXIT_TIMEOUT).is_some();
             if !exited {
-                eprintln!(
-                    "wormfs (pid {}) ignored SIGTERM; forcing cleanup",
-                    child.id()
-                );
+                eprintln!("wormfs (pid {}) ignored SIGTERM; forcing cleanup", child.id());
             }
             if is_mount_point(&self.mnt) {
-                eprintln!(
-                    "{} still mounted after the daemon stopped; umount -l",
-                    self.mnt.display()
-                );
+                eprintln!("{} still mounted after the daemon stopped; umount -l", self.mnt.display());
                 force_unmount(&self.mnt);
             }
             if !exited {
@@ -784,15 +706,7 @@ fn cname(name: &str) -> std::ffi::CString {
 
 pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let (p, n) = (cpath(path), cname(name));
-    let r = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
+    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if r == 0 {
         Ok(())
     } else {
@@ -829,11 +743,7 @@ pub fn listxattr(path: &Path) -> io::Result<Vec<String>> {
         return Err(io::Error::last_os_error());
     }
     buf.truncate(r as usize);
-    Ok(buf
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect())
+    Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
 }
 
 /// Permission bits (including setuid/setgid/sticky) of `path`, without following symlinks.

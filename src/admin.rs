@@ -42,12 +42,10 @@ pub struct Response {
 #[derive(Debug)]
 pub enum AdminError {
     BadPath(String),
-    NoSuchPath(String),
     NotAFile(String),
-    NoHold(String),
-    EmptyReason,
     Store(StoreError),
-    /// The chain refused (shortening a retention) or could not record it.
+    /// The rules refused (shortening a retention, a hold without reason or target) or the chain
+    /// could not record it.
     Ledger(LedgerError),
 }
 
@@ -55,10 +53,7 @@ impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AdminError::BadPath(p) => write!(f, "`{p}` is not a path inside the mount"),
-            AdminError::NoSuchPath(p) => write!(f, "{p}: no such file or directory in the mount"),
             AdminError::NotAFile(p) => write!(f, "{p}: not a file wormfs has sealed"),
-            AdminError::NoHold(p) => write!(f, "{p}: no legal hold is set on it"),
-            AdminError::EmptyReason => write!(f, "a legal hold needs a --reason"),
             AdminError::Store(e) => write!(f, "{e}"),
             AdminError::Ledger(LedgerError::UnknownFile(p)) => write!(f, "{p}: not a file wormfs has sealed"),
             AdminError::Ledger(e) => write!(f, "{e}"),
@@ -66,28 +61,29 @@ impl fmt::Display for AdminError {
     }
 }
 
-impl std::error::Error for AdminError {}
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Store(e) => Some(e),
+            AdminError::Ledger(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 fn mount_path(text: &str) -> Result<RelPath, AdminError> {
     RelPath::from_mount_path(text).map_err(|_| AdminError::BadPath(text.to_string()))
 }
 
-/// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`.
+/// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`. The rules are the
+/// core's (`policy::hold`, `policy::extend_retention`); this gathers the facts they need.
 pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) -> Result<String, AdminError> {
     match request {
         Request::HoldSet { path, reason } | Request::HoldClear { path, reason } => {
             let set = matches!(request, Request::HoldSet { .. });
-            if reason.trim().is_empty() {
-                return Err(AdminError::EmptyReason);
-            }
             let prefix = mount_path(path)?;
-            if set && std::fs::symlink_metadata(data_dir.join(prefix.as_os_str())).is_err() && !prefix.is_root() {
-                return Err(AdminError::NoSuchPath(path.clone()));
-            }
-            if !set && !ledger.holds().map_err(AdminError::Store)?.iter().any(|(p, _)| *p == prefix) {
-                return Err(AdminError::NoHold(path.clone()));
-            }
-            let record = ledger.hold(&prefix, set, reason, uid).map_err(AdminError::Store)?;
+            let exists = std::fs::symlink_metadata(data_dir.join(prefix.as_os_str())).is_ok();
+            let record = ledger.hold(&prefix, set, reason, uid, exists).map_err(AdminError::Ledger)?;
             Ok(format!("{} legal hold on {prefix} (record {})", if set { "set" } else { "cleared" }, record.seq()))
         }
         Request::RetentionExtend { path, until_ns, by_ns } => {

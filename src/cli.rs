@@ -1,18 +1,21 @@
 //! The command line: parse and dispatch. Each subcommand's work lives in its own module.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::admin::Request;
 use crate::control;
 use crate::core::retention::parse_duration_ns;
+use crate::core::store::{Store, SystemClock};
 use crate::core::timefmt::parse_utc_ns;
 use crate::core::RelPath;
 use crate::inspect;
 use crate::keys;
 use crate::mount::{self, MountArgs};
+use crate::state_dir::StateDir;
 use crate::verify_cmd;
 
 #[derive(Debug, Parser)]
@@ -29,39 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount DATA_DIR at MOUNTPOINT in the foreground; SIGINT/SIGTERM unmount cleanly.
-    Mount {
-        /// Where the files live as plain files (created if missing).
-        #[arg(long, value_name = "DATA_DIR")]
-        data: PathBuf,
-        /// Where the index and keys live (created if missing).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
-        /// Let users other than root use the mount (permissions still apply).
-        #[arg(long)]
-        allow_other: bool,
-        /// Seal the new bytes of files that stay open this often (e.g. 60s, 5m, 1h).
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-        seal_interval: Duration,
-        /// DATA_DIR has files but STATE_DIR has no index: start a new chain anyway, adopting
-        /// each file with a flagged Recovered record.
-        #[arg(long)]
-        adopt_existing: bool,
-        /// Default retention of files (e.g. 90d, 7y; units s, m, h, d, y). Overrides the config
-        /// file's `retention`. Without either: 90d.
-        #[arg(long, value_name = "DURATION")]
-        retention: Option<String>,
-        /// Config file with retention bounds and per-directory rules.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Record who opens each file for reading (an Access record per open: uid, pid, command).
-        #[arg(long)]
-        audit_reads: bool,
-        /// Prometheus text file rewritten every few seconds (default STATE_DIR/metrics.prom).
-        #[arg(long, value_name = "FILE")]
-        metrics_file: Option<PathBuf>,
-        /// An empty directory to mount on.
-        mountpoint: PathBuf,
-    },
+    Mount(#[command(flatten)] MountArgs),
     /// Create the ed25519 signing key in STATE_DIR and print the public key to keep elsewhere.
     Keygen {
         #[arg(long, value_name = "STATE_DIR")]
@@ -183,83 +154,62 @@ pub struct Failure {
 /// Run the command; Ok holds the exit status (verify's 0 or 1), Err a failure to report.
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Mount {
-            data,
-            state,
-            allow_other,
-            seal_interval,
-            adopt_existing,
-            retention,
-            config,
-            audit_reads,
-            metrics_file,
-            mountpoint,
-        } => {
-            let args = MountArgs {
-                data,
-                state,
-                mountpoint,
-                allow_other,
-                seal_interval,
-                adopt_existing,
-                retention,
-                config,
-                audit_reads,
-                metrics_file,
-            };
-            mount::run(&args).map_err(fail)?;
-        }
+        Command::Mount(args) => mount::run(&args).map_err(fail)?,
         Command::Keygen { state } => {
+            let state = StateDir::new(state);
             let public = keys::generate(&state).map_err(fail)?;
             println!("{}", crate::core::segment::hex(public.as_bytes()));
             eprintln!(
                 "wrote {} (secret, mode 0600) and {}; keep the public key above somewhere other than this machine",
-                state.join(keys::SIGNING_KEY_FILE).display(),
-                state.join(keys::PUBLIC_KEY_FILE).display()
+                state.signing_key().display(),
+                state.public_key().display()
             );
         }
         Command::Log { state, path, json } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
-            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
             inspect::log(&store, only.as_ref(), json, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Status { state } => {
+            let state = StateDir::new(state);
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
-            let status = inspect::status(&store).map_err(fail)?;
+            let status = inspect::status(&store, &SystemClock).map_err(fail)?;
             let mut out = std::io::stdout().lock();
             inspect::print_status(&status, &mut out).map_err(fail)?;
-            inspect::print_metrics_file(&state.join(crate::metrics::DEFAULT_FILE), &mut out).map_err(fail)?;
+            inspect::print_metrics_file(&state.metrics_file(), &mut out).map_err(fail)?;
         }
         Command::Hold { action: HoldAction::Set { state, reason, path } } => {
-            println!("{}", control::submit(&state, &Request::HoldSet { path, reason }).map_err(fail)?);
+            let request = Request::HoldSet { path, reason };
+            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
         }
         Command::Hold { action: HoldAction::Clear { state, reason, path } } => {
-            println!("{}", control::submit(&state, &Request::HoldClear { path, reason }).map_err(fail)?);
+            let request = Request::HoldClear { path, reason };
+            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
         }
         Command::Hold { action: HoldAction::List { state } } => {
-            let store = inspect::open_index_read_only(&state).map_err(fail)?;
+            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
             inspect::print_holds(&store, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Retention { action: RetentionAction::Extend { state, until, by, path } } => {
             let until_ns = until.map(|d| parse_utc_ns(&d)).transpose().map_err(usage)?;
             let by_ns = by.map(|d| parse_duration_ns(&d)).transpose().map_err(usage)?;
             let request = Request::RetentionExtend { path, until_ns, by_ns };
-            println!("{}", control::submit(&state, &request).map_err(fail)?);
+            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
         }
         Command::Ls { state, data, path } => {
             let prefix = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
-            let store = inspect::open_index_read_only(&state).map_err(fail)?;
-            let data = data.or_else(|| inspect::status(&store).ok()?.data_dir.map(PathBuf::from));
-            let entries = inspect::ls(&store, data.as_deref(), &prefix).map_err(fail)?;
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            inspect::print_ls(&entries, now, &mut std::io::stdout().lock()).map_err(fail)?;
+            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
+            let recorded = store.data_dir().map_err(fail)?.map(|d| PathBuf::from(OsString::from_vec(d)));
+            let data = data.or(recorded);
+            let entries = inspect::ls(&store, data.as_deref(), &prefix, &SystemClock).map_err(fail)?;
+            inspect::print_ls(&entries, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Verify { data, state, pubkey, path, expect_head, json, metrics_file } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
             let options = verify_cmd::VerifyArgs { pubkey: pubkey.as_deref(), only, expect_head, json, metrics_file };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
-            return verify_cmd::run(&data, &state, options).map_err(|e| Failure { message: e.to_string(), code: 2 });
+            return verify_cmd::run(&data, &StateDir::new(state), options)
+                .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }
     Ok(0)
@@ -291,27 +241,9 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure { message: e.to_string(), code: 1 }
 }
 
-/// `60s`, `5m`, `1h`: the retention units, for the seal interval too.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    match parse_duration_ns(text)? {
-        0 => Err("the duration must be more than zero".into()),
-        ns => Ok(Duration::from_nanos(ns)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("60").is_err(), "a unit is required");
-        assert!(parse_duration("5x").is_err());
-    }
 
     #[test]
     fn heads_parse_as_seq_and_hash() {

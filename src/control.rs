@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -14,21 +15,17 @@ use std::time::Duration;
 use log::{info, warn};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
-use crate::admin::{self, Request, Response};
-use crate::core::ledger::Ledger;
+use crate::admin::{self, AdminError, Request, Response};
+use crate::core::ledger::{Ledger, LedgerError};
 use crate::core::retention::RetentionPolicy;
-use crate::core::store::SystemClock;
-use crate::index::RocksStore;
-use crate::inspect;
-use crate::keys;
-use crate::mount::INDEX_DIR;
-
-pub const SOCKET_FILE: &str = "control.sock";
+use crate::core::store::{Store, StoreError, SystemClock};
+use crate::keys::{self, KeyError};
+use crate::state_dir::{IndexOpenError, StateDir};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve admin requests for the mounted filesystem until the process exits.
-pub fn serve(state_dir: &Path, ledger: Arc<Ledger>, data_dir: PathBuf) -> io::Result<PathBuf> {
-    let path = state_dir.join(SOCKET_FILE);
+pub fn serve(state_dir: &StateDir, ledger: Arc<Ledger>, data_dir: PathBuf) -> io::Result<PathBuf> {
+    let path = state_dir.control_socket();
     // A socket file left by a daemon that died: nobody answers on it, so it can go.
     if path.exists() && UnixStream::connect(&path).is_err() {
         std::fs::remove_file(&path)?;
@@ -79,8 +76,18 @@ pub enum SubmitError {
     NotRoot,
     /// The request was carried out and refused (the message says why).
     Refused(String),
+    /// Talking to the daemon failed.
     Io(io::Error),
-    Offline(String),
+    /// The daemon answered something that is not a response.
+    BadAnswer(serde_json::Error),
+    /// Not mounted, and the index could not be opened to do it offline.
+    Index(IndexOpenError),
+    /// The chain names no data directory: the state directory was never mounted.
+    NeverMounted,
+    Key(KeyError),
+    Ledger(LedgerError),
+    /// Carried out offline and refused.
+    Admin(AdminError),
 }
 
 impl fmt::Display for SubmitError {
@@ -89,28 +96,47 @@ impl fmt::Display for SubmitError {
             SubmitError::NotRoot => write!(f, "permission denied: only root may change holds and retention"),
             SubmitError::Refused(m) => write!(f, "{m}"),
             SubmitError::Io(e) => write!(f, "talking to the wormfs daemon: {e}"),
-            SubmitError::Offline(m) => write!(f, "{m}"),
+            SubmitError::BadAnswer(e) => write!(f, "the wormfs daemon answered something unreadable: {e}"),
+            SubmitError::Index(e @ IndexOpenError::Store { err: StoreError::Locked { .. }, .. }) => {
+                write!(f, "{e} (is wormfs mounted without its control socket?)")
+            }
+            SubmitError::Index(e) => write!(f, "{e}"),
+            SubmitError::NeverMounted => write!(f, "the chain names no data directory (never mounted?)"),
+            SubmitError::Key(e) => write!(f, "{e}"),
+            SubmitError::Ledger(e) => write!(f, "{e}"),
+            SubmitError::Admin(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for SubmitError {}
+impl std::error::Error for SubmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SubmitError::Io(e) => Some(e),
+            SubmitError::BadAnswer(e) => Some(e),
+            SubmitError::Index(e) => Some(e),
+            SubmitError::Key(e) => Some(e),
+            SubmitError::Ledger(e) => Some(e),
+            SubmitError::Admin(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Carry out `request`: through the daemon when the filesystem is mounted, else on the index.
-pub fn submit(state_dir: &Path, request: &Request) -> Result<String, SubmitError> {
+pub fn submit(state_dir: &StateDir, request: &Request) -> Result<String, SubmitError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(SubmitError::NotRoot);
     }
-    let socket = state_dir.join(SOCKET_FILE);
-    match UnixStream::connect(&socket) {
+    match UnixStream::connect(state_dir.control_socket()) {
         Ok(stream) => {
             stream.set_read_timeout(Some(TIMEOUT)).map_err(SubmitError::Io)?;
             let mut out = &stream;
-            let line = serde_json::to_string(request).map_err(|e| SubmitError::Io(io::Error::other(e)))?;
+            let line = serde_json::to_string(request).map_err(SubmitError::BadAnswer)?;
             writeln!(out, "{line}").map_err(SubmitError::Io)?;
             let mut answer = String::new();
             BufReader::new(&stream).read_line(&mut answer).map_err(SubmitError::Io)?;
-            let response: Response = serde_json::from_str(&answer).map_err(|e| SubmitError::Io(io::Error::other(e)))?;
+            let response: Response = serde_json::from_str(&answer).map_err(SubmitError::BadAnswer)?;
             if response.ok {
                 Ok(response.message)
             } else {
@@ -122,24 +148,13 @@ pub fn submit(state_dir: &Path, request: &Request) -> Result<String, SubmitError
     }
 }
 
-fn offline(state_dir: &Path, request: &Request) -> Result<String, SubmitError> {
-    let index = state_dir.join(INDEX_DIR);
-    if !RocksStore::exists(&index) {
-        return Err(SubmitError::Offline(format!("no index at {}", index.display())));
-    }
-    let store = RocksStore::open(&index).map_err(|e| {
-        SubmitError::Offline(format!(
-            "{e} (is wormfs mounted without its control socket {}?)",
-            state_dir.join(SOCKET_FILE).display()
-        ))
-    })?;
-    let data_dir = inspect::status(&store)
-        .ok()
-        .and_then(|s| s.data_dir)
-        .ok_or_else(|| SubmitError::Offline("the chain names no data directory (never mounted?)".into()))?;
-    let key = keys::load_signing(state_dir).map_err(|e| SubmitError::Offline(e.to_string()))?;
+fn offline(state_dir: &StateDir, request: &Request) -> Result<String, SubmitError> {
+    let store = state_dir.open_index().map_err(SubmitError::Index)?;
+    let data_dir = store.data_dir().map_err(|e| SubmitError::Ledger(e.into()))?.ok_or(SubmitError::NeverMounted)?;
+    let key = keys::load_signing(state_dir).map_err(SubmitError::Key)?;
     // Holds and extensions do not seal, so the retention policy does not matter here.
     let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0))
-        .map_err(|e| SubmitError::Offline(e.to_string()))?;
-    admin::execute(&ledger, Path::new(&data_dir), 0, request).map_err(|e| SubmitError::Refused(e.to_string()))
+        .map_err(SubmitError::Ledger)?;
+    let data_dir = PathBuf::from(std::ffi::OsString::from_vec(data_dir));
+    admin::execute(&ledger, &data_dir, 0, request).map_err(SubmitError::Admin)
 }

@@ -3,26 +3,27 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
 use crate::core::path::RelPath;
-use crate::core::record::{Payload, Record};
+use crate::core::record::{DecodeError, Payload, Record};
+use crate::core::retention::{self, chain_now, hold_covering, Standing};
 use crate::core::segment::hex;
-use crate::core::store::{Store, StoreError};
+use crate::core::store::{Clock, FileState, HoldState, Store, StoreError};
 use crate::core::timefmt::rfc3339_ns;
 use crate::index::RocksStore;
-use crate::mount::INDEX_DIR;
+use crate::state_dir::{IndexOpenError, StateDir};
 
 #[derive(Debug)]
 pub enum InspectError {
-    NoIndex(PathBuf),
+    Index(IndexOpenError),
     Store(StoreError),
     /// A stored record does not decode.
     Corrupt {
         seq: u64,
-        error: String,
+        error: DecodeError,
     },
     Output(std::io::Error),
 }
@@ -30,9 +31,7 @@ pub enum InspectError {
 impl fmt::Display for InspectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InspectError::NoIndex(p) => {
-                write!(f, "no index at {} (was this state directory ever mounted?)", p.display())
-            }
+            InspectError::Index(e) => write!(f, "{e}"),
             InspectError::Store(e) => write!(f, "{e}"),
             InspectError::Corrupt { seq, error } => write!(f, "record {seq} is corrupt: {error}; run wormfs verify"),
             InspectError::Output(e) => write!(f, "writing output: {e}"),
@@ -40,14 +39,26 @@ impl fmt::Display for InspectError {
     }
 }
 
-impl std::error::Error for InspectError {}
-
-pub fn open_index_read_only(state: &Path) -> Result<RocksStore, InspectError> {
-    let path = state.join(INDEX_DIR);
-    if !RocksStore::exists(&path) {
-        return Err(InspectError::NoIndex(path));
+impl std::error::Error for InspectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InspectError::Index(e) => Some(e),
+            InspectError::Store(e) => Some(e),
+            InspectError::Corrupt { error, .. } => Some(error),
+            InspectError::Output(e) => Some(e),
+        }
     }
-    RocksStore::open_read_only(&path).map_err(InspectError::Store)
+}
+
+impl From<StoreError> for InspectError {
+    fn from(e: StoreError) -> Self {
+        InspectError::Store(e)
+    }
+}
+
+/// The index, read-only (safe beside a running daemon).
+pub fn open_index_read_only(state: &StateDir) -> Result<RocksStore, InspectError> {
+    state.open_index_read_only().map_err(InspectError::Index)
 }
 
 /// One record as a JSON object (the `--json` form of `wormfs log`).
@@ -164,7 +175,7 @@ pub fn log(store: &dyn Store, only: Option<&RelPath>, as_json: bool, out: &mut d
             let record = match Record::decode(bytes) {
                 Ok(r) => r,
                 Err(e) => {
-                    failure = Some(InspectError::Corrupt { seq, error: e.to_string() });
+                    failure = Some(InspectError::Corrupt { seq, error: e });
                     return false;
                 }
             };
@@ -198,32 +209,35 @@ pub struct Status {
     pub expired_files: u64,
 }
 
-pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
-    let head = store.head().map_err(InspectError::Store)?;
-    let files = store.files().map_err(InspectError::Store)?;
-    // The newest Mount record says which data directory this chain covers; the head record
-    // says whether the last run closed cleanly; the newest seal gives the last seal time.
-    let mut data_dir = None;
-    let mut last_is_unmount = false;
-    let mut last_seal_seq = 0;
-    for (_, f) in &files {
-        last_seal_seq = last_seal_seq.max(f.last_seal_seq);
-    }
-    let mut last_seal_ns = None;
-    store
-        .scan_records(1, &mut |seq, bytes| {
-            if let Ok(r) = Record::decode(bytes) {
-                if let Payload::Mount { data_dir: d, .. } = &r.fields.payload {
-                    data_dir = Some(String::from_utf8_lossy(d).into_owned());
-                }
-                last_is_unmount = matches!(r.fields.payload, Payload::Unmount);
-                if seq == last_seal_seq {
-                    last_seal_ns = Some(r.fields.time_ns);
-                }
-            }
-            true
-        })
-        .map_err(InspectError::Store)?;
+/// The record stored as `seq`, if it is there and decodes.
+fn record_at(store: &dyn Store, seq: u64) -> Result<Option<Record>, InspectError> {
+    let mut found = None;
+    store.scan_records(seq, &mut |key, bytes| {
+        if key == seq {
+            found = Record::decode(bytes).ok();
+        }
+        false
+    })?;
+    Ok(found)
+}
+
+/// The chain at a glance. Reads the index's meta and file states and two records (the head
+/// and the newest seal), never the whole chain, so it is as quick on a year of records as on
+/// a day's.
+pub fn status(store: &dyn Store, clock: &dyn Clock) -> Result<Status, InspectError> {
+    let head = store.head()?;
+    let files = store.files()?;
+    let holds = store.holds()?;
+    let data_dir = store.data_dir()?.map(|d| String::from_utf8_lossy(&d).into_owned());
+    let head_record = match head {
+        Some(h) => record_at(store, h.seq)?,
+        None => None,
+    };
+    let last_seal_seq = files.iter().map(|(_, f)| f.last_seal_seq).max().unwrap_or(0);
+    let last_seal_ns = match last_seal_seq {
+        0 => None,
+        seq => record_at(store, seq)?.map(|r| r.fields.time_ns),
+    };
     let sealed_bytes = files.iter().map(|(_, f)| f.sealed_size).sum();
     let unsealed_bytes = data_dir.as_ref().and_then(|d| {
         let mut total = 0;
@@ -233,11 +247,11 @@ pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
         }
         Some(total)
     });
-    let now = crate::core::store::Clock::now_ns(&crate::core::store::SystemClock);
-    let expired_files = files.iter().filter(|(_, f)| f.retain_until_ns <= now).count() as u64;
-    let holds = store.holds().map_err(InspectError::Store)?.len() as u64;
+    let now = chain_now(clock.now_ns(), head.map_or(0, |h| h.time_ns));
+    let expired_files =
+        files.iter().filter(|(path, f)| standing_of(path, f, &holds, now) == Standing::Expired).count() as u64;
     Ok(Status {
-        holds,
+        holds: holds.len() as u64,
         expired_files,
         head: head.map(|h| (h.seq, hex(&h.hash), h.time_ns)),
         data_dir,
@@ -245,8 +259,15 @@ pub fn status(store: &dyn Store) -> Result<Status, InspectError> {
         sealed_bytes,
         unsealed_bytes,
         last_seal_ns,
-        mounted_cleanly_closed: last_is_unmount,
+        mounted_cleanly_closed: head_record.is_some_and(|r| matches!(r.fields.payload, Payload::Unmount)),
     })
+}
+
+/// Where a file stands (held, retained, expired) by the same rule the daemon applies; whether
+/// it is open only the daemon knows, so it is taken as closed.
+fn standing_of(path: &RelPath, state: &FileState, holds: &[(RelPath, HoldState)], now_ns: u64) -> Standing {
+    let hold = hold_covering(holds.iter().map(|(p, h)| (p, h.reason.as_str())), path);
+    retention::standing(state.retain_until_ns, hold, false, now_ns)
 }
 
 pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
@@ -284,37 +305,40 @@ pub struct LsEntry {
     pub size: Option<u64>,
     pub sealed: u64,
     pub retain_until_ns: u64,
-    /// The hold covering it: (where it is set, reason).
-    pub hold: Option<(RelPath, String)>,
+    /// Held, retained or expired, at the chain's time.
+    pub standing: Standing,
 }
 
-/// Files under `prefix` with their sizes, retention and holds.
-pub fn ls(store: &dyn Store, data_dir: Option<&Path>, prefix: &RelPath) -> Result<Vec<LsEntry>, InspectError> {
-    let holds = store.holds().map_err(InspectError::Store)?;
-    let files = store.files().map_err(InspectError::Store)?;
+/// Files under `prefix` with their sizes, retention and holds, as they stand at the chain's
+/// time (the clock, never earlier than the newest record).
+pub fn ls(
+    store: &dyn Store,
+    data_dir: Option<&Path>,
+    prefix: &RelPath,
+    clock: &dyn Clock,
+) -> Result<Vec<LsEntry>, InspectError> {
+    let holds = store.holds()?;
+    let files = store.files()?;
+    let now = chain_now(clock.now_ns(), store.head()?.map_or(0, |h| h.time_ns));
     Ok(files
         .into_iter()
         .filter(|(path, _)| path.is_under(prefix))
         .map(|(path, state)| {
             let size = data_dir.and_then(|d| std::fs::symlink_metadata(d.join(path.as_os_str())).ok()).map(|m| m.len());
-            let hold = holds.iter().find(|(p, _)| path.is_under(p)).map(|(p, h)| (p.clone(), h.reason.clone()));
-            LsEntry { path, size, sealed: state.sealed_size, retain_until_ns: state.retain_until_ns, hold }
+            let standing = standing_of(&path, &state, &holds, now);
+            LsEntry { path, size, sealed: state.sealed_size, retain_until_ns: state.retain_until_ns, standing }
         })
         .collect())
 }
 
-pub fn print_ls(entries: &[LsEntry], now_ns: u64, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn print_ls(entries: &[LsEntry], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{:>12} {:>12}  {:<30}  {:<8}  PATH", "SIZE", "SEALED", "RETAIN UNTIL", "STATE")?;
     for e in entries {
         let size = e.size.map_or_else(|| "missing".to_string(), |s| s.to_string());
-        let state = match (&e.hold, now_ns >= e.retain_until_ns) {
-            (Some(_), _) => "held",
-            (None, true) => "expired",
-            (None, false) => "retained",
-        };
-        let hold = match &e.hold {
-            Some((prefix, reason)) => format!("  [hold on {prefix}: {reason}]"),
-            None => String::new(),
+        let (state, hold) = match &e.standing {
+            Standing::Held { prefix, reason } => ("held", format!("  [hold on {prefix}: {reason}]")),
+            Standing::Expired | Standing::Open => ("expired", String::new()),
+            Standing::Retained { .. } | Standing::Untracked => ("retained", String::new()),
         };
         writeln!(
             out,
@@ -329,7 +353,7 @@ pub fn print_ls(entries: &[LsEntry], now_ns: u64, out: &mut dyn Write) -> std::i
 
 /// The holds in force, one a line.
 pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), InspectError> {
-    for (prefix, hold) in store.holds().map_err(InspectError::Store)? {
+    for (prefix, hold) in store.holds()? {
         writeln!(out, "{prefix}\tset by uid {} (record {}): {}", hold.uid, hold.seq, hold.reason)
             .map_err(InspectError::Output)?;
     }

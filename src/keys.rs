@@ -1,5 +1,5 @@
-//! The ed25519 signing key in STATE_DIR: `signing.key` (the 32-byte secret seed as hex, mode
-//! 0600) and `signing.pub` (the public key as hex, for verifiers).
+//! The ed25519 signing key in STATE_DIR (`state_dir` names the files): the 32-byte secret seed
+//! as hex, mode 0600, and the public key as hex, for verifiers.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::core::segment::{from_hex, hex};
-
-pub const SIGNING_KEY_FILE: &str = "signing.key";
-pub const PUBLIC_KEY_FILE: &str = "signing.pub";
+use crate::state_dir::StateDir;
 
 #[derive(Debug)]
 pub enum KeyError {
@@ -62,10 +60,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
 }
 
 /// Create a new key pair in `state_dir` (created if missing). Never overwrites.
-pub fn generate(state_dir: &Path) -> Result<VerifyingKey, KeyError> {
-    fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
-    let secret_path = state_dir.join(SIGNING_KEY_FILE);
-    let public_path = state_dir.join(PUBLIC_KEY_FILE);
+pub fn generate(state_dir: &StateDir) -> Result<VerifyingKey, KeyError> {
+    fs::create_dir_all(state_dir.path()).map_err(io_err(state_dir.path()))?;
+    let secret_path = state_dir.signing_key();
+    let public_path = state_dir.public_key();
     // A lone signing.pub means the secret was lost: a new pair would silently replace the key
     // verifiers were told to trust.
     for path in [&secret_path, &public_path] {
@@ -102,8 +100,8 @@ pub fn generate(state_dir: &Path) -> Result<VerifyingKey, KeyError> {
 }
 
 /// Load the signing key, refusing one that group or others can read.
-pub fn load_signing(state_dir: &Path) -> Result<SigningKey, KeyError> {
-    let path = state_dir.join(SIGNING_KEY_FILE);
+pub fn load_signing(state_dir: &StateDir) -> Result<SigningKey, KeyError> {
+    let path = state_dir.signing_key();
     let meta = match fs::metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyError::Missing(path)),
@@ -141,22 +139,24 @@ mod tests {
 
     #[test]
     fn keygen_writes_a_private_key_and_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let public = generate(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let public = generate(&dir).unwrap();
+        let mode = fs::metadata(dir.signing_key()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load_signing(dir.path()).unwrap().verifying_key(), public);
-        assert_eq!(load_public(dir.path().join(PUBLIC_KEY_FILE).to_str().unwrap()).unwrap(), public);
-        assert!(matches!(generate(dir.path()), Err(KeyError::Exists(_))));
+        assert_eq!(load_signing(&dir).unwrap().verifying_key(), public);
+        assert_eq!(load_public(dir.public_key().to_str().unwrap()).unwrap(), public);
+        assert!(matches!(generate(&dir), Err(KeyError::Exists(_))));
     }
 
     #[test]
     fn an_open_or_missing_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load_signing(dir.path()), Err(KeyError::Missing(_))));
-        generate(dir.path()).unwrap();
-        let path = dir.path().join(SIGNING_KEY_FILE);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        assert!(matches!(load_signing(&dir), Err(KeyError::Missing(_))));
+        generate(&dir).unwrap();
+        let path = dir.signing_key();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(matches!(load_signing(dir.path()), Err(KeyError::TooOpen { .. })));
+        assert!(matches!(load_signing(&dir), Err(KeyError::TooOpen { .. })));
     }
 }

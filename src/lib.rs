@@ -15,6 +15,7 @@
 //!   `verify_cmd` runs it for `wormfs verify`, `verify_report` prints the human and JSON report.
 //! - `metrics`  — the Prometheus text file of the daemon's and verify's metrics.
 //! - `keys`     — the ed25519 key files in STATE_DIR.
+//! - `state_dir` — STATE_DIR's layout: index, control socket, key files, metrics file.
 //! - `fuse`     — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.
 //! - `index`    — the `Store` on RocksDB (`rocks`) and its in-memory twin (`memory`).
 //! - `core`     — the rules and state, free of FUSE and RocksDB:
@@ -40,6 +41,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mount;
 pub mod sealer;
+pub mod state_dir;
 pub mod verify;
 pub mod verify_cmd;
 pub mod verify_report;

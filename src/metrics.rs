@@ -19,8 +19,6 @@ use crate::verify::Report;
 
 /// How often the daemon rewrites its metrics file.
 pub const INTERVAL: Duration = Duration::from_secs(5);
-/// The daemon's metrics file unless --metrics-file says otherwise.
-pub const DEFAULT_FILE: &str = "metrics.prom";
 
 fn now_secs() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())

@@ -14,6 +14,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::core::chain::{ChainChecker, ChainFinding};
 use crate::core::path::RelPath;
 use crate::core::record::Payload;
+use crate::core::retention::{self, Standing};
 use crate::core::segment::{next_file_hash, Hash, SegmentHasher};
 use crate::core::store::{Store, StoreError};
 
@@ -110,6 +111,7 @@ impl Finding {
                 ChainFinding::BadSignature { .. } => "chain.bad_signature",
                 ChainFinding::UnknownKey { .. } => "chain.unknown_key",
                 ChainFinding::TimeBackwards { .. } => "chain.time_backwards",
+                ChainFinding::SeqExhausted { .. } => "chain.seq_exhausted",
             },
             Finding::FileChainBroken { .. } => "file.seals_do_not_chain",
             Finding::ContentChanged { .. } => "file.content_changed",
@@ -276,22 +278,124 @@ struct FileHistory {
     retain_until_ns: u64,
 }
 
-/// Check a Delete/Rename/Truncate record against the file's retention and the holds then in
-/// force.
-fn check_gated(
-    findings: &mut Vec<Finding>,
-    path: &RelPath,
-    op: &'static str,
-    seq: u64,
-    time_ns: u64,
-    retain_until_ns: u64,
-    holds: &BTreeMap<RelPath, u64>,
-) {
-    if time_ns < retain_until_ns {
-        findings.push(Finding::ChangedBeforeExpiry { path: path.clone(), op, seq, retain_until_ns });
+/// What the chain says happened, replayed record by record: the chain's own findings, each
+/// file's history, and the changes that explain a file's absence or presence.
+#[derive(Debug)]
+struct Replay {
+    checker: ChainChecker,
+    files: BTreeMap<RelPath, FileHistory>,
+    /// Holds in force: prefix → the Hold record that set it.
+    holds: BTreeMap<RelPath, u64>,
+    deleted: BTreeMap<RelPath, u64>,
+    renamed: BTreeMap<RelPath, (RelPath, u64)>,
+    /// Delete/Rename/Truncate records the rules did not allow, as they were replayed.
+    findings: Vec<Finding>,
+    /// The newest record is an Unmount: every tail was sealed, the chain is closed.
+    closed: bool,
+    head_time: u64,
+}
+
+impl Replay {
+    fn new(key: VerifyingKey) -> Replay {
+        Replay {
+            checker: ChainChecker::new(key),
+            files: BTreeMap::new(),
+            holds: BTreeMap::new(),
+            deleted: BTreeMap::new(),
+            renamed: BTreeMap::new(),
+            findings: Vec::new(),
+            closed: false,
+            head_time: 0,
+        }
     }
-    if let Some(hold) = holds.keys().find(|prefix| path.is_under(prefix)) {
-        findings.push(Finding::ChangedUnderHold { path: path.clone(), op, seq, hold: hold.clone() });
+
+    /// Replay every stored record of `store`.
+    fn of(store: &dyn Store, key: VerifyingKey) -> Result<Replay, VerifyError> {
+        let mut replay = Replay::new(key);
+        store
+            .scan_records(1, &mut |stored_seq, bytes| {
+                if let Some(record) = replay.checker.check(stored_seq, bytes) {
+                    replay.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
+                }
+                true
+            })
+            .map_err(VerifyError::Store)?;
+        Ok(replay)
+    }
+
+    fn apply(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
+        self.head_time = time_ns;
+        self.closed = matches!(payload, Payload::Unmount);
+        match payload {
+            Payload::Create { path, .. } => {
+                // A name can be created again after its file was deleted: a new history.
+                self.files.insert(path.clone(), FileHistory::default());
+                self.deleted.remove(path);
+            }
+            Payload::Delete { path, .. } => {
+                let h = self.files.remove(path).unwrap_or_default();
+                self.check_gated(path, "delete", seq, time_ns, h.retain_until_ns);
+                self.deleted.insert(path.clone(), seq);
+            }
+            Payload::Rename { from, to } => {
+                let h = self.files.remove(from).unwrap_or_default();
+                self.check_gated(from, "rename", seq, time_ns, h.retain_until_ns);
+                self.files.insert(to.clone(), h);
+                self.renamed.insert(to.clone(), (from.clone(), seq));
+            }
+            Payload::Truncate { path, new_size, .. } => {
+                let retain_until_ns = self.files.get(path).map_or(0, |h| h.retain_until_ns);
+                self.check_gated(path, "truncate", seq, time_ns, retain_until_ns);
+                let h = self.files.entry(path.clone()).or_default();
+                // Segments past the cut can no longer be checked; seals restart at new_size.
+                h.segments.retain(|s| s.end <= *new_size);
+                h.sealed = *new_size;
+            }
+            Payload::Retention { path, retain_until_ns, .. } => {
+                let h = self.files.entry(path.clone()).or_default();
+                h.retain_until_ns = h.retain_until_ns.max(*retain_until_ns);
+            }
+            Payload::Hold { prefix, set, .. } => {
+                if *set {
+                    self.holds.insert(prefix.clone(), seq);
+                } else {
+                    self.holds.remove(prefix);
+                }
+            }
+            Payload::Seal(s) => self.seal(seq, s, false),
+            Payload::Recovered { segment, adopted } => self.seal(seq, segment, *adopted),
+            Payload::Mount { .. } | Payload::Unmount | Payload::ClockJump { .. } | Payload::Access { .. } => {}
+        }
+    }
+
+    fn seal(&mut self, seq: u64, s: &crate::core::record::Segment, adopted: bool) {
+        let h = self.files.entry(s.path.clone()).or_default();
+        if adopted {
+            h.adopted_at = Some(seq);
+        }
+        let links = s.start == h.sealed
+            && s.end >= s.start
+            && next_file_hash(&h.file_hash, &s.segment_hash, s.end) == s.file_hash;
+        if !links && !h.broken {
+            self.findings.push(Finding::FileChainBroken { path: s.path.clone(), seq });
+            h.broken = true;
+        }
+        h.sealed = s.end;
+        h.file_hash = s.file_hash;
+        h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
+        h.segments.push(SealedSegment { seq, start: s.start, end: s.end, segment_hash: s.segment_hash });
+    }
+
+    /// A Delete/Rename/Truncate record must come after the file's retention expired (by the
+    /// chain's own clock, the record's time) and while no hold covered it: the rules the daemon
+    /// applied, `retention::standing`, asked again of the record.
+    fn check_gated(&mut self, path: &RelPath, op: &'static str, seq: u64, time_ns: u64, retain_until_ns: u64) {
+        if let Standing::Retained { .. } = retention::standing(retain_until_ns, None, false, time_ns) {
+            self.findings.push(Finding::ChangedBeforeExpiry { path: path.clone(), op, seq, retain_until_ns });
+        }
+        if let Some((hold, _)) = retention::hold_covering(self.holds.iter(), path) {
+            self.findings.push(Finding::ChangedUnderHold { path: path.clone(), op, seq, hold: hold.clone() });
+        }
     }
 }
 
@@ -306,87 +410,18 @@ pub fn sealed_bytes(store: &dyn Store, opts: &Options) -> Result<u64, VerifyErro
     Ok(files.iter().filter(|(p, _)| opts.covers(p)).map(|(_, f)| f.sealed_size).sum())
 }
 
+/// Three steps: replay the chain into per-file histories, re-hash every covered file against
+/// its history, then reconcile what is on disk with what the chain explains.
 pub fn check_with(
     store: &dyn Store,
     data_dir: &Path,
     key: VerifyingKey,
     opts: &Options,
 ) -> Result<Report, VerifyError> {
-    let mut checker = ChainChecker::new(key);
-    let mut files: BTreeMap<RelPath, FileHistory> = BTreeMap::new();
-    let mut findings = Vec::new();
-    let mut warnings = Vec::new();
-    let mut last_payload_unmount = false;
-    let mut head_time = 0;
-    let mut holds: BTreeMap<RelPath, u64> = BTreeMap::new();
-    let mut deleted: BTreeMap<RelPath, u64> = BTreeMap::new();
-    let mut renamed: BTreeMap<RelPath, (RelPath, u64)> = BTreeMap::new();
-    store
-        .scan_records(1, &mut |stored_seq, bytes| {
-            let Some(record) = checker.check(stored_seq, bytes) else { return true };
-            let seq = record.seq();
-            let time_ns = record.fields.time_ns;
-            head_time = time_ns;
-            last_payload_unmount = matches!(record.fields.payload, Payload::Unmount);
-            match &record.fields.payload {
-                Payload::Create { path, .. } => {
-                    // A name can be created again after its file was deleted: a new history.
-                    files.insert(path.clone(), FileHistory::default());
-                    deleted.remove(path);
-                }
-                Payload::Delete { path, .. } => {
-                    let h = files.remove(path).unwrap_or_default();
-                    check_gated(&mut findings, path, "delete", seq, time_ns, h.retain_until_ns, &holds);
-                    deleted.insert(path.clone(), seq);
-                }
-                Payload::Rename { from, to } => {
-                    let h = files.remove(from).unwrap_or_default();
-                    check_gated(&mut findings, from, "rename", seq, time_ns, h.retain_until_ns, &holds);
-                    files.insert(to.clone(), h);
-                    renamed.insert(to.clone(), (from.clone(), seq));
-                }
-                Payload::Truncate { path, new_size, .. } => {
-                    let h = files.entry(path.clone()).or_default();
-                    check_gated(&mut findings, path, "truncate", seq, time_ns, h.retain_until_ns, &holds);
-                    // Segments past the cut can no longer be checked; seals restart at new_size.
-                    h.segments.retain(|s| s.end <= *new_size);
-                    h.sealed = *new_size;
-                }
-                Payload::Retention { path, retain_until_ns, .. } => {
-                    let h = files.entry(path.clone()).or_default();
-                    h.retain_until_ns = h.retain_until_ns.max(*retain_until_ns);
-                }
-                Payload::Hold { prefix, set, .. } => {
-                    if *set {
-                        holds.insert(prefix.clone(), seq);
-                    } else {
-                        holds.remove(prefix);
-                    }
-                }
-                Payload::Seal(s) | Payload::Recovered { segment: s, .. } => {
-                    let h = files.entry(s.path.clone()).or_default();
-                    if let Payload::Recovered { adopted: true, .. } = record.fields.payload {
-                        h.adopted_at = Some(seq);
-                    }
-                    let links = s.start == h.sealed
-                        && s.end >= s.start
-                        && next_file_hash(&h.file_hash, &s.segment_hash, s.end) == s.file_hash;
-                    if !links && !h.broken {
-                        findings.push(Finding::FileChainBroken { path: s.path.clone(), seq });
-                        h.broken = true;
-                    }
-                    h.sealed = s.end;
-                    h.file_hash = s.file_hash;
-                    h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
-                    h.segments.push(SealedSegment { seq, start: s.start, end: s.end, segment_hash: s.segment_hash });
-                }
-                _ => {}
-            }
-            true
-        })
-        .map_err(VerifyError::Store)?;
+    let Replay { checker, files, deleted, renamed, findings: gated, closed, head_time, .. } = Replay::of(store, key)?;
     let chain = checker.finish();
-    findings.splice(0..0, chain.findings.into_iter().map(Finding::Chain));
+    let mut findings: Vec<Finding> = chain.findings.into_iter().map(Finding::Chain).collect();
+    findings.extend(gated);
     let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
     if let Some(index_head) = store.head().map_err(VerifyError::Store)? {
         if index_head.seq != chain_seq {
@@ -399,34 +434,16 @@ pub fn check_with(
         }
     }
 
-    // Hash files in parallel, one per core; each file in one sequential read.
     let jobs: Vec<(&RelPath, &FileHistory)> = files.iter().filter(|(p, _)| opts.covers(p)).collect();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
-    let started = std::time::Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((path, history)) = jobs.get(i) else { return };
-                let outcome = check_file(data_dir, path, history, last_payload_unmount, opts);
-                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, outcome));
-            });
-        }
-    });
-    let hash_time = started.elapsed();
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let mut bytes_hashed = 0;
+    let hashed = hash_files(data_dir, &jobs, closed, opts)?;
+
+    let mut warnings = Vec::new();
     let mut interrupted_renames = BTreeSet::new();
-    for (_, outcome) in results {
-        let outcome = outcome?;
-        bytes_hashed += outcome.hashed;
-        for finding in outcome.findings {
+    for outcome in &hashed.outcomes {
+        for finding in &outcome.findings {
             // A renamed file missing at its new name but present at its old one: the daemon
             // stopped between the Rename record and the rename itself.
-            if let Finding::Missing { path } = &finding {
+            if let Finding::Missing { path } = finding {
                 if let Some((from, seq)) = renamed.get(path) {
                     if data_dir.join(from.as_os_str()).is_file() && !files.contains_key(from) {
                         warnings.push(Warning::RenameNotCompleted {
@@ -439,11 +456,10 @@ pub fn check_with(
                     }
                 }
             }
-            findings.push(finding);
+            findings.push(finding.clone());
         }
-        warnings.extend(outcome.warnings);
+        warnings.extend(outcome.warnings.iter().cloned());
     }
-
     let on_disk = walk_files(data_dir).map_err(|(path, err)| VerifyError::Io { path, err })?;
     for path in &on_disk {
         if opts.covers(path) && !files.contains_key(path) && !interrupted_renames.contains(path) {
@@ -458,12 +474,47 @@ pub fn check_with(
         records: chain.records,
         head: chain.head.map(|(seq, hash)| (seq, hash, head_time)),
         files: jobs.len() as u64,
-        bytes_hashed,
-        hash_time,
-        threads,
+        bytes_hashed: hashed.outcomes.iter().map(|o| o.hashed).sum(),
+        hash_time: hashed.elapsed,
+        threads: hashed.threads,
         findings,
         warnings,
     })
+}
+
+/// Every covered file re-hashed, in the order of `jobs`.
+struct Hashed {
+    outcomes: Vec<FileOutcome>,
+    elapsed: std::time::Duration,
+    threads: usize,
+}
+
+/// Hash files in parallel, one thread per core; each file in one sequential read.
+fn hash_files(
+    data_dir: &Path,
+    jobs: &[(&RelPath, &FileHistory)],
+    chain_closed: bool,
+    opts: &Options,
+) -> Result<Hashed, VerifyError> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((path, history)) = jobs.get(i) else { return };
+                let outcome = check_file(data_dir, path, history, chain_closed, opts);
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, outcome));
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let outcomes = results.into_iter().map(|(_, outcome)| outcome).collect::<Result<_, _>>()?;
+    Ok(Hashed { outcomes, elapsed, threads })
 }
 
 /// Why the chain does not contain record `seq` with hash `hash`, if it does not.
@@ -549,7 +600,7 @@ fn check_content(
     let mut hashed = 0u64;
     let mut buf = vec![0u8; 4 << 20];
     for seg in segments {
-        if seg.start != at || seg.end > size {
+        if seg.start != at || seg.end < seg.start || seg.end > size {
             // A broken file chain or truncation is reported elsewhere; stop reading here.
             break;
         }

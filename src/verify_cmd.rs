@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::core::RelPath;
 use crate::inspect::{self, InspectError};
-use crate::keys::{self, KeyError, PUBLIC_KEY_FILE};
+use crate::keys::{self, KeyError};
+use crate::state_dir::StateDir;
 use crate::verify::{self, Options, VerifyError};
 use crate::verify_report::{KeySource, Verdict};
 
@@ -52,7 +53,7 @@ pub struct VerifyArgs<'a> {
 }
 
 /// Returns the exit status: 0 intact, 1 findings.
-pub fn run(data: &Path, state: &Path, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
+pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
     let VerifyArgs { pubkey, only, expect_head, json, metrics_file } = args;
     if !data.is_dir() {
         return Err(VerifyCmdError::NoDataDir(data.to_path_buf()));
@@ -60,7 +61,7 @@ pub fn run(data: &Path, state: &Path, args: VerifyArgs<'_>) -> Result<i32, Verif
     let (key, key_source) = match pubkey {
         Some(spec) => (keys::load_public(spec).map_err(VerifyCmdError::Key)?, KeySource::Argument),
         None => {
-            let path = state.join(PUBLIC_KEY_FILE);
+            let path = state.public_key();
             let spec = path.to_string_lossy().into_owned();
             if !path.exists() {
                 return Err(VerifyCmdError::NoPublicKey(path));

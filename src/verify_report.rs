@@ -137,9 +137,10 @@ fn finding_json(f: &Finding) -> Value {
             ChainFinding::Misplaced { key, seq } => json!({ "seq": seq, "stored_at": key }),
             ChainFinding::Gap { from, to } => json!({ "from": from, "to": to }),
             ChainFinding::OutOfOrder { seq, after } => json!({ "seq": seq, "after": after }),
-            ChainFinding::BrokenLink { seq } | ChainFinding::BadHash { seq } | ChainFinding::BadSignature { seq } => {
-                json!({ "seq": seq })
-            }
+            ChainFinding::BrokenLink { seq }
+            | ChainFinding::BadHash { seq }
+            | ChainFinding::BadSignature { seq }
+            | ChainFinding::SeqExhausted { seq } => json!({ "seq": seq }),
             ChainFinding::UnknownKey { seq, key_id } => json!({ "seq": seq, "key_id": hex(key_id) }),
             ChainFinding::TimeBackwards { seq, previous_ns, time_ns } => {
                 json!({ "seq": seq, "previous_ns": previous_ns, "time_ns": time_ns })

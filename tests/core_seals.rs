@@ -41,7 +41,7 @@ struct World {
 }
 
 fn caller() -> Caller {
-    Caller { uid: 0, gid: 0, pid: 1 }
+    Caller { uid: 0, gid: 0, tid: 1 }
 }
 
 impl World {
@@ -344,11 +344,11 @@ fn a_hold_blocks_deletion_after_expiry_until_cleared() {
     w.append(opened.fh, b"held");
     w.fs.release(opened.fh).unwrap();
     let case = wormfs::core::RelPath::parse(OsStr::new("case")).unwrap();
-    w.fs.ledger().hold(&case, true, "subpoena 42", 0).unwrap();
+    w.fs.ledger().hold(&case, true, "subpoena 42", 0, true).unwrap();
     w.set_clock(1_000_000 + RETENTION * 10);
     let err = w.fs.unlink(dir, OsStr::new("x.log")).unwrap_err();
     assert!(refused_op(err).contains("subpoena 42"));
-    w.fs.ledger().hold(&case, false, "released", 0).unwrap();
+    w.fs.ledger().hold(&case, false, "released", 0, true).unwrap();
     w.fs.unlink(dir, OsStr::new("x.log")).unwrap();
     assert!(w.check().intact());
 }
@@ -488,10 +488,10 @@ fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
     w.sealed_file("a.log", b"x");
     w.set_clock(1_000_000 + RETENTION * 10);
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
-    w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0).unwrap();
+    w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
     assert!(matches!(w.fs.ledger().truncate(&path, 1, 0, false), Err(LedgerError::Refused(_))));
-    w.fs.ledger().hold(&wormfs::core::RelPath::root(), false, "released", 0).unwrap();
+    w.fs.ledger().hold(&wormfs::core::RelPath::root(), false, "released", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().rename(&path, &path, true, false, false), Err(LedgerError::Refused(_))), "open");
     assert!(matches!(w.fs.ledger().truncate(&path, 1, 1, false), Ok(None)), "to the same size: nothing to record");
     let before = w.records().len();

@@ -50,7 +50,7 @@ struct Model {
 }
 
 fn caller() -> Caller {
-    Caller { uid: 0, gid: 0, pid: 1 }
+    Caller { uid: 0, gid: 0, tid: 1 }
 }
 
 fn is_refusal(r: &Result<(), FsError>) -> bool {

@@ -960,9 +960,12 @@ fn assert_same_listing(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<Path
     assert!(diffs.is_empty(), "{what} changed the installed tree:\n{}", diffs.join("\n"));
 }
 
+/// A path's mtime (s, ns), ctime and size: what any write to it would change.
+type Stamp = (i64, i64, i64, u64);
+
 /// What the real system has at the paths install writes to, to prove a rooted install never
 /// touches them.
-fn real_system_snapshot() -> Vec<(PathBuf, Option<(i64, i64, i64, u64)>)> {
+fn real_system_snapshot() -> Vec<(PathBuf, Option<Stamp>)> {
     [
         "/usr/local/bin/wormfs",
         "/etc/systemd/system/wormfs.service",

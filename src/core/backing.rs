@@ -18,7 +18,9 @@ use nix::sys::statvfs::{fstatvfs, Statvfs};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
+use super::error::{FsError, FsResult};
 use super::path::RelPath;
+use super::policy::{self, NodeKind};
 
 pub type OsResult<T> = Result<T, Errno>;
 
@@ -63,16 +65,20 @@ impl DataDir {
         fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
     }
 
-    /// Open an existing regular file. Never follows a symlink, never blocks on a FIFO.
-    pub fn open_file(&self, path: &RelPath, writable: bool) -> OsResult<File> {
+    /// Open an existing regular file. Never follows a symlink, never blocks on a FIFO; anything
+    /// but a regular file is refused by the rules (`policy::open_node`), a directory is EISDIR.
+    pub fn open_file(&self, path: &RelPath, writable: bool) -> FsResult<File> {
+        let os = |e| FsError::os(path, e);
         let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
-        let fd = openat2(&self.root, path.as_at_path(), beneath(access | OFlag::O_NONBLOCK))?;
-        let st = fstat(&fd)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Errno::EISDIR } else { Errno::EPERM });
+        let fd = openat2(&self.root, path.as_at_path(), beneath(access | OFlag::O_NONBLOCK)).map_err(os)?;
+        let mode = fstat(&fd).map_err(os)?.st_mode;
+        match NodeKind::from_mode(mode) {
+            Some(NodeKind::Dir) => return Err(FsError::IsDirectory { path: path.clone() }),
+            kind => policy::open_node(kind.unwrap_or(NodeKind::File))
+                .map_err(|refusal| FsError::Refused { path: path.clone(), refusal })?,
         }
         // O_NONBLOCK was only for the open itself.
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(os)?;
         Ok(File::from(fd))
     }
 
@@ -109,9 +115,10 @@ impl DataDir {
         nix::fcntl::renameat2(&from_dir, from_name, &to_dir, to_name, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
     }
 
-    pub fn truncate(&self, path: &RelPath, size: u64) -> OsResult<()> {
+    pub fn truncate(&self, path: &RelPath, size: u64) -> FsResult<()> {
         let file = self.open_file(path, true)?;
-        nix::unistd::ftruncate(&file, size as i64)
+        let size = i64::try_from(size).map_err(|_| FsError::os(path, Errno::EFBIG))?;
+        nix::unistd::ftruncate(&file, size).map_err(|e| FsError::os(path, e))
     }
 
     pub fn chown(&self, path: &RelPath, uid: Option<u32>, gid: Option<u32>) -> OsResult<()> {

@@ -41,6 +41,9 @@ pub enum ChainFinding {
     UnknownKey { seq: u64, key_id: [u8; 8] },
     /// Time went backwards from the previous record.
     TimeBackwards { seq: u64, previous_ns: u64, time_ns: u64 },
+    /// A record (or a stored key) at seq u64::MAX: nothing can follow it, and no honest chain
+    /// gets there.
+    SeqExhausted { seq: u64 },
 }
 
 impl std::fmt::Display for ChainFinding {
@@ -62,19 +65,24 @@ impl std::fmt::Display for ChainFinding {
             ChainFinding::TimeBackwards { seq, previous_ns, time_ns } => {
                 write!(f, "record {seq}: time {time_ns} is before the previous record's {previous_ns}")
             }
+            ChainFinding::SeqExhausted { seq } => write!(f, "record {seq}: no record can follow the largest seq"),
         }
     }
 }
 
 /// Checks records one at a time, in stored order, so a chain of any length is checked in
 /// constant memory. Feed every stored (key, bytes) pair to `check`, then call `finish`.
+///
+/// Every number here comes from stored bytes, so none is trusted to leave room for `+ 1`.
 #[derive(Debug)]
 pub struct ChainChecker {
     key: VerifyingKey,
-    expected_seq: u64,
-    prev_hash: Hash,
-    /// Whether `prev_hash` is the hash of record `expected_seq - 1` (false after a gap).
+    /// The newest record accepted in order: its seq and hash (None before the first).
+    last: Option<(u64, Hash)>,
+    /// Whether the next record should link to `last` (false after an undecodable record).
     linked: bool,
+    /// The seq the next record should have: None once a record at u64::MAX was seen.
+    expected_seq: Option<u64>,
     prev_time: u64,
     findings: Vec<ChainFinding>,
     records: u64,
@@ -84,13 +92,22 @@ impl ChainChecker {
     pub fn new(key: VerifyingKey) -> Self {
         ChainChecker {
             key,
-            expected_seq: 1,
-            prev_hash: ZERO_HASH,
+            last: None,
             linked: true,
+            expected_seq: Some(1),
             prev_time: 0,
             findings: Vec::new(),
             records: 0,
         }
+    }
+
+    /// The seq after `seq`, or a finding that there is none.
+    fn after(&mut self, seq: u64) -> Option<u64> {
+        let next = seq.checked_add(1);
+        if next.is_none() {
+            self.findings.push(ChainFinding::SeqExhausted { seq });
+        }
+        next
     }
 
     /// Check the record stored under `key`; returns it when it decodes, valid or not, so the
@@ -102,7 +119,7 @@ impl ChainChecker {
             Err(error) => {
                 self.findings.push(ChainFinding::Undecodable { key, error });
                 // Its seq is unknown: expect the next one after it, unlinked.
-                self.expected_seq = key + 1;
+                self.expected_seq = self.after(key);
                 self.linked = false;
                 return None;
             }
@@ -131,19 +148,31 @@ impl ChainChecker {
                 time_ns: record.fields.time_ns,
             });
         }
-        if seq < self.expected_seq {
-            self.findings.push(ChainFinding::OutOfOrder { seq, after: self.expected_seq - 1 });
-            return Some(record);
+        match self.expected_seq {
+            Some(expected) if seq < expected => {
+                // seq < expected, so expected >= 1.
+                self.findings.push(ChainFinding::OutOfOrder { seq, after: expected - 1 });
+                return Some(record);
+            }
+            // Nothing can follow the largest seq: whatever comes is out of order.
+            None => {
+                let after = self.last.map_or(u64::MAX, |(s, _)| s);
+                self.findings.push(ChainFinding::OutOfOrder { seq, after });
+                return Some(record);
+            }
+            Some(expected) if seq > expected => {
+                // seq > expected >= 1, so seq - 1 cannot underflow.
+                self.findings.push(ChainFinding::Gap { from: expected, to: seq - 1 });
+                self.linked = false;
+            }
+            Some(_) => {}
         }
-        if seq > self.expected_seq {
-            self.findings.push(ChainFinding::Gap { from: self.expected_seq, to: seq - 1 });
-            self.linked = false;
-        }
-        if self.linked && record.fields.prev_hash != self.prev_hash {
+        let prev_hash = self.last.map_or(ZERO_HASH, |(_, h)| h);
+        if self.linked && record.fields.prev_hash != prev_hash {
             self.findings.push(ChainFinding::BrokenLink { seq });
         }
-        self.expected_seq = seq + 1;
-        self.prev_hash = computed;
+        self.expected_seq = self.after(seq);
+        self.last = Some((seq, computed));
         self.linked = true;
         self.prev_time = record.fields.time_ns;
         Some(record)
@@ -151,11 +180,7 @@ impl ChainChecker {
 
     /// The findings, and the head as checked (seq, hash) when there were records.
     pub fn finish(self) -> ChainReport {
-        ChainReport {
-            records: self.records,
-            head: (self.expected_seq > 1).then_some((self.expected_seq - 1, self.prev_hash)),
-            findings: self.findings,
-        }
+        ChainReport { records: self.records, head: self.last, findings: self.findings }
     }
 }
 
@@ -274,6 +299,30 @@ mod tests {
         let fields = recs[1].fields.clone();
         recs[1] = sign(fields, &key(9));
         assert_eq!(check(&k, &stored(&recs)).findings, vec![ChainFinding::BadSignature { seq: 2 }]);
+    }
+
+    #[test]
+    fn the_largest_seq_is_a_finding_not_a_panic() {
+        let k = key(1);
+        let recs = chain(&k, 2);
+        let last =
+            sign(Unsigned { seq: u64::MAX, time_ns: 2000, payload: Payload::Unmount, prev_hash: recs[1].hash }, &k);
+        let after = sign(Unsigned { seq: 3, time_ns: 2001, payload: Payload::Unmount, prev_hash: last.hash }, &k);
+        let mut s = stored(&recs);
+        s.push((u64::MAX, last.encode()));
+        // A store keeps its keys in order, but the checker must not trust that either.
+        s.push((3, after.encode()));
+        let report = check(&k, &s);
+        assert!(report.findings.contains(&ChainFinding::Gap { from: 3, to: u64::MAX - 1 }), "{:?}", report.findings);
+        assert!(report.findings.contains(&ChainFinding::SeqExhausted { seq: u64::MAX }), "{:?}", report.findings);
+        assert!(report.findings.contains(&ChainFinding::OutOfOrder { seq: 3, after: u64::MAX }));
+        assert_eq!(report.head, Some((u64::MAX, last.hash)));
+
+        // An undecodable value stored under the largest key.
+        let mut s = stored(&recs);
+        s.push((u64::MAX, b"junk".to_vec()));
+        let report = check(&k, &s);
+        assert!(report.findings.contains(&ChainFinding::SeqExhausted { seq: u64::MAX }), "{:?}", report.findings);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The core's error type. The FUSE adapter turns it into an errno in one place
-//! (`crate::fuse::errno`); the core never deals in errno values except those the OS handed it.
+//! (`crate::fuse::errno`), and `level` says how loudly each is logged; the core never picks an
+//! errno itself, it only passes on the ones the OS handed it.
 
 use std::fmt;
 
+use log::Level;
+use nix::errno::Errno;
+
+use super::ledger::LedgerError;
 use super::path::{BadName, RelPath};
 use super::policy::Refusal;
 
@@ -17,19 +22,57 @@ pub enum FsError {
     /// A name the kernel passed is not a safe single path component.
     BadName(BadName),
     /// The backing filesystem under DATA_DIR failed; carries the OS error for the caller.
-    Os { path: RelPath, errno: nix::errno::Errno },
-    /// The chain could not be appended to (the index failed); nothing was sealed.
-    Ledger(String),
+    Os { path: RelPath, errno: Errno },
+    /// The chain could not be appended to (the index failed, or refused); nothing was sealed.
+    Ledger { path: RelPath, source: LedgerError },
     /// The backing file is shorter than its sealed size: it was truncated outside wormfs, and
     /// appending would build on bytes that no longer match their seals.
     Tampered { path: RelPath, sealed: u64, size: u64 },
+    /// The backing file ended before `end` while its bytes were being hashed (shrunk behind
+    /// wormfs' back mid-read).
+    Shrank { path: RelPath, at: u64, end: u64 },
+    /// A write through a handle opened read-only.
+    NotWritable { path: RelPath },
+    /// A directory where a file was expected.
+    IsDirectory { path: RelPath },
+    /// An lseek whence the daemon does not answer (the kernel answers the usual ones itself).
+    UnsupportedWhence { path: RelPath, whence: i32 },
+    /// No ioctls are served (chattr and friends see a filesystem without them).
+    UnsupportedIoctl { path: RelPath, cmd: u32 },
+    /// An extended attribute (or the list of them) is larger than the caller's buffer.
+    XattrTooLarge { path: RelPath, len: usize, buffer: u32 },
 }
 
 pub type FsResult<T> = Result<T, FsError>;
 
 impl FsError {
-    pub fn os(path: &RelPath, errno: nix::errno::Errno) -> FsError {
+    pub fn os(path: &RelPath, errno: Errno) -> FsError {
         FsError::Os { path: path.clone(), errno }
+    }
+
+    pub fn ledger(path: &RelPath, source: LedgerError) -> FsError {
+        FsError::Ledger { path: path.clone(), source }
+    }
+
+    /// How loudly this error is logged when it is answered: refusals are worth an info line
+    /// (who tried what), damage and a failing chain an error (an admin must look), the answers
+    /// every lookup and every write's security.capability probe get nothing at all.
+    pub fn level(&self) -> Option<Level> {
+        match self {
+            FsError::Os { errno: Errno::ENOENT | Errno::ENODATA, .. } => None,
+            FsError::Os { .. } | FsError::UnsupportedWhence { .. } | FsError::UnsupportedIoctl { .. } => {
+                Some(Level::Debug)
+            }
+            FsError::XattrTooLarge { .. } => Some(Level::Debug),
+            FsError::Refused { .. } => Some(Level::Info),
+            FsError::Ledger { source: LedgerError::Refused(_), .. } => Some(Level::Info),
+            FsError::Ledger { .. } | FsError::Tampered { .. } | FsError::Shrank { .. } => Some(Level::Error),
+            FsError::UnknownInode(_)
+            | FsError::UnknownHandle(_)
+            | FsError::BadName(_)
+            | FsError::NotWritable { .. }
+            | FsError::IsDirectory { .. } => Some(Level::Warn),
+        }
     }
 }
 
@@ -43,19 +86,38 @@ impl fmt::Display for FsError {
             FsError::UnknownHandle(fh) => write!(f, "unknown file handle {fh}"),
             FsError::BadName(why) => write!(f, "invalid file name ({why:?})"),
             FsError::Os { path, errno } => write!(f, "{path}: {}", errno.desc()),
-            FsError::Ledger(e) => write!(f, "cannot write to the chain: {e}"),
+            FsError::Ledger { path, source } => write!(f, "{path}: cannot write to the chain: {source}"),
             FsError::Tampered { path, sealed, size } => {
                 write!(f, "{path}: {size} bytes on disk but {sealed} sealed; it was truncated outside wormfs")
+            }
+            FsError::Shrank { path, at, end } => {
+                write!(f, "{path}: ended at byte {at} while hashing up to {end}; it shrank outside wormfs")
+            }
+            FsError::NotWritable { path } => write!(f, "{path}: write through a handle opened read-only"),
+            FsError::IsDirectory { path } => write!(f, "{path}: is a directory"),
+            FsError::UnsupportedWhence { path, whence } => write!(f, "{path}: lseek whence {whence} is not served"),
+            FsError::UnsupportedIoctl { path, cmd } => write!(f, "{path}: ioctl {cmd:#x} is not supported"),
+            FsError::XattrTooLarge { path, len, buffer } => {
+                write!(f, "{path}: extended attribute data of {len} bytes does not fit a {buffer}-byte buffer")
             }
         }
     }
 }
 
-impl std::error::Error for FsError {}
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FsError::Ledger { source, .. } => Some(source),
+            FsError::Os { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
 
-/// The errno an I/O error carries (EIO when it carries none).
-pub(crate) fn io_errno(e: &std::io::Error) -> nix::errno::Errno {
-    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+/// The errno an I/O error carries (EIO when it carries none: std only makes such errors for
+/// conditions like a short write, which the disk reported as an I/O failure).
+pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl From<BadName> for FsError {

@@ -13,13 +13,12 @@ use nix::sys::time::TimeSpec;
 
 use super::backing::DataDir;
 use super::error::{io_errno, FsError, FsResult};
-use super::handles::{FileHandle, HandleTable, OpenFile, OpenFiles};
+use super::handles::{Access, FileHandle, HandleTable, OpenFile, OpenFiles, Writer};
 use super::inodes::{InodeTable, ROOT_INO};
 use super::ledger::{Ledger, LedgerError};
 use super::metrics::Metrics;
 use super::path::RelPath;
-use super::policy::{self, Gated, NodeKind, Refusal};
-use super::retention::Standing;
+use super::policy::{self, AtimeEffect, NodeKind, Refusal};
 use super::seals::{self, Recovery, SealCause};
 use super::sync::lock;
 use std::sync::Arc;
@@ -33,7 +32,8 @@ pub const MIN_BLKSIZE: u32 = 128 * 1024;
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
-    pub pid: u32,
+    /// The calling thread (FUSE reports the thread, not its process).
+    pub tid: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -130,20 +130,11 @@ fn refused(path: &RelPath, refusal: Refusal) -> FsError {
     FsError::Refused { path: path.clone(), refusal }
 }
 
-fn ledger_err(e: super::store::StoreError) -> FsError {
-    FsError::Ledger(e.to_string())
-}
-
 /// A retention-gated change the ledger refused (or could not record).
 fn gated(path: &RelPath, e: LedgerError) -> FsError {
     match e {
         LedgerError::Refused(refusal) => refused(path, refusal),
-        // A file the index does not know is never deletable: the next mount adopts it.
-        LedgerError::UnknownFile(_) => refused(
-            path,
-            Refusal::NotExpired { op: Gated::Unlink, standing: Standing::Retained { until_ns: u64::MAX } },
-        ),
-        other => FsError::Ledger(other.to_string()),
+        other => FsError::ledger(path, other),
     }
 }
 
@@ -292,24 +283,25 @@ impl WormFs {
         let _gate = lock(&self.gate);
         let size = self.current_size(ino, path)?;
         if self.ledger.truncate(path, size, to, self.is_open(ino)).map_err(|e| gated(path, e))?.is_some() {
-            self.data.truncate(path, to).map_err(|e| FsError::os(path, e))?;
+            self.data.truncate(path, to)?;
         }
         Ok(())
     }
 
-    /// SnapLock-style retention: setting a file's atime to a future date asks to retain it
-    /// until then. A later date extends retention (a Retention record); an earlier one than
-    /// already promised is refused. A date in the past is an ordinary atime.
+    /// SnapLock-style retention: setting a sealed file's atime to a future date asks to retain
+    /// it until then (`policy::atime` decides what an atime means). An earlier date than already
+    /// promised is refused.
     fn atime_as_retention(&self, path: &RelPath, atime: SystemTime, caller: &Caller) -> FsResult<()> {
-        let Ok(since_epoch) = atime.duration_since(UNIX_EPOCH) else { return Ok(()) };
-        let requested = since_epoch.as_nanos().min(u128::from(u64::MAX)) as u64;
-        if requested <= self.ledger.now() {
-            return Ok(());
-        }
-        match self.ledger.extend_retention(path, requested, caller.uid) {
-            // Not a file wormfs seals (a directory): an ordinary atime.
-            Ok(_) | Err(LedgerError::UnknownFile(_)) => Ok(()),
-            Err(e) => Err(gated(path, e)),
+        let requested = atime.duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let sealed_file = self.ledger.file(path).map_err(|e| FsError::ledger(path, e.into()))?.is_some();
+        match policy::atime(requested, self.ledger.now(), sealed_file) {
+            AtimeEffect::Ordinary => Ok(()),
+            AtimeEffect::RetainUntil(until_ns) => match self.ledger.extend_retention(path, until_ns, caller.uid) {
+                Ok(_) => Ok(()),
+                // Deleted in between (after expiry): what is left is an ordinary atime.
+                Err(LedgerError::UnknownFile(_)) => Ok(()),
+                Err(e) => Err(gated(path, e)),
+            },
         }
     }
 
@@ -342,7 +334,7 @@ impl WormFs {
         self.ledger
             .create(path, libc::S_IFREG | u32::from(attr.perm), attr.uid, attr.gid)
             .map(|_| ())
-            .map_err(|e| FsError::Ledger(e.to_string()))
+            .map_err(|e| FsError::ledger(path, e))
     }
 
     pub fn mkdir(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
@@ -442,10 +434,10 @@ impl WormFs {
         }
         if self.audit_reads && flags & libc::O_ACCMODE != libc::O_WRONLY {
             // Recorded (synced) before the reader gets a handle: no read goes unaudited.
-            let command = command_name(caller.pid);
-            self.ledger.access(&path, caller.uid, caller.pid, &command).map_err(ledger_err)?;
+            let command = command_name(caller.tid);
+            self.ledger.access(&path, caller.uid, caller.tid, &command).map_err(|e| FsError::ledger(&path, e))?;
         }
-        let file = self.data.open_file(&path, writable).map_err(|e| FsError::os(&path, e))?;
+        let file = self.data.open_file(&path, writable)?;
         self.register_handle(caller, ino, &path, file, flags)
     }
 
@@ -460,24 +452,17 @@ impl WormFs {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         // Writers share the file's append state; its first writer brings the index up to date
         // with whatever is on disk, so appends chain onto sealed bytes.
-        let state = if writable {
-            Some(self.open_files.attach(ino, || {
+        let access = if writable {
+            let shared = self.open_files.attach(ino, || {
                 let size = seals::catch_up(&self.ledger, path, &file)?.size;
                 let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
                 Ok(OpenFile::new(path.clone(), own, size))
-            })?)
+            })?;
+            Access::Write(Writer { append: flags & libc::O_APPEND != 0, shared, opener_tid: caller.tid })
         } else {
-            None
+            Access::Read
         };
-        let fh = self.files.insert(FileHandle {
-            ino,
-            path: path.clone(),
-            file,
-            writable,
-            append: flags & libc::O_APPEND != 0,
-            state,
-            opener_pid: caller.pid,
-        });
+        let fh = self.files.insert(FileHandle { ino, path: path.clone(), file, access });
         Ok(Opened { fh, direct_io: writable })
     }
 
@@ -505,11 +490,12 @@ impl WormFs {
     }
 
     fn append_to(&self, h: &FileHandle, offset: u64, data: &[u8], append_now: bool) -> FsResult<u32> {
-        let Some(shared) = &h.state else {
-            return Err(FsError::os(&h.path, Errno::EBADF));
+        let Some(writer) = h.writer() else {
+            return Err(FsError::NotWritable { path: h.path.clone() });
         };
-        let mut state = lock(shared);
-        let at = policy::write_offset(state.size, offset, h.append || append_now).map_err(|r| refused(&h.path, r))?;
+        let mut state = lock(&writer.shared);
+        let at =
+            policy::write_offset(state.size, offset, writer.append || append_now).map_err(|r| refused(&h.path, r))?;
         let mut written = 0usize;
         while written < data.len() {
             match h.file.write_at(&data[written..], at + written as u64) {
@@ -542,13 +528,13 @@ impl WormFs {
         append_now: bool,
     ) -> FsResult<u32> {
         let out = self.handle(fh_out)?;
-        let Some(shared) = &out.state else {
-            return Err(FsError::os(&out.path, Errno::EBADF));
+        let Some(writer) = out.writer() else {
+            return Err(FsError::NotWritable { path: out.path.clone() });
         };
         // Check before reading so a refused copy costs nothing.
         {
-            let state = lock(shared);
-            policy::write_offset(state.size, offset_out, out.append || append_now)
+            let state = lock(&writer.shared);
+            policy::write_offset(state.size, offset_out, writer.append || append_now)
                 .map_err(|r| refused(&out.path, r))?;
         }
         let data = self.read(fh_in, offset_in, len.min(COPY_CHUNK) as u32)?;
@@ -566,9 +552,9 @@ impl WormFs {
     /// fsync/fdatasync: the bytes are durable, and sealed, when this returns.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.handle(fh)?;
-        if let Some(shared) = &h.state {
+        if let Some(writer) = h.writer() {
             // Sealing fdatasyncs the file first; only fsync's metadata is left to do.
-            seals::seal_open(&self.ledger, &self.metrics, &mut lock(shared), SealCause::Fsync)?;
+            seals::seal_open(&self.ledger, &self.metrics, &mut lock(&writer.shared), SealCause::Fsync)?;
         }
         let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
         r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
@@ -582,7 +568,7 @@ impl WormFs {
             libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
             libc::SEEK_SET => nix::unistd::Whence::SeekSet,
             libc::SEEK_END => nix::unistd::Whence::SeekEnd,
-            _ => return Err(FsError::os(&h.path, Errno::EINVAL)),
+            _ => return Err(FsError::UnsupportedWhence { path: h.path.clone(), whence }),
         };
         nix::unistd::lseek(&h.file, offset, whence).map_err(|e| FsError::os(&h.path, e))
     }
@@ -593,11 +579,11 @@ impl WormFs {
     /// when close(2) returns. Other closes (a forked child's copy) leave it to release.
     pub fn flush(&self, caller: &Caller, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let Some(shared) = &h.state else { return Ok(()) };
-        if caller.pid != h.opener_pid {
+        let Some(writer) = h.writer() else { return Ok(()) };
+        if caller.tid != writer.opener_tid {
             return Ok(());
         }
-        let mut state = lock(shared);
+        let mut state = lock(&writer.shared);
         if state.handles() == 1 && state.unsealed() > 0 {
             seals::seal_open(&self.ledger, &self.metrics, &mut state, SealCause::LastClose)?;
         }
@@ -609,7 +595,7 @@ impl WormFs {
     /// bytes are sealed at the next mount's recovery instead.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
-        if h.state.is_some() {
+        if h.writer().is_some() {
             self.open_files.detach(h.ino, |state| {
                 if let Err(e) = seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
                     log::error!("sealing {} at close failed: {e}", state.path);
@@ -644,7 +630,7 @@ impl WormFs {
     /// At unmount: seal every tail, then close the chain with an Unmount record.
     pub fn shutdown(&self) -> FsResult<()> {
         self.seal_open_files(SealCause::Unmount);
-        self.ledger.unmount().map(|_| ()).map_err(|e| FsError::Ledger(e.to_string()))
+        self.ledger.unmount().map(|_| ()).map_err(|e| FsError::ledger(&RelPath::root(), e))
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -690,14 +676,24 @@ impl WormFs {
 
     // ---- extended attributes and the rest ----
 
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+    /// One attribute's value, read through to the backing file; `size` is the caller's buffer
+    /// (0: only asking how large it is).
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> FsResult<XattrReply> {
         let path = self.path_of(ino)?;
-        self.data.getxattr(&path, name).map_err(|e| FsError::os(&path, e))
+        let value = self.data.getxattr(&path, name).map_err(|e| FsError::os(&path, e))?;
+        xattr_reply(&path, value, size)
     }
 
-    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+    /// The NUL-separated attribute names, sized like `getxattr`.
+    pub fn listxattr(&self, ino: u64, size: u32) -> FsResult<XattrReply> {
         let path = self.path_of(ino)?;
-        self.data.listxattr(&path).map_err(|e| FsError::os(&path, e))
+        let names = self.data.listxattr(&path).map_err(|e| FsError::os(&path, e))?;
+        xattr_reply(&path, names, size)
+    }
+
+    /// No ioctls: chattr and friends see a filesystem without them.
+    pub fn ioctl(&self, ino: u64, cmd: u32) -> FsResult<()> {
+        Err(FsError::UnsupportedIoctl { path: self.path_of(ino)?, cmd })
     }
 
     pub fn setxattr(&self, ino: u64) -> FsResult<()> {
@@ -724,7 +720,25 @@ impl WormFs {
 
     /// Handles still open (for logging at shutdown).
     pub fn open_handles(&self) -> usize {
-        self.files.len()
+        self.files.count()
+    }
+}
+
+/// The answer to getxattr/listxattr: the size asked for, or the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XattrReply {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// The xattr calls' sizing protocol: size 0 asks for the length, a buffer too small is an error.
+fn xattr_reply(path: &RelPath, value: Vec<u8>, size: u32) -> FsResult<XattrReply> {
+    if size == 0 {
+        Ok(XattrReply::Size(value.len() as u32))
+    } else if value.len() <= size as usize {
+        Ok(XattrReply::Data(value))
+    } else {
+        Err(FsError::XattrTooLarge { path: path.clone(), len: value.len(), buffer: size })
     }
 }
 

@@ -47,14 +47,37 @@ pub struct FileHandle {
     pub ino: u64,
     pub path: RelPath,
     pub file: File,
-    pub writable: bool,
+    pub access: Access,
+}
+
+/// What an `open()` may do with the file.
+#[derive(Debug)]
+pub enum Access {
+    Read,
+    Write(Writer),
+}
+
+/// A writable handle's part in its file's append state.
+#[derive(Debug)]
+pub struct Writer {
     /// Opened with O_APPEND (a later fcntl(F_SETFL) shows up in each write's flags instead).
     pub append: bool,
-    /// The file's shared append state; only writable handles have one.
-    pub state: Option<Arc<Mutex<OpenFile>>>,
-    /// The thread that opened it: its close ends an open/append/close cycle. A copy of the
-    /// descriptor closed elsewhere (a forked child exec'ing) is not the end of anything.
-    pub opener_pid: u32,
+    /// The state every writable handle of the file shares.
+    pub shared: Arc<Mutex<OpenFile>>,
+    /// The thread that opened it (FUSE names the calling thread, not its process): its close
+    /// ends an open/append/close cycle. A copy of the descriptor closed elsewhere (a forked
+    /// child exec'ing) is not the end of anything.
+    pub opener_tid: u32,
+}
+
+impl FileHandle {
+    /// The writer's part, if this handle was opened for writing.
+    pub fn writer(&self) -> Option<&Writer> {
+        match &self.access {
+            Access::Write(w) => Some(w),
+            Access::Read => None,
+        }
+    }
 }
 
 /// A table of live handles keyed by the number the kernel echoes back.
@@ -85,17 +108,14 @@ impl<T> HandleTable<T> {
         lock(&self.live).remove(&fh)
     }
 
-    pub fn len(&self) -> usize {
+    /// How many handles are live.
+    pub fn count(&self) -> usize {
         lock(&self.live).len()
     }
 
     /// Whether any live handle matches.
     pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
         lock(&self.live).values().any(|h| pred(h))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

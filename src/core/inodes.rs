@@ -81,14 +81,6 @@ impl InodeTable {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        read(&self.nodes).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

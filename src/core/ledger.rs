@@ -10,11 +10,11 @@ use log::warn;
 
 use super::chain::{key_id, sign};
 use super::path::RelPath;
-use super::policy::{self, Refusal};
+use super::policy::{self, HoldRefusal, Refusal};
 use super::record::{Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
-use super::store::{Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
+use super::store::{next_seq, Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
 use super::sync::lock;
 
 #[derive(Debug)]
@@ -27,8 +27,20 @@ pub enum LedgerError {
     },
     /// The rules refuse the change (retention, a hold, shortening a retention).
     Refused(Refusal),
+    /// The rules refuse a legal-hold command.
+    HoldRefused {
+        prefix: RelPath,
+        refusal: HoldRefusal,
+    },
     /// The index has no such file (never created through wormfs, or not adopted yet).
     UnknownFile(RelPath),
+    /// A seal that does not start where the file's seals end: a bug or a racing writer, never
+    /// something to sign.
+    SealDoesNotContinue {
+        path: RelPath,
+        start: u64,
+        sealed: u64,
+    },
 }
 
 impl fmt::Display for LedgerError {
@@ -42,17 +54,39 @@ impl fmt::Display for LedgerError {
                 super::segment::hex(ours)
             ),
             LedgerError::Refused(r) => write!(f, "{r}"),
+            LedgerError::HoldRefused { prefix, refusal } => write!(f, "{prefix}: {refusal}"),
             LedgerError::UnknownFile(p) => write!(f, "{p} is not a file in the index"),
+            LedgerError::SealDoesNotContinue { path, start, sealed } => {
+                write!(f, "{path}: a seal from byte {start} does not continue the sealed size {sealed}")
+            }
         }
     }
 }
 
-impl std::error::Error for LedgerError {}
+impl std::error::Error for LedgerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LedgerError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<StoreError> for LedgerError {
     fn from(e: StoreError) -> Self {
         LedgerError::Store(e)
     }
+}
+
+/// Which kind of record a seal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealKind {
+    /// Bytes hashed as they were written through the mount.
+    Written,
+    /// Bytes found on disk beyond the sealed size of a file the index knows.
+    Recovered,
+    /// A whole file the index did not know, found in DATA_DIR.
+    Adopted,
 }
 
 pub struct Ledger {
@@ -103,15 +137,10 @@ impl Ledger {
         lock(&self.head).head
     }
 
-    pub fn policy(&self) -> &RetentionPolicy {
-        &self.policy
-    }
-
-    /// The time retention decisions use: the system clock, but never earlier than the newest
-    /// record, so setting the clock back cannot expire anything early.
+    /// The time retention decisions use: the system clock, never earlier than the newest record.
     pub fn now(&self) -> u64 {
         let floor = lock(&self.head).head.map_or(0, |h| h.time_ns);
-        self.clock.now_ns().max(floor)
+        retention::chain_now(self.clock.now_ns(), floor)
     }
 
     pub fn file(&self, path: &RelPath) -> Result<Option<FileState>, StoreError> {
@@ -128,7 +157,8 @@ impl Ledger {
 
     /// The hold covering `path` (on it or on a directory above it), if any.
     pub fn hold_covering(&self, path: &RelPath) -> Result<Option<(RelPath, HoldState)>, StoreError> {
-        Ok(self.store.holds()?.into_iter().find(|(prefix, _)| path.is_under(prefix)))
+        let holds = self.store.holds()?;
+        Ok(retention::hold_covering(holds.iter().map(|(p, h)| (p, h)), path).map(|(p, h)| (p.clone(), h.clone())))
     }
 
     /// Sign and commit the next record. `build` gets the new record's seq and time and returns
@@ -137,10 +167,10 @@ impl Ledger {
     /// `build` runs under the chain lock, and every change to the index goes through here, so
     /// what it reads from the index (a file's state, the holds) cannot change before its record
     /// is committed: read-modify-write of file state, and rule checks, belong inside it.
-    fn append<E: From<StoreError>>(
+    fn append(
         &self,
-        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), E>,
-    ) -> Result<Record, E> {
+        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), LedgerError>,
+    ) -> Result<Record, LedgerError> {
         let mut chain = lock(&self.head);
         let floor = chain.head.map_or(0, |h| h.time_ns);
         let now = self.clock.now_ns();
@@ -153,16 +183,16 @@ impl Ledger {
                     (floor - now) / 1_000_000
                 );
                 let jump = Payload::ClockJump { system_ns: now, floor_ns: floor };
-                self.commit_locked(&mut chain, floor, jump, Vec::new()).map_err(E::from)?;
+                self.commit_locked(&mut chain, floor, jump, Vec::new())?;
                 chain.clock_behind = true;
             }
         } else {
             chain.clock_behind = false;
         }
-        let time_ns = now.max(floor);
-        let seq = chain.head.map_or(1, |h| h.seq + 1);
+        let time_ns = retention::chain_now(now, floor);
+        let seq = next_seq(chain.head.as_ref())?;
         let (payload, updates) = build(seq, time_ns)?;
-        self.commit_locked(&mut chain, time_ns, payload, updates).map_err(E::from)
+        Ok(self.commit_locked(&mut chain, time_ns, payload, updates)?)
     }
 
     fn commit_locked(
@@ -172,24 +202,25 @@ impl Ledger {
         payload: Payload,
         updates: Vec<IndexUpdate>,
     ) -> Result<Record, StoreError> {
-        let (seq, prev_hash) = chain.head.map_or((1, ZERO_HASH), |h| (h.seq + 1, h.hash));
+        let seq = next_seq(chain.head.as_ref())?;
+        let prev_hash = chain.head.map_or(ZERO_HASH, |h| h.hash);
         let record = sign(Unsigned { seq, time_ns, payload, prev_hash }, &self.key);
         self.store.commit(&record, &updates)?;
         chain.head = Some(Head { seq, hash: record.hash, time_ns });
         Ok(record)
     }
 
-    pub fn mount(&self, software: &str, data_dir: &[u8]) -> Result<Record, StoreError> {
+    pub fn mount(&self, software: &str, data_dir: &[u8]) -> Result<Record, LedgerError> {
         let payload = Payload::Mount { software: software.into(), key_id: self.key_id(), data_dir: data_dir.to_vec() };
-        self.append(|_, _| Ok::<_, StoreError>((payload, Vec::new())))
+        self.append(|_, _| Ok((payload, vec![IndexUpdate::DataDir(data_dir.to_vec())])))
     }
 
-    pub fn unmount(&self) -> Result<Record, StoreError> {
-        self.append(|_, _| Ok::<_, StoreError>((Payload::Unmount, Vec::new())))
+    pub fn unmount(&self) -> Result<Record, LedgerError> {
+        self.append(|_, _| Ok((Payload::Unmount, Vec::new())))
     }
 
     /// A new file: recorded with an empty sealed state, retained from its creation.
-    pub fn create(&self, path: &RelPath, mode: u32, uid: u32, gid: u32) -> Result<Record, StoreError> {
+    pub fn create(&self, path: &RelPath, mode: u32, uid: u32, gid: u32) -> Result<Record, LedgerError> {
         let retention = self.policy.retention_for(path);
         self.append(|seq, time_ns| {
             let state = FileState {
@@ -197,17 +228,14 @@ impl Ledger {
                 file_hash: ZERO_HASH,
                 created_seq: seq,
                 last_seal_seq: 0,
-                retain_until_ns: time_ns.saturating_add(retention),
+                retain_until_ns: retention::retain_until(0, time_ns, retention),
             };
-            Ok::<_, StoreError>((
-                Payload::Create { path: path.clone(), mode, uid, gid },
-                vec![IndexUpdate::File(path.clone(), state)],
-            ))
+            Ok((Payload::Create { path: path.clone(), mode, uid, gid }, vec![IndexUpdate::File(path.clone(), state)]))
         })
     }
 
     /// Seal [start, end) of `path`, whose bytes hash to `segment_hash`, chaining its file_hash.
-    /// `recovered`: Some(adopted) writes a Recovered record instead of a Seal. Retention runs
+    /// `kind` says whether they were written through the mount or found on disk. Retention runs
     /// from this seal (never shortening what was already promised).
     pub fn seal(
         &self,
@@ -215,23 +243,21 @@ impl Ledger {
         start: u64,
         end: u64,
         segment_hash: Hash,
-        recovered: Option<bool>,
-    ) -> Result<Record, StoreError> {
+        kind: SealKind,
+    ) -> Result<Record, LedgerError> {
         let retention = self.policy.retention_for(path);
         self.append(|seq, time_ns| {
             let before = self.store.file(path)?.unwrap_or_default();
             if before.sealed_size != start {
-                return Err(StoreError::Backend(format!(
-                    "{path}: seal of [{start}, {end}) does not continue the sealed size {}",
-                    before.sealed_size
-                )));
+                return Err(LedgerError::SealDoesNotContinue { path: path.clone(), start, sealed: before.sealed_size });
             }
             let file_hash = next_file_hash(&before.file_hash, &segment_hash, end);
-            let retain_until_ns = before.retain_until_ns.max(time_ns.saturating_add(retention));
+            let retain_until_ns = retention::retain_until(before.retain_until_ns, time_ns, retention);
             let segment = Segment { path: path.clone(), start, end, segment_hash, file_hash, retain_until_ns };
-            let payload = match recovered {
-                None => Payload::Seal(segment),
-                Some(adopted) => Payload::Recovered { segment, adopted },
+            let payload = match kind {
+                SealKind::Written => Payload::Seal(segment),
+                SealKind::Recovered => Payload::Recovered { segment, adopted: false },
+                SealKind::Adopted => Payload::Recovered { segment, adopted: true },
             };
             let state = FileState { sealed_size: end, file_hash, last_seal_seq: seq, retain_until_ns, ..before };
             Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
@@ -249,33 +275,43 @@ impl Ledger {
         })
     }
 
-    /// Set or clear a legal hold on a file or directory.
-    pub fn hold(&self, prefix: &RelPath, set: bool, reason: &str, uid: u32) -> Result<Record, StoreError> {
+    /// Set or clear a legal hold on a file or directory; `exists`: whether the path exists in
+    /// DATA_DIR. The rules are checked under the chain lock, so two admins clearing the same
+    /// hold record one Hold, and the second is told there is none.
+    pub fn hold(
+        &self,
+        prefix: &RelPath,
+        set: bool,
+        reason: &str,
+        uid: u32,
+        exists: bool,
+    ) -> Result<Record, LedgerError> {
         self.append(|seq, _| {
+            let held_here = self.store.holds()?.iter().any(|(p, _)| p == prefix);
+            policy::hold(set, reason, exists || prefix.is_root(), held_here)
+                .map_err(|refusal| LedgerError::HoldRefused { prefix: prefix.clone(), refusal })?;
             let update = if set {
                 IndexUpdate::Hold(prefix.clone(), HoldState { reason: reason.to_string(), uid, seq })
             } else {
                 IndexUpdate::RemoveHold(prefix.clone())
             };
-            Ok::<_, StoreError>((
-                Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid },
-                vec![update],
-            ))
+            Ok((Payload::Hold { prefix: prefix.clone(), set, reason: reason.to_string(), uid }, vec![update]))
         })
     }
 
     /// Record that `path` was opened for reading (the audit of who read the evidence).
-    pub fn access(&self, path: &RelPath, uid: u32, pid: u32, command: &str) -> Result<Record, StoreError> {
+    pub fn access(&self, path: &RelPath, uid: u32, pid: u32, command: &str) -> Result<Record, LedgerError> {
         let payload = Payload::Access { path: path.clone(), uid, pid, command: command.to_string() };
-        self.append(|_, _| Ok::<_, StoreError>((payload, Vec::new())))
+        self.append(|_, _| Ok((payload, Vec::new())))
     }
 
     /// Delete an expired file: checked and recorded before the unlink happens. `open`: whether
     /// any handle has it open (the caller holds its open gate, so that cannot change).
     pub fn delete(&self, path: &RelPath, size: u64, open: bool) -> Result<Record, LedgerError> {
         self.append(|_, time_ns| {
-            let state = self.known(path)?;
-            policy::unlink(&self.standing(path, &state, open, time_ns)?).map_err(LedgerError::Refused)?;
+            let state = self.store.file(path)?;
+            policy::unlink(&self.standing(path, state.as_ref(), open, time_ns)?).map_err(LedgerError::Refused)?;
+            let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
             let payload = Payload::Delete {
                 path: path.clone(),
                 size,
@@ -296,9 +332,10 @@ impl Ledger {
         exchange: bool,
     ) -> Result<Record, LedgerError> {
         self.append(|_, time_ns| {
-            let state = self.known(from)?;
-            let standing = self.standing(from, &state, open, time_ns)?;
+            let state = self.store.file(from)?;
+            let standing = self.standing(from, state.as_ref(), open, time_ns)?;
             policy::rename_file(&standing, target_exists, exchange).map_err(LedgerError::Refused)?;
+            let state = state.ok_or_else(|| LedgerError::UnknownFile(from.clone()))?;
             let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), state)];
             Ok((Payload::Rename { from: from.clone(), to: to.clone() }, updates))
         })
@@ -317,9 +354,10 @@ impl Ledger {
             return Ok(None);
         }
         self.append(|_, time_ns| {
-            let state = self.known(path)?;
-            let standing = self.standing(path, &state, open, time_ns)?;
+            let state = self.store.file(path)?;
+            let standing = self.standing(path, state.as_ref(), open, time_ns)?;
             policy::truncate(old_size, new_size, &standing).map_err(LedgerError::Refused)?;
+            let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
             let payload = Payload::Truncate { path: path.clone(), old_size, new_size };
             let state = FileState { sealed_size: new_size, ..state };
             Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
@@ -331,8 +369,16 @@ impl Ledger {
         self.store.file(path)?.ok_or_else(|| LedgerError::UnknownFile(path.clone()))
     }
 
-    /// Where a file stands at chain time `time_ns` (only called under the chain lock).
-    fn standing(&self, path: &RelPath, state: &FileState, open: bool, time_ns: u64) -> Result<Standing, StoreError> {
+    /// Where a file stands at chain time `time_ns` (only called under the chain lock); None:
+    /// the index has no record of it.
+    fn standing(
+        &self,
+        path: &RelPath,
+        state: Option<&FileState>,
+        open: bool,
+        time_ns: u64,
+    ) -> Result<Standing, StoreError> {
+        let Some(state) = state else { return Ok(Standing::Untracked) };
         let hold = self.hold_covering(path)?;
         let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
         Ok(retention::standing(state.retain_until_ns, hold, open, time_ns))

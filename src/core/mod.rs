@@ -20,6 +20,6 @@ mod sync;
 pub mod timefmt;
 
 pub use error::{FsError, FsResult};
-pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, TimeSet, WormFs};
+pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, TimeSet, WormFs, XattrReply};
 pub use path::RelPath;
 pub use policy::{NodeKind, Refusal};

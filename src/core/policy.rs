@@ -98,6 +98,9 @@ pub enum Refusal {
     Symlink,
     /// Device nodes, FIFOs and sockets: nothing to log into, and a way around the rules.
     SpecialNode(NodeKind),
+    /// Opening something other than a regular file as a file (a FIFO, device or symlink put in
+    /// DATA_DIR behind wormfs' back): it could block the daemon or lead outside the rules.
+    NotRegularFile(NodeKind),
     SetXattr,
     RemoveXattr,
 }
@@ -116,6 +119,7 @@ impl Refusal {
             Refusal::Link => "link",
             Refusal::Symlink => "symlink",
             Refusal::SpecialNode(_) => "mknod",
+            Refusal::NotRegularFile(_) => "open",
             Refusal::SetXattr => "setxattr",
             Refusal::RemoveXattr => "removexattr",
         }
@@ -139,6 +143,9 @@ impl fmt::Display for Refusal {
             }
             Refusal::Fallocate => write!(f, "fallocate could punch, zero or reserve bytes"),
             Refusal::NotExpired { standing, .. } => match standing {
+                Standing::Untracked => {
+                    write!(f, "wormfs has no record of the file (the next mount adopts it)")
+                }
                 Standing::Retained { until_ns } => write!(f, "retained until {}", timefmt_ns(*until_ns)),
                 Standing::Held { prefix, reason } => write!(f, "under legal hold on {prefix}: {reason}"),
                 Standing::Open => write!(f, "the file is open"),
@@ -156,6 +163,7 @@ impl fmt::Display for Refusal {
             Refusal::Link => write!(f, "hard links are not supported"),
             Refusal::Symlink => write!(f, "symbolic links are not supported"),
             Refusal::SpecialNode(kind) => write!(f, "{kind:?} nodes cannot be created"),
+            Refusal::NotRegularFile(kind) => write!(f, "a {kind:?} in the data directory is not a file wormfs serves"),
             Refusal::SetXattr | Refusal::RemoveXattr => {
                 write!(f, "extended attributes are read-only")
             }
@@ -176,26 +184,15 @@ pub fn write_offset(size: u64, offset: u64, append: bool) -> Result<u64, Refusal
     }
 }
 
-/// What a permitted truncate does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TruncateAction {
-    /// To the current size: nothing changes.
-    NoOp,
-    /// To a smaller size, retention having expired: recorded, then done.
-    Shrink,
-}
-
 /// truncate/ftruncate/setattr(size): to the current size (a no-op) always; smaller only once
 /// retention has expired; larger never (that would be a hole of zeros nobody wrote).
-pub fn truncate(size: u64, to: u64, standing: &Standing) -> Result<TruncateAction, Refusal> {
+pub fn truncate(size: u64, to: u64, standing: &Standing) -> Result<(), Refusal> {
     if to == size {
-        Ok(TruncateAction::NoOp)
+        Ok(())
     } else if to > size {
         Err(Refusal::Truncate { size, to })
-    } else if *standing == Standing::Expired {
-        Ok(TruncateAction::Shrink)
     } else {
-        Err(Refusal::NotExpired { op: Gated::Truncate, standing: standing.clone() })
+        expired(Gated::Truncate, standing)
     }
 }
 
@@ -213,6 +210,67 @@ pub fn create_node(kind: NodeKind) -> Result<(), Refusal> {
     match kind {
         NodeKind::File | NodeKind::Dir => Ok(()),
         other => Err(Refusal::SpecialNode(other)),
+    }
+}
+
+/// Opening a node as a file: regular files only (directories never reach open).
+pub fn open_node(kind: NodeKind) -> Result<(), Refusal> {
+    match kind {
+        NodeKind::File => Ok(()),
+        other => Err(Refusal::NotRegularFile(other)),
+    }
+}
+
+/// What setting a node's atime means (SnapLock-style retention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtimeEffect {
+    /// An ordinary atime: in the past, or on something wormfs does not seal (a directory).
+    Ordinary,
+    /// Retain the file until then: a Retention record, or a refusal if that would shorten it.
+    RetainUntil(u64),
+}
+
+/// A future atime on a sealed file asks to retain it until then; anything else is an atime.
+/// `requested_ns` is None for a time before the epoch.
+pub fn atime(requested_ns: Option<u64>, now_ns: u64, sealed_file: bool) -> AtimeEffect {
+    match requested_ns {
+        Some(at) if at > now_ns && sealed_file => AtimeEffect::RetainUntil(at),
+        _ => AtimeEffect::Ordinary,
+    }
+}
+
+/// Why a legal-hold command was refused (these reach the admin as messages, never as errno).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldRefusal {
+    /// A hold must say why (it is evidence too).
+    NoReason,
+    /// Set on a path that does not exist in the mount (a typo would protect nothing).
+    NoSuchPath,
+    /// Cleared on a path that has no hold of its own (a hold on a parent is cleared there).
+    NotHeld,
+}
+
+impl fmt::Display for HoldRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HoldRefusal::NoReason => write!(f, "a legal hold needs a --reason"),
+            HoldRefusal::NoSuchPath => write!(f, "no such file or directory in the mount"),
+            HoldRefusal::NotHeld => write!(f, "no legal hold is set on it"),
+        }
+    }
+}
+
+/// Setting (`set`) or clearing a hold on a path: always with a reason; set only on something
+/// that exists (the root always does); cleared only where one is set on exactly that path.
+pub fn hold(set: bool, reason: &str, exists: bool, held_here: bool) -> Result<(), HoldRefusal> {
+    if reason.trim().is_empty() {
+        Err(HoldRefusal::NoReason)
+    } else if set && !exists {
+        Err(HoldRefusal::NoSuchPath)
+    } else if !set && !held_here {
+        Err(HoldRefusal::NotHeld)
+    } else {
+        Ok(())
     }
 }
 
@@ -287,10 +345,15 @@ mod tests {
 
     #[test]
     fn truncate_to_the_current_size_always_and_smaller_only_after_expiry() {
-        assert_eq!(truncate(5, 5, &RETAINED), Ok(TruncateAction::NoOp));
-        assert_eq!(truncate(0, 0, &RETAINED), Ok(TruncateAction::NoOp));
+        assert_eq!(truncate(5, 5, &RETAINED), Ok(()));
+        assert_eq!(truncate(0, 0, &RETAINED), Ok(()));
+        assert_eq!(truncate(5, 5, &Standing::Untracked), Ok(()), "a no-op needs no record of the file");
         assert_eq!(truncate(5, 0, &RETAINED), Err(Refusal::NotExpired { op: Gated::Truncate, standing: RETAINED }));
-        assert_eq!(truncate(5, 0, &Standing::Expired), Ok(TruncateAction::Shrink));
+        assert_eq!(
+            truncate(5, 0, &Standing::Untracked),
+            Err(Refusal::NotExpired { op: Gated::Truncate, standing: Standing::Untracked })
+        );
+        assert_eq!(truncate(5, 0, &Standing::Expired), Ok(()));
         assert_eq!(
             truncate(5, 0, &Standing::Open),
             Err(Refusal::NotExpired { op: Gated::Truncate, standing: Standing::Open })
@@ -332,6 +395,44 @@ mod tests {
         assert_eq!(rename_file(&Standing::Expired, true, false), Err(Refusal::RenameOverExisting));
         assert_eq!(rename_file(&Standing::Expired, false, true), Err(Refusal::RenameExchange));
         assert!(rename_file(&RETAINED, false, false).is_err());
+    }
+
+    #[test]
+    fn untracked_files_never_go() {
+        let untracked = Standing::Untracked;
+        assert_eq!(unlink(&untracked), Err(Refusal::NotExpired { op: Gated::Unlink, standing: untracked.clone() }));
+        assert!(rename_file(&untracked, false, false).is_err());
+        let shown = Refusal::NotExpired { op: Gated::Unlink, standing: untracked }.to_string();
+        assert!(shown.contains("no record"), "{shown}");
+        assert!(!shown.contains("2554"), "no made-up date: {shown}");
+    }
+
+    #[test]
+    fn only_regular_files_open() {
+        assert_eq!(open_node(NodeKind::File), Ok(()));
+        for kind in [NodeKind::Fifo, NodeKind::Symlink, NodeKind::CharDevice, NodeKind::Socket] {
+            assert_eq!(open_node(kind), Err(Refusal::NotRegularFile(kind)));
+        }
+    }
+
+    #[test]
+    fn a_future_atime_on_a_sealed_file_is_a_retention() {
+        assert_eq!(atime(Some(200), 100, true), AtimeEffect::RetainUntil(200));
+        assert_eq!(atime(Some(100), 100, true), AtimeEffect::Ordinary, "now is not the future");
+        assert_eq!(atime(Some(50), 100, true), AtimeEffect::Ordinary);
+        assert_eq!(atime(None, 100, true), AtimeEffect::Ordinary, "before the epoch");
+        assert_eq!(atime(Some(200), 100, false), AtimeEffect::Ordinary, "a directory's atime");
+    }
+
+    #[test]
+    fn holds_need_a_reason_a_target_and_clear_only_where_set() {
+        assert_eq!(hold(true, "case 7", true, false), Ok(()));
+        assert_eq!(hold(true, "case 7", true, true), Ok(()), "set again: a new reason on record");
+        assert_eq!(hold(true, "  ", true, false), Err(HoldRefusal::NoReason));
+        assert_eq!(hold(false, "", true, true), Err(HoldRefusal::NoReason));
+        assert_eq!(hold(true, "x", false, false), Err(HoldRefusal::NoSuchPath));
+        assert_eq!(hold(false, "done", true, false), Err(HoldRefusal::NotHeld));
+        assert_eq!(hold(false, "done", false, true), Ok(()), "a hold on a vanished path can be cleared");
     }
 
     #[test]

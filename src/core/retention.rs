@@ -24,6 +24,14 @@ pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
     n.checked_mul(secs_per_unit).and_then(|s| s.checked_mul(NS_PER_SEC)).ok_or_else(|| format!("`{text}` is too long"))
 }
 
+/// A recurring interval (the seal interval): a duration as above, more than zero.
+pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration_ns(text)? {
+        0 => Err("the duration must be more than zero".into()),
+        ns => Ok(std::time::Duration::from_nanos(ns)),
+    }
+}
+
 /// A retention rule for every file under `prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -60,9 +68,34 @@ impl RetentionPolicy {
     }
 }
 
+/// A file's retain-until after a Create or Seal at `at_ns` under `retention_ns`: retention runs
+/// from the newest seal, and never ends earlier than already promised (`previous_ns`: an
+/// extended retention stays extended).
+pub fn retain_until(previous_ns: u64, at_ns: u64, retention_ns: u64) -> u64 {
+    previous_ns.max(at_ns.saturating_add(retention_ns))
+}
+
+/// The time retention decisions use: the system clock, but never earlier than the newest
+/// record (`floor_ns`), so setting the clock back cannot expire anything early.
+pub fn chain_now(clock_ns: u64, floor_ns: u64) -> u64 {
+    clock_ns.max(floor_ns)
+}
+
+/// The hold covering `path` among `holds` (set on the path itself or on a directory above
+/// it; the root's hold covers everything): the first in path order, which is the outermost.
+pub fn hold_covering<'a, H>(
+    holds: impl IntoIterator<Item = (&'a RelPath, H)>,
+    path: &RelPath,
+) -> Option<(&'a RelPath, H)> {
+    holds.into_iter().find(|(prefix, _)| path.is_under(prefix))
+}
+
 /// Where a file stands for the operations retention gates (unlink, rename, truncate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
+    /// The index has no record of the file (placed in DATA_DIR behind wormfs' back, not
+    /// adopted yet): nothing says when it may go, so it may not.
+    Untracked,
     /// Retention runs until `until_ns` (a time on the chain's clock).
     Retained { until_ns: u64 },
     /// A legal hold covers the file, whatever its retention.
@@ -73,7 +106,8 @@ pub enum Standing {
     Expired,
 }
 
-/// What retention says about a file at chain time `now_ns`.
+/// What retention says about a file at chain time `now_ns`. A hold wins over everything, then
+/// retention, then open handles.
 pub fn standing(retain_until_ns: u64, hold: Option<(&RelPath, &str)>, open: bool, now_ns: u64) -> Standing {
     if let Some((prefix, reason)) = hold {
         return Standing::Held { prefix: prefix.clone(), reason: reason.to_string() };
@@ -108,6 +142,17 @@ mod tests {
     }
 
     #[test]
+    fn intervals_are_durations_above_zero() {
+        use std::time::Duration;
+        assert_eq!(parse_interval("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("60").is_err(), "a unit is required");
+        assert!(parse_interval("5x").is_err());
+    }
+
+    #[test]
     fn the_longest_matching_prefix_wins_within_bounds() {
         let policy = RetentionPolicy {
             default_ns: 10,
@@ -124,6 +169,25 @@ mod tests {
         assert_eq!(policy.retention_for(&p("audit/keep/x.log")), 500, "clamped to max");
         assert_eq!(policy.retention_for(&p("tmp/x.log")), 5, "clamped to min");
         assert_eq!(policy.retention_for(&p("auditor.log")), 10, "a prefix is whole components");
+    }
+
+    #[test]
+    fn retention_runs_from_the_newest_seal_and_never_shrinks() {
+        assert_eq!(retain_until(0, 100, 10), 110);
+        assert_eq!(retain_until(500, 100, 10), 500, "an extension is kept");
+        assert_eq!(retain_until(0, u64::MAX - 1, 10), u64::MAX, "saturates instead of wrapping");
+        assert_eq!(chain_now(5, 9), 9, "the clock floor");
+        assert_eq!(chain_now(10, 9), 10);
+    }
+
+    #[test]
+    fn the_outermost_covering_hold_is_named() {
+        let holds = [(p("a"), 1), (p("a/b"), 2), (p("c"), 3)];
+        let found = hold_covering(holds.iter().map(|(p, n)| (p, *n)), &p("a/b/x.log"));
+        assert_eq!(found.map(|(prefix, n)| (prefix.clone(), n)), Some((p("a"), 1)));
+        assert!(hold_covering(holds.iter().map(|(p, n)| (p, *n)), &p("ab/x.log")).is_none());
+        let root = [(RelPath::root(), 9)];
+        assert!(hold_covering(root.iter().map(|(p, n)| (p, *n)), &p("any/thing")).is_some());
     }
 
     #[test]

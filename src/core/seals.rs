@@ -5,12 +5,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use log::{info, warn};
-use nix::errno::Errno;
 
 use super::backing::DataDir;
 use super::error::{io_errno, FsError, FsResult};
 use super::handles::OpenFile;
-use super::ledger::Ledger;
+use super::ledger::{Ledger, SealKind};
 use super::metrics::Metrics;
 use super::path::RelPath;
 use super::segment::SegmentHasher;
@@ -35,8 +34,8 @@ pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause
     let sealed = state.file.sync_data().map_err(|e| FsError::os(&state.path, io_errno(&e))).and_then(|()| {
         let segment_hash = state.hasher.clone().finish();
         ledger
-            .seal(&state.path, state.sealed, state.size, segment_hash, None)
-            .map_err(|e| FsError::Ledger(e.to_string()))
+            .seal(&state.path, state.sealed, state.size, segment_hash, SealKind::Written)
+            .map_err(|e| FsError::ledger(&state.path, e))
     });
     let record = match sealed {
         Ok(record) => record,
@@ -67,7 +66,7 @@ pub struct CaughtUp {
 /// index did not know the file at all).
 pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<CaughtUp> {
     let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
-    let known = ledger.file(path).map_err(|e| FsError::Ledger(e.to_string()))?;
+    let known = ledger.file(path).map_err(|e| FsError::ledger(path, e.into()))?;
     let sealed = known.map(|s| s.sealed_size).unwrap_or(0);
     if size < sealed {
         return Err(FsError::Tampered { path: path.clone(), sealed, size });
@@ -76,11 +75,10 @@ pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<Caught
         return Ok(CaughtUp { size, recovered: false });
     }
     file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
-    let segment_hash = hash_range(file, sealed, size).map_err(|e| FsError::os(path, e))?;
-    let adopted = known.is_none();
-    let record =
-        ledger.seal(path, sealed, size, segment_hash, Some(adopted)).map_err(|e| FsError::Ledger(e.to_string()))?;
-    if adopted {
+    let segment_hash = hash_range(file, path, sealed, size)?;
+    let kind = if known.is_none() { SealKind::Adopted } else { SealKind::Recovered };
+    let record = ledger.seal(path, sealed, size, segment_hash, kind).map_err(|e| FsError::ledger(path, e))?;
+    if kind == SealKind::Adopted {
         warn!("{path}: not in the index; adopted its {size} bytes (record {})", record.seq());
     } else {
         info!("{path}: sealed {} bytes found unsealed (record {})", size - sealed, record.seq());
@@ -88,20 +86,20 @@ pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<Caught
     Ok(CaughtUp { size, recovered: true })
 }
 
-fn hash_range(file: &File, start: u64, end: u64) -> Result<[u8; 32], Errno> {
+fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8; 32]> {
     let mut hasher = SegmentHasher::default();
     let mut buf = vec![0u8; 1 << 20];
     let mut at = start;
     while at < end {
         let want = ((end - at) as usize).min(buf.len());
         match file.read_at(&mut buf[..want], at) {
-            Ok(0) => return Err(Errno::EIO), // shrank under us
+            Ok(0) => return Err(FsError::Shrank { path: path.clone(), at, end }),
             Ok(n) => {
                 hasher.update(&buf[..n]);
                 at += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_errno(&e)),
+            Err(e) => return Err(FsError::os(path, io_errno(&e))),
         }
     }
     Ok(hasher.finish())
@@ -131,7 +129,7 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
                 libc::S_IFDIR => dirs.push(path),
                 libc::S_IFREG => {
                     report.files_checked += 1;
-                    let file = data.open_file(&path, false).map_err(|e| FsError::os(&path, e))?;
+                    let file = data.open_file(&path, false)?;
                     match catch_up(ledger, &path, &file) {
                         Ok(caught) => report.recovered += u64::from(caught.recovered),
                         Err(FsError::Tampered { path, sealed, size }) => {
@@ -146,7 +144,7 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
             }
         }
     }
-    for (path, _) in ledger.files().map_err(|e| FsError::Ledger(e.to_string()))? {
+    for (path, _) in ledger.files().map_err(|e| FsError::ledger(&RelPath::root(), e.into()))? {
         if !seen.contains(&path) {
             warn!("{path}: in the index but missing from the data directory");
             report.damaged.push(format!("{path}: missing"));

@@ -2,6 +2,7 @@
 //! state, and a clock. `crate::index` implements the store on RocksDB and in memory.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use super::path::RelPath;
 use super::record::Record;
@@ -38,6 +39,9 @@ pub enum IndexUpdate {
     RemoveFile(RelPath),
     Hold(RelPath, HoldState),
     RemoveHold(RelPath),
+    /// The data directory the chain covers, as the newest Mount record names it (so the offline
+    /// tools find it without scanning the chain).
+    DataDir(Vec<u8>),
 }
 
 /// The newest record of the chain.
@@ -48,10 +52,26 @@ pub struct Head {
     pub time_ns: u64,
 }
 
+/// The error source a backend carries along (RocksDB's own error, an I/O error).
+pub type BackendSource = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug)]
 pub enum StoreError {
-    /// The backend failed (I/O, lock, RocksDB error); the text is the backend's own.
-    Backend(String),
+    /// The backend failed (I/O, a full disk, RocksDB's own error) while `doing` something.
+    Backend { doing: String, source: BackendSource },
+    /// Another process holds the index open for writing (a running daemon).
+    Locked { source: BackendSource },
+    /// The index was opened read-only; nothing can be committed through it.
+    ReadOnly,
+    /// A new index was asked for where one already exists.
+    AlreadyExists(PathBuf),
+    /// No index where one was expected.
+    Missing(PathBuf),
+    /// A commit whose seq does not extend the head by exactly one: a bug in the caller, never
+    /// a reason to leave a gap or overwrite history.
+    OutOfSequence { seq: u64, expected: u64 },
+    /// The head's seq is u64::MAX: no record can follow it (a tampered or absurd head).
+    SeqExhausted { head: u64 },
     /// Stored bytes that do not decode: the index was damaged or tampered with.
     Corrupt(String),
 }
@@ -59,13 +79,40 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Backend(e) => write!(f, "index error: {e}"),
+            StoreError::Backend { doing, source } => write!(f, "index error: {doing}: {source}"),
+            StoreError::Locked { source } => {
+                write!(f, "the index is in use by another process (is wormfs mounted?): {source}")
+            }
+            StoreError::ReadOnly => write!(f, "the index is open read-only"),
+            StoreError::AlreadyExists(p) => write!(f, "an index already exists in {}", p.display()),
+            StoreError::Missing(p) => write!(f, "no index in {}", p.display()),
+            StoreError::OutOfSequence { seq, expected } => {
+                write!(f, "refusing record seq {seq}: the next seq is {expected}")
+            }
+            StoreError::SeqExhausted { head } => {
+                write!(f, "the head is record {head}: the sequence number space is exhausted")
+            }
             StoreError::Corrupt(e) => write!(f, "index is corrupt: {e}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Backend { source, .. } | StoreError::Locked { source } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// The seq of the record after `head` (1 for an empty chain), or why there can be none.
+pub fn next_seq(head: Option<&Head>) -> StoreResult<u64> {
+    match head {
+        None => Ok(1),
+        Some(h) => h.seq.checked_add(1).ok_or(StoreError::SeqExhausted { head: h.seq }),
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -78,6 +125,9 @@ pub trait Store: Send + Sync {
 
     /// Record which key signs this chain. Called once, before the first record.
     fn set_key_id(&self, key_id: [u8; 8]) -> StoreResult<()>;
+
+    /// The data directory the newest Mount recorded (None before the first mount).
+    fn data_dir(&self) -> StoreResult<Option<Vec<u8>>>;
 
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>>;
 

@@ -2,6 +2,7 @@
 
 use fuser::Errno;
 
+use crate::core::path::BadName;
 use crate::core::FsError;
 
 pub fn to_errno(err: &FsError) -> Errno {
@@ -9,28 +10,42 @@ pub fn to_errno(err: &FsError) -> Errno {
         // Every write-once refusal is "operation not permitted", whatever the reason.
         FsError::Refused { .. } => Errno::EPERM,
         FsError::UnknownInode(_) => Errno::ESTALE,
-        FsError::UnknownHandle(_) => Errno::EBADF,
-        FsError::BadName(crate::core::path::BadName::TooLong) => Errno::ENAMETOOLONG,
-        FsError::BadName(_) => Errno::EINVAL,
+        FsError::UnknownHandle(_) | FsError::NotWritable { .. } => Errno::EBADF,
+        FsError::BadName(BadName::TooLong) => Errno::ENAMETOOLONG,
+        FsError::BadName(_) | FsError::UnsupportedWhence { .. } => Errno::EINVAL,
+        FsError::IsDirectory { .. } => Errno::EISDIR,
+        FsError::UnsupportedIoctl { .. } => Errno::ENOTTY,
+        FsError::XattrTooLarge { .. } => Errno::ERANGE,
         FsError::Os { errno, .. } => Errno::from_i32(*errno as i32),
-        // The caller cannot fix either; EIO says "the filesystem failed", and the log says why.
-        FsError::Ledger(_) | FsError::Tampered { .. } => Errno::EIO,
+        // The caller cannot fix any of these; EIO says "the filesystem failed", the log says why.
+        FsError::Ledger { .. } | FsError::Tampered { .. } | FsError::Shrank { .. } => Errno::EIO,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::path::BadName;
+    use crate::core::ledger::LedgerError;
+    use crate::core::store::StoreError;
     use crate::core::{Refusal, RelPath};
 
     #[test]
     fn refusals_are_eperm_and_os_errors_pass_through() {
-        let refused = FsError::Refused { path: RelPath::root(), refusal: Refusal::Link };
+        let root = RelPath::root;
+        let refused = FsError::Refused { path: root(), refusal: Refusal::Link };
         assert_eq!(to_errno(&refused), Errno::EPERM);
-        let os = FsError::Os { path: RelPath::root(), errno: nix::errno::Errno::ENOTEMPTY };
+        let os = FsError::Os { path: root(), errno: nix::errno::Errno::ENOTEMPTY };
         assert_eq!(to_errno(&os), Errno::ENOTEMPTY);
         assert_eq!(to_errno(&FsError::BadName(BadName::TooLong)), Errno::ENAMETOOLONG);
+        assert_eq!(to_errno(&FsError::BadName(BadName::Slash)), Errno::EINVAL);
         assert_eq!(to_errno(&FsError::UnknownHandle(3)), Errno::EBADF);
+        assert_eq!(to_errno(&FsError::NotWritable { path: root() }), Errno::EBADF);
+        assert_eq!(to_errno(&FsError::UnsupportedWhence { path: root(), whence: 9 }), Errno::EINVAL);
+        assert_eq!(to_errno(&FsError::IsDirectory { path: root() }), Errno::EISDIR);
+        assert_eq!(to_errno(&FsError::UnsupportedIoctl { path: root(), cmd: 1 }), Errno::ENOTTY);
+        assert_eq!(to_errno(&FsError::XattrTooLarge { path: root(), len: 9, buffer: 1 }), Errno::ERANGE);
+        let chain = FsError::Ledger { path: root(), source: LedgerError::Store(StoreError::ReadOnly) };
+        assert_eq!(to_errno(&chain), Errno::EIO);
+        assert_eq!(to_errno(&FsError::Shrank { path: root(), at: 1, end: 2 }), Errno::EIO);
     }
 }

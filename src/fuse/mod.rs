@@ -16,11 +16,11 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
-use log::{debug, error, info, warn};
+use log::warn;
 
 pub use errno::to_errno;
 
-use crate::core::{Attr, AttrChanges, Caller, FsError, NodeKind, Opened, TimeSet, WormFs};
+use crate::core::{Attr, AttrChanges, Caller, FsError, NodeKind, Opened, TimeSet, WormFs, XattrReply};
 
 /// How long the kernel may cache names and attributes. Everything that changes a file goes
 /// through this daemon, which keeps the kernel's view current, so a short TTL only bounds how
@@ -41,21 +41,17 @@ impl FuseAdapter {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
+    Caller { uid: req.uid(), gid: req.gid(), tid: req.pid() }
 }
 
-/// Every error reply goes through here: refusals are logged with path, operation and pid, and
-/// counted.
+/// Every error reply goes through here: each error is logged as loudly as `FsError::level` says,
+/// with the caller, and refusals are counted.
 fn fail(fs: &WormFs, req: &Request, err: FsError) -> Errno {
-    match &err {
-        FsError::Refused { path, refusal } => {
-            fs.metrics().refused(refusal.operation());
-            info!("refused {} on {path} (pid {}, uid {}): {refusal}", refusal.operation(), req.pid(), req.uid())
-        }
-        FsError::Os { .. } => debug!("{err} (pid {})", req.pid()),
-        // The chain could not be written, or a file was damaged outside wormfs: an admin must look.
-        FsError::Ledger(_) | FsError::Tampered { .. } => error!("{err} (pid {})", req.pid()),
-        _ => warn!("{err} (pid {})", req.pid()),
+    if let FsError::Refused { refusal, .. } = &err {
+        fs.metrics().refused(refusal.operation());
+    }
+    if let Some(level) = err.level() {
+        log::log!(level, "{err} (pid {}, uid {})", req.pid(), req.uid());
     }
     to_errno(&err)
 }
@@ -124,8 +120,6 @@ impl Filesystem for FuseAdapter {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            // ENOENT is the common answer to a lookup, not worth a log line.
-            Err(FsError::Os { errno: nix::errno::Errno::ENOENT, .. }) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
@@ -386,17 +380,15 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino.0, name) {
-            Ok(value) => reply_xattr(value, size, reply),
-            // ENODATA ("no such attribute") is asked on every write for security.capability.
-            Err(FsError::Os { errno: nix::errno::Errno::ENODATA, .. }) => reply.error(Errno::ENODATA),
+        match self.fs.getxattr(ino.0, name, size) {
+            Ok(answer) => reply_xattr(answer, reply),
             Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(ino.0) {
-            Ok(names) => reply_xattr(names, size, reply),
+        match self.fs.listxattr(ino.0, size) {
+            Ok(answer) => reply_xattr(answer, reply),
             Err(e) => reply.error(fail(&self.fs, req, e)),
         }
     }
@@ -457,26 +449,25 @@ impl Filesystem for FuseAdapter {
 
     fn ioctl(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
-        _cmd: u32,
+        cmd: u32,
         _in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        // No ioctls: chattr and friends get "inappropriate ioctl", as on a filesystem without them.
-        reply.error(Errno::ENOTTY);
+        match self.fs.ioctl(ino.0, cmd) {
+            Ok(()) => reply.ioctl(0, &[]),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
+        }
     }
 }
 
-fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() <= size as usize {
-        reply.data(&value);
-    } else {
-        reply.error(Errno::ERANGE);
+fn reply_xattr(answer: XattrReply, reply: ReplyXattr) {
+    match answer {
+        XattrReply::Size(n) => reply.size(n),
+        XattrReply::Data(bytes) => reply.data(&bytes),
     }
 }

@@ -61,8 +61,10 @@ pub(crate) fn round_trip(store: &dyn Store) {
     let sealed =
         FileState { sealed_size: 10, file_hash: [3; 32], created_seq: 2, last_seal_seq: 3, retain_until_ns: 5_000 };
 
-    store.commit(&mount, &[]).unwrap();
+    assert_eq!(store.data_dir().unwrap(), None, "no data directory before the first Mount");
+    store.commit(&mount, &[IndexUpdate::DataDir(b"/d".to_vec())]).unwrap();
     assert_eq!(store.head().unwrap(), Some(head_of(&mount)));
+    assert_eq!(store.data_dir().unwrap(), Some(b"/d".to_vec()));
     store.commit(&create, &[IndexUpdate::File(a.clone(), created)]).unwrap();
     assert_eq!(store.file(&a).unwrap(), Some(created));
     store.commit(&sealed_rec, &[IndexUpdate::File(a.clone(), sealed)]).unwrap();
@@ -97,17 +99,22 @@ pub(crate) fn seq_gap_rejected(store: &dyn Store) {
     let p = path("x.log");
     let state = FileState { created_seq: 2, ..FileState::default() };
     let updates = [IndexUpdate::File(p.clone(), state), IndexUpdate::Hold(RelPath::root(), hold("h", 2))];
-    let is_backend = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Backend(_)));
+    let refused = |r: Result<(), StoreError>, seq: u64, expected: u64| {
+        assert!(
+            matches!(r, Err(StoreError::OutOfSequence { seq: s, expected: e }) if s == seq && e == expected),
+            "seq {seq} (next is {expected}): {r:?}"
+        )
+    };
 
-    assert!(is_backend(store.commit(&record(2, Payload::Unmount), &[])), "an empty chain starts at 1");
-    assert!(is_backend(store.commit(&record(0, Payload::Unmount), &[])));
+    refused(store.commit(&record(2, Payload::Unmount), &[]), 2, 1);
+    refused(store.commit(&record(0, Payload::Unmount), &[]), 0, 1);
     assert_eq!(store.head().unwrap(), None);
 
     let first = record(1, Payload::Unmount);
     store.commit(&first, &[]).unwrap();
-    assert!(is_backend(store.commit(&record(1, Payload::Unmount), &updates)), "no overwrite");
-    assert!(is_backend(store.commit(&record(3, Payload::Unmount), &updates)), "no gap");
-    assert!(is_backend(store.commit(&record(u64::MAX, Payload::Unmount), &[])));
+    refused(store.commit(&record(1, Payload::Unmount), &updates), 1, 2);
+    refused(store.commit(&record(3, Payload::Unmount), &updates), 3, 2);
+    refused(store.commit(&record(u64::MAX, Payload::Unmount), &[]), u64::MAX, 2);
 
     assert_eq!(store.head().unwrap(), Some(head_of(&first)));
     assert_eq!(store.file(&p).unwrap(), None, "a refused commit writes no file state");
@@ -141,7 +148,7 @@ pub(crate) fn concurrent_commits_never_gap(store: &dyn Store) {
                     let next = store.head().unwrap().map_or(1, |h| h.seq + 1);
                     match store.commit(&record(next, Payload::Unmount), &[]) {
                         Ok(()) => done += 1,
-                        Err(StoreError::Backend(_)) => continue,
+                        Err(StoreError::OutOfSequence { .. }) => continue,
                         Err(e) => panic!("unexpected {e}"),
                     }
                 }
@@ -276,7 +283,10 @@ pub(crate) fn several_updates_in_one_commit(store: &dyn Store) {
         IndexUpdate::Hold(RelPath::root(), hold("no", 9)),
     ];
     for seq in [2, 4] {
-        assert!(matches!(store.commit(&record(seq, Payload::Unmount), &refused), Err(StoreError::Backend(_))));
+        assert!(matches!(
+            store.commit(&record(seq, Payload::Unmount), &refused),
+            Err(StoreError::OutOfSequence { expected: 3, .. })
+        ));
     }
     assert_eq!(store.files().unwrap(), files_after);
     assert_eq!(store.holds().unwrap(), holds_after);

@@ -27,6 +27,7 @@ struct Inner {
     holds: BTreeMap<RelPath, HoldState>,
     head: Option<Head>,
     key_id: Option<[u8; 8]>,
+    data_dir: Option<Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -66,6 +67,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn data_dir(&self) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock().data_dir.clone())
+    }
+
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
         Ok(self.lock().files.get(path).copied())
     }
@@ -101,6 +106,7 @@ impl Store for MemoryStore {
                 IndexUpdate::RemoveHold(path) => {
                     inner.holds.remove(path);
                 }
+                IndexUpdate::DataDir(dir) => inner.data_dir = Some(dir.clone()),
             }
         }
         Ok(())

@@ -11,20 +11,15 @@ mod conformance;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 
-use crate::core::store::{Head, StoreError, StoreResult};
+use crate::core::store::{next_seq, Head, StoreError, StoreResult};
 
 /// The one rule both stores enforce on a commit: the chain grows by exactly one record, so a
 /// bug in the core can neither leave a gap nor overwrite history.
 fn check_next_seq(head: Option<&Head>, seq: u64) -> StoreResult<()> {
-    let expected = match head {
-        None => 1,
-        Some(h) => {
-            h.seq.checked_add(1).ok_or_else(|| StoreError::Backend("the sequence number space is exhausted".into()))?
-        }
-    };
+    let expected = next_seq(head)?;
     if seq == expected {
         Ok(())
     } else {
-        Err(StoreError::Backend(format!("refusing record seq {seq}: the next seq is {expected}")))
+        Err(StoreError::OutOfSequence { seq, expected })
     }
 }

@@ -13,6 +13,7 @@
 //! meta     "head"                      → seq u64 ‖ hash[32] ‖ time_ns u64
 //!          "key_id"                    → 8 bytes
 //!          "format"                    → u32 = 1
+//!          "data_dir"                  → the data directory the newest Mount record names
 //! ```
 //! Integers are big-endian, so the byte order RocksDB sorts by is the numeric order.
 //!
@@ -44,6 +45,7 @@ const COLUMN_FAMILIES: [&str; 4] = [CF_RECORDS, CF_FILES, CF_HOLDS, CF_META];
 const META_HEAD: &[u8] = b"head";
 const META_KEY_ID: &[u8] = b"key_id";
 const META_FORMAT: &[u8] = b"format";
+const META_DATA_DIR: &[u8] = b"data_dir";
 
 /// The layout above. Bumped when it changes, so an old binary refuses a newer index instead of
 /// misreading it.
@@ -75,7 +77,7 @@ impl RocksStore {
     /// over an old one would orphan the old records' history.
     pub fn create(index_dir: &Path) -> StoreResult<RocksStore> {
         if Self::exists(index_dir) {
-            return Err(StoreError::Backend(format!("an index already exists in {}", index_dir.display())));
+            return Err(StoreError::AlreadyExists(index_dir.to_path_buf()));
         }
         let mut opts = db_options();
         opts.create_if_missing(true);
@@ -145,7 +147,7 @@ impl RocksStore {
 
     fn cf(&self, name: &str) -> StoreResult<&ColumnFamily> {
         // Every store is opened with all of COLUMN_FAMILIES, so this only fails on a bug.
-        self.db.cf_handle(name).ok_or_else(|| StoreError::Backend(format!("column family {name:?} is not open")))
+        self.db.cf_handle(name).ok_or_else(|| StoreError::Corrupt(format!("column family {name:?} is not open")))
     }
 
     fn get(&self, cf: &str, key: &[u8]) -> StoreResult<Option<DBPinnableSlice<'_>>> {
@@ -167,7 +169,7 @@ impl RocksStore {
 
     fn writable(&self) -> StoreResult<()> {
         if self.read_only {
-            Err(StoreError::Backend("the index is open read-only".into()))
+            Err(StoreError::ReadOnly)
         } else {
             Ok(())
         }
@@ -207,6 +209,10 @@ impl Store for RocksStore {
         self.put_meta(META_KEY_ID, &key_id)
     }
 
+    fn data_dir(&self) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.get(CF_META, META_DATA_DIR)?.map(|v| v.to_vec()))
+    }
+
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
         let key = path.as_os_str().as_bytes();
         self.get(CF_FILES, key)?.map(|v| decode_file_state(key, &v)).transpose()
@@ -242,6 +248,7 @@ impl Store for RocksStore {
                     batch.put_cf(self.cf(CF_HOLDS)?, path.as_os_str().as_bytes(), encode_hold(hold))
                 }
                 IndexUpdate::RemoveHold(path) => batch.delete_cf(self.cf(CF_HOLDS)?, path.as_os_str().as_bytes()),
+                IndexUpdate::DataDir(dir) => batch.put_cf(self.cf(CF_META)?, META_DATA_DIR, dir),
             }
         }
         self.write_synced(batch)
@@ -275,17 +282,22 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, db_options())).collect()
 }
 
-/// RocksDB's message is kept verbatim (it names the file or lock at fault); `doing` says
-/// which of our operations hit it.
+/// RocksDB's error is kept as the source (its message names the file or lock at fault); `doing`
+/// says which of our operations hit it. RocksDB reports a held lock only as an I/O error whose
+/// message names the LOCK file, so that is how a second writer is told apart.
 fn backend(doing: &str, e: rocksdb::Error) -> StoreError {
-    StoreError::Backend(format!("{doing}: {e}"))
+    if e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("lock") {
+        StoreError::Locked { source: Box::new(e) }
+    } else {
+        StoreError::Backend { doing: doing.to_string(), source: Box::new(e) }
+    }
 }
 
 fn require_existing(index_dir: &Path) -> StoreResult<()> {
     if RocksStore::exists(index_dir) {
         Ok(())
     } else {
-        Err(StoreError::Backend(format!("no index in {}", index_dir.display())))
+        Err(StoreError::Missing(index_dir.to_path_buf()))
     }
 }
 
@@ -419,6 +431,7 @@ mod tests {
     use super::*;
     use crate::core::record::Payload;
     use crate::index::conformance::{self, path, record};
+    use std::sync::Arc;
 
     /// A fresh index in a temporary STATE_DIR; keep the TempDir alive as long as the store.
     fn fresh() -> (tempfile::TempDir, RocksStore) {
@@ -500,6 +513,7 @@ mod tests {
         for store in [RocksStore::open(&index).unwrap(), RocksStore::open_read_only(&index).unwrap()] {
             assert_eq!(store.head().unwrap(), head);
             assert_eq!(store.key_id().unwrap(), Some([4; 8]));
+            assert_eq!(store.data_dir().unwrap(), Some(b"/d".to_vec()));
             assert_eq!(store.files().unwrap(), files);
             assert_eq!(store.holds().unwrap(), holds);
             assert_eq!(conformance::scan_all(&store, 0), records);
@@ -511,9 +525,9 @@ mod tests {
         let (dir, store) = fresh();
         let index = dir.path().join("index");
         assert!(RocksStore::exists(&index));
-        assert!(matches!(RocksStore::create(&index), Err(StoreError::Backend(_))));
+        assert!(matches!(RocksStore::create(&index), Err(StoreError::AlreadyExists(p)) if p == index));
         drop(store);
-        assert!(matches!(RocksStore::create(&index), Err(StoreError::Backend(_))), "also when closed");
+        assert!(matches!(RocksStore::create(&index), Err(StoreError::AlreadyExists(_))), "also when closed");
     }
 
     #[test]
@@ -521,8 +535,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = dir.path().join("index");
         assert!(!RocksStore::exists(&index));
-        assert!(matches!(RocksStore::open(&index), Err(StoreError::Backend(_))));
-        assert!(matches!(RocksStore::open_read_only(&index), Err(StoreError::Backend(_))));
+        assert!(matches!(RocksStore::open(&index), Err(StoreError::Missing(p)) if p == index));
+        assert!(matches!(RocksStore::open_read_only(&index), Err(StoreError::Missing(_))));
         assert!(!index.exists(), "a failed open must not create anything");
     }
 
@@ -530,7 +544,10 @@ mod tests {
     fn second_read_write_open_is_refused() {
         let (dir, _store) = fresh();
         match RocksStore::open(&dir.path().join("index")) {
-            Err(StoreError::Backend(msg)) => assert!(msg.contains("lock"), "{msg}"),
+            Err(e @ StoreError::Locked { .. }) => {
+                let source = std::error::Error::source(&e).expect("RocksDB's error is the source").to_string();
+                assert!(source.contains("LOCK"), "the source names RocksDB's lock file: {source}");
+            }
             other => panic!("expected a lock error, got {other:?}"),
         }
     }
@@ -547,14 +564,14 @@ mod tests {
         assert_eq!(reader.files().unwrap(), writer.files().unwrap());
         assert_eq!(conformance::scan_all(&reader, 0), conformance::scan_all(&writer, 0));
 
-        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &[]), Err(StoreError::Backend(_))));
+        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &[]), Err(StoreError::ReadOnly)));
         let updates = [
             IndexUpdate::File(path("x"), FileState::default()),
             IndexUpdate::Hold(RelPath::root(), conformance::hold("no", 4)),
         ];
-        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &updates), Err(StoreError::Backend(_))));
+        assert!(matches!(reader.commit(&record(4, Payload::Unmount), &updates), Err(StoreError::ReadOnly)));
         assert!(reader.holds().unwrap().is_empty());
-        assert!(matches!(reader.set_key_id([9; 8]), Err(StoreError::Backend(_))));
+        assert!(matches!(reader.set_key_id([9; 8]), Err(StoreError::ReadOnly)));
 
         // A read-only handle is a picture taken at open: later commits need a reopen.
         writer.commit(&record(4, Payload::Unmount), &[]).unwrap();
@@ -646,6 +663,27 @@ mod tests {
         assert!(matches!(store.key_id(), Err(StoreError::Corrupt(_))));
         store.db.put_cf(store.cf(CF_RECORDS).unwrap(), b"abc", b"x").unwrap();
         assert!(matches!(store.scan_records(0, &mut |_, _| true), Err(StoreError::Corrupt(m)) if m.contains("616263")));
+    }
+
+    #[test]
+    fn a_head_at_the_largest_seq_refuses_records_instead_of_overflowing() {
+        use crate::core::ledger::{Ledger, LedgerError};
+        use crate::core::retention::RetentionPolicy;
+        use crate::core::store::SystemClock;
+        let (_dir, store) = fresh();
+        let head = Head { seq: u64::MAX, hash: [1; 32], time_ns: 5 };
+        store.db.put_cf(store.cf(CF_META).unwrap(), META_HEAD, encode_head(&head)).unwrap();
+        assert!(matches!(
+            store.commit(&record(1, Payload::Unmount), &[]),
+            Err(StoreError::SeqExhausted { head: u64::MAX })
+        ));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0)).unwrap();
+        match ledger.mount("test", b"/d") {
+            Err(LedgerError::Store(StoreError::SeqExhausted { head: u64::MAX })) => {}
+            other => panic!("expected SeqExhausted, got {other:?}"),
+        }
+        assert_eq!(ledger.head(), Some(head), "nothing was written");
     }
 
     #[test]

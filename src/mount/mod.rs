@@ -23,42 +23,56 @@ pub use preflight::is_mount_point;
 use crate::config::{self, ConfigError};
 use crate::control;
 use crate::core::ledger::{Ledger, LedgerError};
-use crate::core::retention::parse_duration_ns;
+use crate::core::retention::{parse_duration_ns, parse_interval};
 use crate::core::store::{Store, StoreError, SystemClock};
 use crate::core::{FsError, WormFs};
 use crate::fuse::FuseAdapter;
 use crate::index::RocksStore;
 use crate::keys::{self, KeyError};
-use crate::metrics::{self, MetricsWriter};
+use crate::metrics::MetricsWriter;
 use crate::sealer::IntervalSealer;
+use crate::state_dir::StateDir;
 
 use preflight::{preflight, Checked};
-
-/// The index lives here inside STATE_DIR.
-pub const INDEX_DIR: &str = "index";
 
 /// Worker threads serving FUSE requests: enough that a slow fsync on one file does not stall
 /// appends to the others.
 const WORKER_THREADS: usize = 4;
 
-#[derive(Debug, Clone)]
+/// `wormfs mount`'s options (the CLI flattens them into its Mount command).
+#[derive(Debug, Clone, clap::Args)]
 pub struct MountArgs {
+    /// Where the files live as plain files (created if missing).
+    #[arg(long, value_name = "DATA_DIR")]
     pub data: PathBuf,
+    /// Where the index and keys live (created if missing).
+    #[arg(long, value_name = "STATE_DIR")]
     pub state: PathBuf,
-    pub mountpoint: PathBuf,
+    /// Let users other than root use the mount (permissions still apply).
+    #[arg(long)]
     pub allow_other: bool,
-    /// How often files that stay open get their new bytes sealed.
+    /// Seal the new bytes of files that stay open this often (e.g. 60s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_interval)]
     pub seal_interval: Duration,
-    /// Start a new chain even though DATA_DIR already has files (they are adopted, flagged).
+    /// DATA_DIR has files but STATE_DIR has no index: start a new chain anyway, adopting
+    /// each file with a flagged Recovered record.
+    #[arg(long)]
     pub adopt_existing: bool,
-    /// Default retention (`90d`), overriding the config file's.
+    /// Default retention of files (e.g. 90d, 7y; units s, m, h, d, y). Overrides the config
+    /// file's `retention`. Without either: 90d.
+    #[arg(long, value_name = "DURATION")]
     pub retention: Option<String>,
-    /// The config file with retention rules.
+    /// Config file with retention bounds and per-directory rules.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Record an Access record for every open of a file for reading.
+    /// Record who opens each file for reading (an Access record per open: uid, pid, command).
+    #[arg(long)]
     pub audit_reads: bool,
-    /// Where to write the Prometheus metrics (default STATE_DIR/metrics.prom).
+    /// Prometheus text file rewritten every few seconds (default STATE_DIR/metrics.prom).
+    #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
 }
 
 /// Retention when neither --retention nor a config file says otherwise.
@@ -145,6 +159,7 @@ impl std::error::Error for MountError {}
 /// Mount and serve until SIGINT/SIGTERM (or an external umount), then return.
 pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let checked = preflight(args)?;
+    let state = StateDir::new(&checked.state);
 
     // Block the stop signals before fuser starts its threads, so they inherit the mask and only
     // the signal thread below ever sees them.
@@ -157,16 +172,16 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let fallback = parse_duration_ns(DEFAULT_RETENTION).unwrap_or(0);
     let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
         .map_err(MountError::Config)?;
-    let key = keys::load_signing(&checked.state).map_err(MountError::Key)?;
-    let store = open_index(&checked)?;
+    let key = keys::load_signing(&state).map_err(MountError::Key)?;
+    let store = open_index(&checked, &state)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
     let filesystem = Arc::new(
         WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads),
     );
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
-    let mount_record = ledger
-        .mount(&software, checked.data.as_os_str().as_encoded_bytes())
-        .map_err(|err| MountError::Index { path: checked.state.join(INDEX_DIR), err })?;
+    let mount_record =
+        ledger.mount(&software, checked.data.as_os_str().as_encoded_bytes()).map_err(MountError::Ledger)?;
+    // A failed recovery leaves the chain open (no Unmount): its tails are not all sealed.
     let recovery = filesystem.recover().map_err(MountError::Recovery)?;
     info!(
         "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",
@@ -177,9 +192,13 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     for damage in &recovery.damaged {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");
     }
+    // From here on, every way out closes the chain: seal every tail, then an Unmount record.
+    let mut daemon = Daemon { fs: filesystem.clone(), socket: None, sealer: None, metrics: None, torn_down: false };
 
-    let socket = control::serve(&checked.state, ledger.clone(), checked.data.clone())
-        .map_err(|err| MountError::Dir { path: checked.state.join(control::SOCKET_FILE), err })?;
+    daemon.socket = Some(
+        control::serve(&state, ledger.clone(), checked.data.clone())
+            .map_err(|err| MountError::Dir { path: state.control_socket(), err })?,
+    );
 
     let mut config = Config::default();
     let acl = if args.allow_other { SessionACL::All } else { SessionACL::Owner };
@@ -189,20 +208,13 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
 
     // The kernel checks mode bits and ownership (default_permissions), as on any local filesystem.
     let source = format!("wormfs:{}", checked.data.display());
-    let session = kernel::mount_fuse(&source, &checked.mountpoint, args.allow_other).and_then(|fd| {
-        fuser::Session::from_fd(FuseAdapter::new(filesystem.clone()), fd, acl, config).inspect_err(|_| {
-            let _ = kernel::unmount(&checked.mountpoint);
+    let session = kernel::mount_fuse(&source, &checked.mountpoint, args.allow_other)
+        .and_then(|fd| {
+            fuser::Session::from_fd(FuseAdapter::new(filesystem.clone()), fd, acl, config).inspect_err(|_| {
+                let _ = kernel::unmount(&checked.mountpoint);
+            })
         })
-    });
-    let session = match session {
-        Ok(s) => s,
-        Err(e) => {
-            // Close the chain cleanly: nothing was served.
-            let _ = fs::remove_file(&socket);
-            let _ = filesystem.shutdown();
-            return Err(MountError::Session(e));
-        }
-    };
+        .map_err(MountError::Session)?;
     info!("mounted {} on {} ({FS_TYPE})", checked.data.display(), checked.mountpoint.display());
 
     let mountpoint = checked.mountpoint.clone();
@@ -211,9 +223,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .spawn(move || wait_for_stop(signals, &mountpoint))
         .map_err(MountError::Session)?;
 
-    let sealer = IntervalSealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?;
-    let metrics_file = args.metrics_file.clone().unwrap_or_else(|| checked.state.join(metrics::DEFAULT_FILE));
-    let metrics = MetricsWriter::start(filesystem.clone(), metrics_file).map_err(MountError::Session)?;
+    daemon.sealer = Some(IntervalSealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?);
+    let metrics_file = args.metrics_file.clone().unwrap_or_else(|| state.metrics_file());
+    daemon.metrics = Some(MetricsWriter::start(filesystem.clone(), metrics_file).map_err(MountError::Session)?);
     // Ready only once the mount answers: a stat of its root is served by run() below.
     let (data, mountpoint) = (checked.data.clone(), checked.mountpoint.clone());
     let _ = std::thread::Builder::new().name("ready".into()).spawn(move || {
@@ -224,23 +236,57 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     });
     let served = session.run();
     notify::notify("STOPPING=1");
-    sealer.stop();
     info!("unmounted {}", checked.mountpoint.display());
-    if filesystem.open_handles() > 0 {
-        warn!("{} file handles were still open at unmount", filesystem.open_handles());
-    }
-    // Admin commands go to the index directly from now on.
-    let _ = fs::remove_file(&socket);
     // Seal every tail and write Unmount even if the session ended with an error.
-    let shut = filesystem.shutdown().map_err(MountError::Core);
-    metrics.stop();
-    shut?;
+    daemon.tear_down().map_err(MountError::Core)?;
     served.map_err(MountError::Session)
 }
 
+/// What a mounted daemon runs beside the FUSE session. Torn down exactly once: by `tear_down`
+/// on the way out of a served mount, or by `Drop` on any early return after the Mount record.
+struct Daemon {
+    fs: Arc<WormFs>,
+    socket: Option<PathBuf>,
+    sealer: Option<IntervalSealer>,
+    metrics: Option<MetricsWriter>,
+    torn_down: bool,
+}
+
+impl Daemon {
+    /// Stop the interval sealer, hand admin commands back to the index (remove the socket),
+    /// seal every tail and write the Unmount record, then write the metrics one last time.
+    fn tear_down(&mut self) -> Result<(), FsError> {
+        if std::mem::replace(&mut self.torn_down, true) {
+            return Ok(());
+        }
+        if let Some(sealer) = self.sealer.take() {
+            sealer.stop();
+        }
+        if self.fs.open_handles() > 0 {
+            warn!("{} file handles were still open at unmount", self.fs.open_handles());
+        }
+        if let Some(socket) = self.socket.take() {
+            let _ = fs::remove_file(socket);
+        }
+        let shut = self.fs.shutdown();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
+        }
+        shut
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Err(e) = self.tear_down() {
+            log::error!("closing the chain failed: {e}");
+        }
+    }
+}
+
 /// Open the index, or create it for a new chain — but never over existing data unless told to.
-fn open_index(checked: &Checked) -> Result<Arc<dyn Store>, MountError> {
-    let path = checked.state.join(INDEX_DIR);
+fn open_index(checked: &Checked, state: &StateDir) -> Result<Arc<dyn Store>, MountError> {
+    let path = state.index();
     let index_err = |err| MountError::Index { path: path.clone(), err };
     if RocksStore::exists(&path) {
         return Ok(Arc::new(RocksStore::open(&path).map_err(index_err)?));

@@ -56,12 +56,14 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
         &refused,
     );
     metric(&mut out, "wormfs_seals_total", "counter", "Seal records written.", &one(s.seals));
+    let failures: Vec<_> =
+        s.seal_failures.iter().map(|(why, n)| (format!("{{reason=\"{}\"}}", why.label()), n.to_string())).collect();
     metric(
         &mut out,
         "wormfs_seal_failures_total",
         "counter",
-        "Seals that failed (retried at the next seal or recovery).",
-        &one(s.seal_failures),
+        "Seals that failed (retried at the next seal or recovery), by reason: data, index or chain.",
+        &failures,
     );
     let mut buckets: Vec<_> = SEAL_BUCKETS
         .iter()

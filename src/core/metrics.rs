@@ -6,7 +6,42 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::error::FsError;
+use super::ledger::LedgerError;
 use super::sync::lock;
+
+/// Why a seal failed, as the metrics tell it: an admin fixes each differently (the data disk,
+/// the state disk or index, or a bug to report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealFailure {
+    /// Making the bytes durable failed (fdatasync of the backing file).
+    Data,
+    /// The index could not commit the record (a full or failing state disk, a corrupt index).
+    Index,
+    /// The chain refused the seal (an invariant broke: a seal that does not continue the file).
+    Chain,
+}
+
+impl SealFailure {
+    pub const ALL: [SealFailure; 3] = [SealFailure::Data, SealFailure::Index, SealFailure::Chain];
+
+    pub fn of(err: &FsError) -> SealFailure {
+        match err {
+            FsError::Ledger { source: LedgerError::Store(_), .. } => SealFailure::Index,
+            FsError::Ledger { .. } => SealFailure::Chain,
+            _ => SealFailure::Data,
+        }
+    }
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SealFailure::Data => "data",
+            SealFailure::Index => "index",
+            SealFailure::Chain => "chain",
+        }
+    }
+}
 
 /// Upper bounds (seconds) of the seal latency histogram's buckets.
 pub const SEAL_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -16,7 +51,8 @@ pub struct Metrics {
     pub writes: AtomicU64,
     pub appended_bytes: AtomicU64,
     pub seals: AtomicU64,
-    pub seal_failures: AtomicU64,
+    /// By `SealFailure`, in the order of `SealFailure::ALL`.
+    seal_failures: [AtomicU64; 3],
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Cumulative counts per bucket of SEAL_BUCKETS, then +Inf.
     seal_buckets: [AtomicU64; SEAL_BUCKETS.len() + 1],
@@ -29,7 +65,8 @@ pub struct Snapshot {
     pub writes: u64,
     pub appended_bytes: u64,
     pub seals: u64,
-    pub seal_failures: u64,
+    /// Failed seals by reason.
+    pub seal_failures: Vec<(SealFailure, u64)>,
     pub refused: BTreeMap<&'static str, u64>,
     /// Cumulative (le) counts for SEAL_BUCKETS then +Inf.
     pub seal_buckets: Vec<u64>,
@@ -54,8 +91,9 @@ impl Metrics {
         self.seal_seconds_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn seal_failed(&self) {
-        self.seal_failures.fetch_add(1, Ordering::Relaxed);
+    pub fn seal_failed(&self, why: SealFailure) {
+        let i = SealFailure::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.seal_failures[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -72,7 +110,11 @@ impl Metrics {
             writes: self.writes.load(Ordering::Relaxed),
             appended_bytes: self.appended_bytes.load(Ordering::Relaxed),
             seals: self.seals.load(Ordering::Relaxed),
-            seal_failures: self.seal_failures.load(Ordering::Relaxed),
+            seal_failures: SealFailure::ALL
+                .iter()
+                .zip(&self.seal_failures)
+                .map(|(why, n)| (*why, n.load(Ordering::Relaxed)))
+                .collect(),
             refused: lock(&self.refused).clone(),
             seal_buckets,
             seal_seconds: self.seal_seconds_micros.load(Ordering::Relaxed) as f64 / 1e6,
@@ -98,5 +140,23 @@ mod tests {
         m.refused("unlink");
         m.refused("unlink");
         assert_eq!(m.snapshot().refused.get("unlink"), Some(&2));
+    }
+
+    #[test]
+    fn seal_failures_are_counted_by_reason() {
+        use crate::core::store::StoreError;
+        use crate::core::RelPath;
+        let m = Metrics::default();
+        let index = FsError::Ledger { path: RelPath::root(), source: LedgerError::Store(StoreError::ReadOnly) };
+        let chain = FsError::Ledger {
+            path: RelPath::root(),
+            source: LedgerError::SealDoesNotContinue { path: RelPath::root(), start: 1, sealed: 0 },
+        };
+        let data = FsError::Os { path: RelPath::root(), errno: nix::errno::Errno::EIO };
+        for e in [&index, &index, &chain, &data] {
+            m.seal_failed(SealFailure::of(e));
+        }
+        let counts = m.snapshot().seal_failures;
+        assert_eq!(counts, vec![(SealFailure::Data, 1), (SealFailure::Index, 2), (SealFailure::Chain, 1)]);
     }
 }

@@ -10,7 +10,7 @@ use super::backing::DataDir;
 use super::error::{io_errno, FsError, FsResult};
 use super::handles::OpenFile;
 use super::ledger::{Ledger, SealKind};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, SealFailure};
 use super::path::RelPath;
 use super::segment::SegmentHasher;
 
@@ -40,7 +40,7 @@ pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause
     let record = match sealed {
         Ok(record) => record,
         Err(e) => {
-            metrics.seal_failed();
+            metrics.seal_failed(SealFailure::of(&e));
             return Err(e);
         }
     };

@@ -20,7 +20,7 @@ use log::warn;
 
 pub use errno::to_errno;
 
-use crate::core::{Attr, AttrChanges, Caller, FsError, NodeKind, Opened, TimeSet, WormFs, XattrReply};
+use crate::core::{Attr, AttrChanges, Caller, FsError, FsResult, NodeKind, Opened, TimeSet, WormFs, XattrReply};
 
 /// How long the kernel may cache names and attributes. Everything that changes a file goes
 /// through this daemon, which keeps the kernel's view current, so a short TTL only bounds how
@@ -37,6 +37,28 @@ pub struct FuseAdapter {
 impl FuseAdapter {
     pub fn new(fs: Arc<WormFs>) -> Self {
         FuseAdapter { fs }
+    }
+
+    /// The replies most requests end in: a new or looked-up name, nothing, or attributes.
+    fn entry(&self, req: &Request, result: FsResult<Attr>, reply: ReplyEntry) {
+        match result {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
+        }
+    }
+
+    fn empty(&self, req: &Request, result: FsResult<()>, reply: ReplyEmpty) {
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
+        }
+    }
+
+    fn attr(&self, req: &Request, result: FsResult<Attr>, reply: ReplyAttr) {
+        match result {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(fail(&self.fs, req, e)),
+        }
     }
 }
 
@@ -118,10 +140,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.entry(req, self.fs.lookup(parent.0, name), reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -129,10 +148,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.attr(req, self.fs.getattr(ino.0), reply);
     }
 
     fn setattr(
@@ -154,10 +170,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         let changes = AttrChanges { mode, uid, gid, size, atime: time_set(atime), mtime: time_set(mtime) };
-        match self.fs.setattr(&caller(req), ino.0, &changes) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.attr(req, self.fs.setattr(&caller(req), ino.0, &changes), reply);
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -177,38 +190,23 @@ impl Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mknod(&caller(req), parent.0, name, mode, umask) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.entry(req, self.fs.mknod(&caller(req), parent.0, name, mode, umask), reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        match self.fs.mkdir(&caller(req), parent.0, name, mode, umask) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.entry(req, self.fs.mkdir(&caller(req), parent.0, name, mode, umask), reply);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.unlink(parent.0, name), reply);
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.rmdir(parent.0, name), reply);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
-        match self.fs.symlink(parent.0, link_name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.entry(req, self.fs.symlink(parent.0, link_name), reply);
     }
 
     fn rename(
@@ -222,17 +220,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-        match self.fs.rename(parent.0, name, newparent.0, newname, exchange) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.rename(parent.0, name, newparent.0, newname, exchange), reply);
     }
 
     fn link(&self, req: &Request, _ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        match self.fs.link(newparent.0, newname) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.entry(req, self.fs.link(newparent.0, newname), reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -294,10 +286,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        match self.fs.flush(&caller(req), fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.flush(&caller(req), fh.0), reply);
     }
 
     fn release(
@@ -310,17 +299,11 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.release(fh.0), reply);
     }
 
     fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        match self.fs.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.fsync(fh.0, datasync), reply);
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -350,10 +333,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.fs.fsyncdir(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.fsyncdir(ino.0), reply);
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -373,10 +353,7 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.setxattr(ino.0), reply);
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -394,10 +371,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.removexattr(ino.0), reply);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -415,10 +389,7 @@ impl Filesystem for FuseAdapter {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fallocate(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(&self.fs, req, e)),
-        }
+        self.empty(req, self.fs.fallocate(fh.0), reply);
     }
 
     fn lseek(&self, req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {

@@ -109,9 +109,14 @@ pub fn record_json(r: &Record) -> Value {
             "uid": uid,
         }),
         Payload::Rename { from, to } => json!({ "path": from.to_string(), "to": to.to_string() }),
-        Payload::Truncate { path, old_size, new_size } => {
-            json!({ "path": path.to_string(), "old_size": old_size, "new_size": new_size })
-        }
+        Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => json!({
+            "path": path.to_string(),
+            "old_size": old_size,
+            "new_size": new_size,
+            "kept_start": kept_start,
+            "kept_hash": hex(kept_hash),
+        }),
+        Payload::Damaged { path, sealed, size } => json!({ "path": path.to_string(), "sealed": sealed, "size": size }),
         Payload::ClockJump { system_ns, floor_ns } => json!({
             "system_time": rfc3339_ns(*system_ns),
             "system_ns": system_ns,
@@ -158,7 +163,15 @@ pub fn record_line(r: &Record) -> String {
             format!("{path} retained until {} (uid {uid})", rfc3339_ns(*retain_until_ns))
         }
         Payload::Rename { from, to } => format!("{from} -> {to}"),
-        Payload::Truncate { path, old_size, new_size } => format!("{path} {old_size} -> {new_size} bytes"),
+        Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => {
+            format!("{path} {old_size} -> {new_size} bytes (kept [{kept_start}, {new_size}) sha256 {})", hex(kept_hash))
+        }
+        Payload::Damaged { path, sealed, size } if size > sealed => {
+            format!("{path} has bytes [{sealed}, {size}) wormfs did not write (not sealed)")
+        }
+        Payload::Damaged { path, sealed, size } => {
+            format!("{path} cut to {size} of {sealed} sealed bytes outside wormfs")
+        }
         Payload::ClockJump { system_ns, floor_ns } => {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
         }

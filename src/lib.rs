@@ -22,6 +22,8 @@
 //!   - `policy`   which operation is allowed on which file state (pure functions);
 //!   - `fs`       the filesystem state machine (inodes, handles, sizes) over DATA_DIR;
 //!   - `seals`    sealing open files, catching up unsealed bytes, recovery at mount;
+//!   - `history`  the one replay of records into per-file histories and what they show wrong,
+//!     used by recovery at mount and by verify;
 //!   - `ledger`   appending signed records with the file state they imply;
 //!   - `record`, `chain`, `segment`  the record format, signing and checking, hashing;
 //!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;

@@ -22,9 +22,9 @@ impl IntervalSealer {
         let thread = std::thread::Builder::new().name("sealer".into()).spawn(move || loop {
             match stopped.recv_timeout(interval) {
                 Err(RecvTimeoutError::Timeout) => {
-                    let n = fs.seal_open_files(SealCause::Interval);
-                    if n > 0 {
-                        debug!("interval seal: {n} files");
+                    let done = fs.seal_open_files(SealCause::Interval);
+                    if done.sealed > 0 {
+                        debug!("interval seal: {} files", done.sealed);
                     }
                 }
                 // Asked to stop, or the owner is gone.

@@ -2,7 +2,7 @@
 //! alone, check that the chain is intact and that every sealed byte in DATA_DIR still hashes to
 //! its seal. Reads the index and DATA_DIR; changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -11,24 +11,19 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::core::chain::{ChainChecker, ChainFinding};
+use crate::core::chain::{ChainChecker, ChainFinding, ChainReport};
+use crate::core::history::{CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin};
 use crate::core::path::RelPath;
-use crate::core::record::Payload;
-use crate::core::retention::{self, Standing};
-use crate::core::segment::{next_file_hash, Hash, SegmentHasher};
+use crate::core::segment::{Hash, SegmentHasher};
 use crate::core::store::{Store, StoreError};
 
 /// Something verify found wrong: tampering or loss.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     Chain(ChainFinding),
-    /// A file's seals do not chain: a segment does not start where the last ended, or its
-    /// file_hash is not SHA-256(previous ‖ segment ‖ end).
-    FileChainBroken {
-        path: RelPath,
-        seq: u64,
-    },
-    /// The bytes in [start, end) no longer hash to the seal's segment hash.
+    /// What the records show by themselves (`core::history`).
+    History(HistoryFinding),
+    /// The bytes in [start, end) no longer hash to what the record says.
     ContentChanged {
         path: RelPath,
         start: u64,
@@ -54,20 +49,6 @@ pub enum Finding {
         path: RelPath,
         bytes: u64,
     },
-    /// A Delete, Rename or Truncate record written before the file's retain-until.
-    ChangedBeforeExpiry {
-        path: RelPath,
-        op: &'static str,
-        seq: u64,
-        retain_until_ns: u64,
-    },
-    /// A Delete, Rename or Truncate record written while a legal hold covered the file.
-    ChangedUnderHold {
-        path: RelPath,
-        op: &'static str,
-        seq: u64,
-        hold: RelPath,
-    },
     /// The index's own head (meta) names another newest record than the chain ends with:
     /// records were removed from (or added to) the end.
     HeadMismatch {
@@ -85,11 +66,11 @@ pub enum Finding {
 /// Worth knowing, not proof of tampering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Warning {
+    /// What the records show by themselves (adoptions, bytes recovered after a crash).
+    History(HistoryWarning),
     /// Bytes beyond the last seal while the chain is open (the daemon is running or stopped
     /// uncleanly; the next seal or mount recovery covers them).
     UnsealedTail { path: RelPath, bytes: u64 },
-    /// A file wormfs found in DATA_DIR without having created it, and adopted.
-    Adopted { path: RelPath, seq: u64 },
     /// A file whose Delete was recorded is still there (a crash between the record and the unlink).
     DeleteNotCompleted { path: RelPath, seq: u64 },
     /// A file whose Rename was recorded is still under its old name (a crash between the record
@@ -113,14 +94,24 @@ impl Finding {
                 ChainFinding::TimeBackwards { .. } => "chain.time_backwards",
                 ChainFinding::SeqExhausted { .. } => "chain.seq_exhausted",
             },
-            Finding::FileChainBroken { .. } => "file.seals_do_not_chain",
+            Finding::History(h) => match h {
+                HistoryFinding::Recreated { .. } => "file.recreated",
+                HistoryFinding::SealWithoutOrigin { .. } => "file.sealed_without_origin",
+                HistoryFinding::NoHistory { .. } => "file.no_history",
+                HistoryFinding::SealsDoNotChain { .. } => "file.seals_do_not_chain",
+                HistoryFinding::ChangedBeforeExpiry { .. } => "file.changed_before_expiry",
+                HistoryFinding::ChangedUnderHold { .. } => "file.changed_under_hold",
+                HistoryFinding::TruncateMisplaced { .. } => "file.truncate_misplaced",
+                HistoryFinding::SealedAfterCleanUnmount { .. } => "file.sealed_after_clean_unmount",
+                HistoryFinding::RecoveredOutsideRecovery { .. } => "chain.recovered_outside_recovery",
+                HistoryFinding::WhileUnmounted { .. } => "chain.record_while_unmounted",
+                HistoryFinding::Damaged { .. } => "file.damaged",
+            },
             Finding::ContentChanged { .. } => "file.content_changed",
             Finding::Truncated { .. } => "file.truncated",
             Finding::Missing { .. } => "file.missing",
             Finding::Injected { .. } => "file.injected",
             Finding::AppendedAfterUnmount { .. } => "file.appended_after_unmount",
-            Finding::ChangedBeforeExpiry { .. } => "file.changed_before_expiry",
-            Finding::ChangedUnderHold { .. } => "file.changed_under_hold",
             Finding::HeadMismatch { .. } => "chain.head_mismatch",
             Finding::ExpectedHeadMissing { .. } => "chain.expected_head_missing",
         }
@@ -130,14 +121,24 @@ impl Finding {
     pub fn path(&self) -> Option<&RelPath> {
         match self {
             Finding::Chain(_) | Finding::HeadMismatch { .. } | Finding::ExpectedHeadMissing { .. } => None,
-            Finding::FileChainBroken { path, .. }
-            | Finding::ContentChanged { path, .. }
+            Finding::History(h) => match h {
+                HistoryFinding::Recreated { path, .. }
+                | HistoryFinding::SealWithoutOrigin { path, .. }
+                | HistoryFinding::NoHistory { path, .. }
+                | HistoryFinding::SealsDoNotChain { path, .. }
+                | HistoryFinding::ChangedBeforeExpiry { path, .. }
+                | HistoryFinding::ChangedUnderHold { path, .. }
+                | HistoryFinding::TruncateMisplaced { path, .. }
+                | HistoryFinding::SealedAfterCleanUnmount { path, .. }
+                | HistoryFinding::RecoveredOutsideRecovery { path, .. }
+                | HistoryFinding::Damaged { path, .. } => Some(path),
+                HistoryFinding::WhileUnmounted { .. } => None,
+            },
+            Finding::ContentChanged { path, .. }
             | Finding::Truncated { path, .. }
             | Finding::Missing { path }
             | Finding::Injected { path }
-            | Finding::AppendedAfterUnmount { path, .. }
-            | Finding::ChangedBeforeExpiry { path, .. }
-            | Finding::ChangedUnderHold { path, .. } => Some(path),
+            | Finding::AppendedAfterUnmount { path, .. } => Some(path),
         }
     }
 }
@@ -145,21 +146,78 @@ impl Finding {
 impl Warning {
     pub fn kind(&self) -> &'static str {
         match self {
+            Warning::History(HistoryWarning::Adopted { .. }) => "file.adopted",
+            Warning::History(HistoryWarning::RecoveredUnproven { .. }) => "file.recovered_unproven",
             Warning::UnsealedTail { .. } => "file.unsealed_tail",
-            Warning::Adopted { .. } => "file.adopted",
             Warning::DeleteNotCompleted { .. } => "file.delete_not_completed",
             Warning::RenameNotCompleted { .. } => "file.rename_not_completed",
         }
     }
+
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Warning::History(HistoryWarning::Adopted { path, .. })
+            | Warning::History(HistoryWarning::RecoveredUnproven { path, .. })
+            | Warning::UnsealedTail { path, .. }
+            | Warning::DeleteNotCompleted { path, .. }
+            | Warning::RenameNotCompleted { path, .. } => path,
+        }
+    }
+}
+
+fn expiry(ns: u64) -> String {
+    crate::core::timefmt::rfc3339_ns(ns)
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Finding::Chain(c) => write!(f, "chain: {c}"),
-            Finding::FileChainBroken { path, seq } => {
-                write!(f, "{path}: record {seq} does not continue the file's seals")
-            }
+            Finding::History(h) => match h {
+                HistoryFinding::Recreated { path, seq, earlier } => write!(
+                    f,
+                    "{path}: created again by record {seq} while its history ({}) never ended: it would erase that history",
+                    origin(earlier)
+                ),
+                HistoryFinding::SealWithoutOrigin { path, seq } => {
+                    write!(f, "{path}: sealed by record {seq}, but no record ever created or adopted it")
+                }
+                HistoryFinding::NoHistory { path, op, seq } => {
+                    write!(f, "{path}: {op} (record {seq}) of a file the chain has no history of")
+                }
+                HistoryFinding::SealsDoNotChain { path, seq } => {
+                    write!(f, "{path}: record {seq} does not continue the file's seals")
+                }
+                HistoryFinding::ChangedBeforeExpiry { path, op, seq, retain_until_ns } => write!(
+                    f,
+                    "{path}: {op} (record {seq}) before its retention expired at {}",
+                    expiry(*retain_until_ns)
+                ),
+                HistoryFinding::ChangedUnderHold { path, op, seq, hold } => {
+                    write!(f, "{path}: {op} (record {seq}) while under legal hold on {hold}")
+                }
+                HistoryFinding::TruncateMisplaced { path, seq } => {
+                    write!(f, "{path}: truncate (record {seq}) keeps a part that does not start at a seal")
+                }
+                HistoryFinding::SealedAfterCleanUnmount { path, start, end, seq } => write!(
+                    f,
+                    "{path}: bytes [{start}, {end}) were sealed at a mount after a clean unmount (record {seq}): they were added behind wormfs' back"
+                ),
+                HistoryFinding::RecoveredOutsideRecovery { path, seq } => {
+                    write!(f, "{path}: record {seq} is a recovery seal outside a mount's recovery")
+                }
+                HistoryFinding::WhileUnmounted { seq, kind } => {
+                    write!(f, "chain: record {seq} ({kind}) comes between an Unmount and the next Mount")
+                }
+                HistoryFinding::Damaged { path, seq, sealed, size } if size > sealed => write!(
+                    f,
+                    "{path}: wormfs found bytes [{sealed}, {size}) it did not write, past the seals (record {seq}); they are not sealed"
+                ),
+                HistoryFinding::Damaged { path, seq, sealed, size } => write!(
+                    f,
+                    "{path}: wormfs found it cut to {size} of {sealed} sealed bytes (record {seq})"
+                ),
+            },
             Finding::ContentChanged { path, start, end, seq } => {
                 write!(f, "{path}: bytes [{start}, {end}) changed since sealed (record {seq})")
             }
@@ -171,14 +229,6 @@ impl fmt::Display for Finding {
             Finding::AppendedAfterUnmount { path, bytes } => {
                 write!(f, "{path}: {bytes} bytes appended after the clean unmount")
             }
-            Finding::ChangedBeforeExpiry { path, op, seq, retain_until_ns } => write!(
-                f,
-                "{path}: {op} (record {seq}) before its retention expired at {}",
-                crate::core::timefmt::rfc3339_ns(*retain_until_ns)
-            ),
-            Finding::ChangedUnderHold { path, op, seq, hold } => {
-                write!(f, "{path}: {op} (record {seq}) while under legal hold on {hold}")
-            }
             Finding::HeadMismatch { index_seq, chain_seq } => {
                 write!(f, "the index says the newest record is {index_seq}, but the chain ends at record {chain_seq}")
             }
@@ -187,11 +237,26 @@ impl fmt::Display for Finding {
     }
 }
 
+fn origin(o: &Origin) -> String {
+    match o {
+        Origin::Created { seq } => format!("created by record {seq}"),
+        Origin::Adopted { seq } => format!("adopted by record {seq}"),
+        Origin::Renamed { from, seq } => format!("renamed from {from} by record {seq}"),
+        Origin::Unknown => "of unknown origin".into(),
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::History(HistoryWarning::Adopted { path, seq }) => {
+                write!(f, "{path}: adopted by wormfs (record {seq}), not created through it")
+            }
+            Warning::History(HistoryWarning::RecoveredUnproven { path, start, end, seq }) => write!(
+                f,
+                "{path}: bytes [{start}, {end}) sealed at recovery after an unclean stop (record {seq}): origin not proven"
+            ),
             Warning::UnsealedTail { path, bytes } => write!(f, "{path}: {bytes} bytes not sealed yet"),
-            Warning::Adopted { path, seq } => write!(f, "{path}: adopted by wormfs (record {seq}), not created through it"),
             Warning::DeleteNotCompleted { path, seq } => {
                 write!(f, "{path}: deleted by record {seq} but still present (stopped between record and unlink)")
             }
@@ -258,144 +323,28 @@ impl fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
-/// One sealed segment as the chain states it.
-#[derive(Debug, Clone)]
-struct SealedSegment {
-    seq: u64,
-    start: u64,
-    end: u64,
-    segment_hash: Hash,
-}
-
-#[derive(Debug, Default)]
-struct FileHistory {
-    adopted_at: Option<u64>,
-    segments: Vec<SealedSegment>,
-    /// The file's seals chain correctly up to here.
-    sealed: u64,
-    file_hash: Hash,
-    broken: bool,
-    retain_until_ns: u64,
-}
-
-/// What the chain says happened, replayed record by record: the chain's own findings, each
-/// file's history, and the changes that explain a file's absence or presence.
-#[derive(Debug)]
+/// The chain checked record by record, and replayed into file histories.
 struct Replay {
-    checker: ChainChecker,
-    files: BTreeMap<RelPath, FileHistory>,
-    /// Holds in force: prefix → the Hold record that set it.
-    holds: BTreeMap<RelPath, u64>,
-    deleted: BTreeMap<RelPath, u64>,
-    renamed: BTreeMap<RelPath, (RelPath, u64)>,
-    /// Delete/Rename/Truncate records the rules did not allow, as they were replayed.
-    findings: Vec<Finding>,
-    /// The newest record is an Unmount: every tail was sealed, the chain is closed.
-    closed: bool,
+    chain: ChainReport,
+    history: History,
     head_time: u64,
 }
 
 impl Replay {
-    fn new(key: VerifyingKey) -> Replay {
-        Replay {
-            checker: ChainChecker::new(key),
-            files: BTreeMap::new(),
-            holds: BTreeMap::new(),
-            deleted: BTreeMap::new(),
-            renamed: BTreeMap::new(),
-            findings: Vec::new(),
-            closed: false,
-            head_time: 0,
-        }
-    }
-
-    /// Replay every stored record of `store`.
     fn of(store: &dyn Store, key: VerifyingKey) -> Result<Replay, VerifyError> {
-        let mut replay = Replay::new(key);
+        let mut checker = ChainChecker::new(key);
+        let mut history = History::default();
+        let mut head_time = 0;
         store
             .scan_records(1, &mut |stored_seq, bytes| {
-                if let Some(record) = replay.checker.check(stored_seq, bytes) {
-                    replay.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
+                if let Some(record) = checker.check(stored_seq, bytes) {
+                    head_time = record.fields.time_ns;
+                    history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
                 }
                 true
             })
             .map_err(VerifyError::Store)?;
-        Ok(replay)
-    }
-
-    fn apply(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
-        self.head_time = time_ns;
-        self.closed = matches!(payload, Payload::Unmount);
-        match payload {
-            Payload::Create { path, .. } => {
-                // A name can be created again after its file was deleted: a new history.
-                self.files.insert(path.clone(), FileHistory::default());
-                self.deleted.remove(path);
-            }
-            Payload::Delete { path, .. } => {
-                let h = self.files.remove(path).unwrap_or_default();
-                self.check_gated(path, "delete", seq, time_ns, h.retain_until_ns);
-                self.deleted.insert(path.clone(), seq);
-            }
-            Payload::Rename { from, to } => {
-                let h = self.files.remove(from).unwrap_or_default();
-                self.check_gated(from, "rename", seq, time_ns, h.retain_until_ns);
-                self.files.insert(to.clone(), h);
-                self.renamed.insert(to.clone(), (from.clone(), seq));
-            }
-            Payload::Truncate { path, new_size, .. } => {
-                let retain_until_ns = self.files.get(path).map_or(0, |h| h.retain_until_ns);
-                self.check_gated(path, "truncate", seq, time_ns, retain_until_ns);
-                let h = self.files.entry(path.clone()).or_default();
-                // Segments past the cut can no longer be checked; seals restart at new_size.
-                h.segments.retain(|s| s.end <= *new_size);
-                h.sealed = *new_size;
-            }
-            Payload::Retention { path, retain_until_ns, .. } => {
-                let h = self.files.entry(path.clone()).or_default();
-                h.retain_until_ns = h.retain_until_ns.max(*retain_until_ns);
-            }
-            Payload::Hold { prefix, set, .. } => {
-                if *set {
-                    self.holds.insert(prefix.clone(), seq);
-                } else {
-                    self.holds.remove(prefix);
-                }
-            }
-            Payload::Seal(s) => self.seal(seq, s, false),
-            Payload::Recovered { segment, adopted } => self.seal(seq, segment, *adopted),
-            Payload::Mount { .. } | Payload::Unmount | Payload::ClockJump { .. } | Payload::Access { .. } => {}
-        }
-    }
-
-    fn seal(&mut self, seq: u64, s: &crate::core::record::Segment, adopted: bool) {
-        let h = self.files.entry(s.path.clone()).or_default();
-        if adopted {
-            h.adopted_at = Some(seq);
-        }
-        let links = s.start == h.sealed
-            && s.end >= s.start
-            && next_file_hash(&h.file_hash, &s.segment_hash, s.end) == s.file_hash;
-        if !links && !h.broken {
-            self.findings.push(Finding::FileChainBroken { path: s.path.clone(), seq });
-            h.broken = true;
-        }
-        h.sealed = s.end;
-        h.file_hash = s.file_hash;
-        h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
-        h.segments.push(SealedSegment { seq, start: s.start, end: s.end, segment_hash: s.segment_hash });
-    }
-
-    /// A Delete/Rename/Truncate record must come after the file's retention expired (by the
-    /// chain's own clock, the record's time) and while no hold covered it: the rules the daemon
-    /// applied, `retention::standing`, asked again of the record.
-    fn check_gated(&mut self, path: &RelPath, op: &'static str, seq: u64, time_ns: u64, retain_until_ns: u64) {
-        if let Standing::Retained { .. } = retention::standing(retain_until_ns, None, false, time_ns) {
-            self.findings.push(Finding::ChangedBeforeExpiry { path: path.clone(), op, seq, retain_until_ns });
-        }
-        if let Some((hold, _)) = retention::hold_covering(self.holds.iter(), path) {
-            self.findings.push(Finding::ChangedUnderHold { path: path.clone(), op, seq, hold: hold.clone() });
-        }
+        Ok(Replay { chain: checker.finish(), history, head_time })
     }
 }
 
@@ -418,10 +367,12 @@ pub fn check_with(
     key: VerifyingKey,
     opts: &Options,
 ) -> Result<Report, VerifyError> {
-    let Replay { checker, files, deleted, renamed, findings: gated, closed, head_time, .. } = Replay::of(store, key)?;
-    let chain = checker.finish();
+    let Replay { chain, history, head_time } = Replay::of(store, key)?;
+    let closed = history.closed();
+    let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
     let mut findings: Vec<Finding> = chain.findings.into_iter().map(Finding::Chain).collect();
-    findings.extend(gated);
+    // What the records show is about the chain as a whole: reported whatever --path says.
+    findings.extend(history_findings.into_iter().map(Finding::History));
     let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
     if let Some(index_head) = store.head().map_err(VerifyError::Store)? {
         if index_head.seq != chain_seq {
@@ -437,7 +388,8 @@ pub fn check_with(
     let jobs: Vec<(&RelPath, &FileHistory)> = files.iter().filter(|(p, _)| opts.covers(p)).collect();
     let hashed = hash_files(data_dir, &jobs, closed, opts)?;
 
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<Warning> =
+        history_warnings.into_iter().map(Warning::History).filter(|w| opts.covers(w.path())).collect();
     let mut interrupted_renames = BTreeSet::new();
     for outcome in &hashed.outcomes {
         for finding in &outcome.findings {
@@ -463,9 +415,11 @@ pub fn check_with(
     let on_disk = walk_files(data_dir).map_err(|(path, err)| VerifyError::Io { path, err })?;
     for path in &on_disk {
         if opts.covers(path) && !files.contains_key(path) && !interrupted_renames.contains(path) {
-            match deleted.get(path) {
-                Some(seq) => warnings.push(Warning::DeleteNotCompleted { path: path.clone(), seq: *seq }),
-                None => findings.push(Finding::Injected { path: path.clone() }),
+            match ended.get(path) {
+                Some(Ended::Deleted { seq }) => {
+                    warnings.push(Warning::DeleteNotCompleted { path: path.clone(), seq: *seq })
+                }
+                _ => findings.push(Finding::Injected { path: path.clone() }),
             }
         }
     }
@@ -555,9 +509,6 @@ fn check_file(
     opts: &Options,
 ) -> Result<FileOutcome, VerifyError> {
     let mut out = FileOutcome { hashed: 0, findings: Vec::new(), warnings: Vec::new() };
-    if let Some(seq) = history.adopted_at {
-        out.warnings.push(Warning::Adopted { path: path.clone(), seq });
-    }
     let full = data_dir.join(path.as_os_str());
     let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&full) {
         Ok(f) => f,
@@ -568,7 +519,7 @@ fn check_file(
         Err(err) => return Err(VerifyError::Io { path: full, err }),
     };
     let size = file.metadata().map_err(|err| VerifyError::Io { path: full.clone(), err })?.len();
-    let (hashed, content) = check_content(&file, path, &history.segments, size, opts)
+    let (hashed, content) = check_content(&file, path, &history.ranges, size, opts)
         .map_err(|err| VerifyError::Io { path: full.clone(), err })?;
     out.hashed = hashed;
     out.findings.extend(content);
@@ -589,7 +540,7 @@ fn check_file(
 fn check_content(
     file: &File,
     path: &RelPath,
-    segments: &[SealedSegment],
+    segments: &[CheckedRange],
     size: u64,
     opts: &Options,
 ) -> std::io::Result<(u64, Option<Finding>)> {
@@ -619,7 +570,7 @@ fn check_content(
                 progress(n as u64);
             }
         }
-        if left > 0 || hasher.finish() != seg.segment_hash {
+        if left > 0 || hasher.finish() != seg.hash {
             let finding = Finding::ContentChanged { path: path.clone(), start: seg.start, end: seg.end, seq: seg.seq };
             return Ok((hashed, Some(finding)));
         }

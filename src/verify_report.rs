@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use serde_json::{json, Value};
 
 use crate::core::chain::ChainFinding;
+use crate::core::history::{HistoryFinding, HistoryWarning};
 use crate::core::segment::hex;
 use crate::core::timefmt::rfc3339_ns;
 use crate::verify::{Finding, Report, Warning};
@@ -146,14 +147,28 @@ fn finding_json(f: &Finding) -> Value {
                 json!({ "seq": seq, "previous_ns": previous_ns, "time_ns": time_ns })
             }
         },
-        Finding::FileChainBroken { seq, .. } => json!({ "seq": seq }),
+        Finding::History(h) => match h {
+            HistoryFinding::Recreated { seq, .. }
+            | HistoryFinding::SealWithoutOrigin { seq, .. }
+            | HistoryFinding::SealsDoNotChain { seq, .. }
+            | HistoryFinding::TruncateMisplaced { seq, .. }
+            | HistoryFinding::RecoveredOutsideRecovery { seq, .. } => json!({ "seq": seq }),
+            HistoryFinding::NoHistory { op, seq, .. } => json!({ "op": op, "seq": seq }),
+            HistoryFinding::WhileUnmounted { seq, kind } => json!({ "seq": seq, "record_kind": kind }),
+            HistoryFinding::ChangedBeforeExpiry { op, seq, retain_until_ns, .. } => {
+                json!({ "op": op, "seq": seq, "retain_until": rfc3339_ns(*retain_until_ns) })
+            }
+            HistoryFinding::ChangedUnderHold { op, seq, hold, .. } => {
+                json!({ "op": op, "seq": seq, "hold": hold.to_string() })
+            }
+            HistoryFinding::SealedAfterCleanUnmount { start, end, seq, .. } => {
+                json!({ "start": start, "end": end, "seq": seq })
+            }
+            HistoryFinding::Damaged { seq, sealed, size, .. } => json!({ "seq": seq, "sealed": sealed, "size": size }),
+        },
         Finding::ContentChanged { start, end, seq, .. } => json!({ "start": start, "end": end, "seq": seq }),
         Finding::Truncated { size, sealed, .. } => json!({ "size": size, "sealed": sealed }),
         Finding::AppendedAfterUnmount { bytes, .. } => json!({ "bytes": bytes }),
-        Finding::ChangedBeforeExpiry { op, seq, retain_until_ns, .. } => {
-            json!({ "op": op, "seq": seq, "retain_until": rfc3339_ns(*retain_until_ns) })
-        }
-        Finding::ChangedUnderHold { op, seq, hold, .. } => json!({ "op": op, "seq": seq, "hold": hold.to_string() }),
         Finding::Missing { .. } | Finding::Injected { .. } => json!({}),
         Finding::HeadMismatch { index_seq, chain_seq } => json!({ "index_seq": index_seq, "chain_seq": chain_seq }),
         Finding::ExpectedHeadMissing { seq, .. } => json!({ "seq": seq }),
@@ -166,7 +181,12 @@ fn warning_json(w: &Warning) -> Value {
     let mut v = json!({ "kind": w.kind(), "message": w.to_string() });
     let (extra, path) = match w {
         Warning::UnsealedTail { path, bytes } => (json!({ "bytes": bytes }), path),
-        Warning::Adopted { path, seq } | Warning::DeleteNotCompleted { path, seq } => (json!({ "seq": seq }), path),
+        Warning::History(HistoryWarning::Adopted { path, seq }) | Warning::DeleteNotCompleted { path, seq } => {
+            (json!({ "seq": seq }), path)
+        }
+        Warning::History(HistoryWarning::RecoveredUnproven { path, start, end, seq }) => {
+            (json!({ "start": start, "end": end, "seq": seq }), path)
+        }
         Warning::RenameNotCompleted { path, from, seq } => (json!({ "seq": seq, "from": from.to_string() }), path),
     };
     merge(&mut v, extra, Some(path.to_string()));

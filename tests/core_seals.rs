@@ -10,12 +10,14 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
+use wormfs::core::fs::Sealed;
+use wormfs::core::history::{HistoryFinding, HistoryWarning};
 use wormfs::core::ledger::{Ledger, LedgerError};
 use wormfs::core::record::{Payload, Record};
 use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::seals::SealCause;
 use wormfs::core::store::{Clock, Store};
-use wormfs::core::{Caller, WormFs};
+use wormfs::core::{Caller, Damage, WormFs};
 use wormfs::index::MemoryStore;
 use wormfs::verify::{self, Finding, Warning};
 
@@ -57,9 +59,8 @@ impl World {
     fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, clock: &Arc<FakeClock>, key: &SigningKey) -> WormFs {
         let ledger =
             Ledger::open(store.clone(), key.clone(), clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap();
-        ledger.mount("test", b"data").unwrap();
         let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
-        fs.recover().unwrap();
+        fs.start("test", b"data", false).unwrap();
         fs
     }
 
@@ -153,8 +154,8 @@ fn fsync_and_interval_seal_an_open_file() {
     w.fs.fsync(fh, true).unwrap();
     assert_eq!(seals(&w.records()), vec![(0, 3, sha(b"abc"))]);
     w.append(fh, b"def");
-    assert_eq!(w.fs.seal_open_files(SealCause::Interval), 1);
-    assert_eq!(w.fs.seal_open_files(SealCause::Interval), 0, "nothing new to seal");
+    assert_eq!(w.fs.seal_open_files(SealCause::Interval), Sealed { sealed: 1, failed: 0 });
+    assert_eq!(w.fs.seal_open_files(SealCause::Interval), Sealed::default(), "nothing new to seal");
     assert_eq!(seals(&w.records()).last(), Some(&(3, 6, sha(b"def"))));
     w.fs.release(fh).unwrap();
     assert_eq!(seals(&w.records()).len(), 2, "close had nothing left to seal");
@@ -183,13 +184,35 @@ fn a_crash_leaves_bytes_that_the_next_mount_recovers() {
 }
 
 #[test]
-fn a_file_placed_behind_wormfs_is_adopted_and_flagged() {
+fn a_file_placed_behind_wormfs_during_a_crash_is_adopted_and_flagged() {
     let mut w = World::new();
     fs::write(w.dir.path().join("planted.log"), b"hello").unwrap();
+    // No shutdown: the remount follows an unclean stop, which can explain a file without its
+    // Create record (a crash between the two).
     w.remount();
     let report = w.check();
     assert!(report.intact(), "{:?}", report.findings);
-    assert!(matches!(&report.warnings[..], [Warning::Adopted { .. }]), "{:?}", report.warnings);
+    assert!(
+        matches!(&report.warnings[..], [Warning::History(HistoryWarning::Adopted { .. })]),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn a_file_placed_behind_wormfs_after_a_clean_unmount_is_damage_not_adopted() {
+    let mut w = World::new();
+    w.fs.shutdown().unwrap();
+    fs::write(w.dir.path().join("planted.log"), b"hello").unwrap();
+    w.remount();
+    assert!(w.fs.ledger().file(&wormfs::core::RelPath::parse(OsStr::new("planted.log")).unwrap()).unwrap().is_none());
+    let findings = w.check().findings;
+    assert!(
+        findings.iter().any(|f| matches!(f, Finding::History(HistoryFinding::Damaged { sealed: 0, size: 5, .. }))),
+        "{findings:?}"
+    );
+    assert!(findings.iter().any(|f| matches!(f, Finding::Injected { .. })), "{findings:?}");
+    assert!(!w.records().iter().any(|r| matches!(r.fields.payload, Payload::Recovered { .. })), "nothing sealed");
 }
 
 #[test]
@@ -236,7 +259,10 @@ fn a_file_shorter_than_sealed_refuses_appends_and_is_found() {
     fs::write(w.dir.path().join("a.log"), b"abc").unwrap();
     let ino = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino;
     let err = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
-    assert!(matches!(err, wormfs::core::FsError::Tampered { sealed: 6, size: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, wormfs::core::FsError::Damaged { damage: Damage::Shrank { sealed: 6, size: 3 }, .. }),
+        "{err:?}"
+    );
     assert!(w.check().findings.iter().any(|f| matches!(f, Finding::Truncated { size: 3, sealed: 6, .. })));
 }
 
@@ -464,7 +490,7 @@ fn a_delete_record_written_early_is_a_finding() {
     w.store.commit(&forged, &[]).unwrap();
     fs::remove_file(w.dir.path().join("a.log")).unwrap();
     let f = w.check().findings;
-    assert!(matches!(&f[..], [Finding::ChangedBeforeExpiry { op: "delete", .. }]), "{f:?}");
+    assert!(matches!(&f[..], [Finding::History(HistoryFinding::ChangedBeforeExpiry { op: "delete", .. })]), "{f:?}");
 }
 
 #[test]
@@ -490,10 +516,14 @@ fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
-    assert!(matches!(w.fs.ledger().truncate(&path, 1, 0, false), Err(LedgerError::Refused(_))));
+    let kept = (0, Sha256::digest(b"").into());
+    assert!(matches!(w.fs.ledger().truncate(&path, 1, 0, false, kept), Err(LedgerError::Refused(_))));
     w.fs.ledger().hold(&wormfs::core::RelPath::root(), false, "released", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().rename(&path, &path, true, false, false), Err(LedgerError::Refused(_))), "open");
-    assert!(matches!(w.fs.ledger().truncate(&path, 1, 1, false), Ok(None)), "to the same size: nothing to record");
+    assert!(
+        matches!(w.fs.ledger().truncate(&path, 1, 1, false, kept), Ok(None)),
+        "to the same size: nothing to record"
+    );
     let before = w.records().len();
     w.fs.ledger().delete(&path, 1, false).unwrap();
     assert_eq!(w.records().len(), before + 1);

@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 
+use wormfs::core::history::HistoryWarning;
 use wormfs::core::ledger::Ledger;
 use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::store::Clock;
 use wormfs::core::{AttrChanges, Caller, FsError, WormFs};
 use wormfs::index::MemoryStore;
+use wormfs::verify::Warning;
 
 const ROOT: u64 = 1;
 const NAMES: [&str; 3] = ["a.log", "b.log", "c.log"];
@@ -61,9 +63,8 @@ fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, key: &SigningKey, cl
     // Retention far longer than any run: nothing may ever be deleted, renamed or cut.
     let policy = RetentionPolicy::uniform(u64::MAX / 4);
     let ledger = Ledger::open(store.clone(), key.clone(), clock.clone(), policy).unwrap();
-    ledger.mount("model", b"data").unwrap();
     let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
-    fs.recover().unwrap();
+    fs.start("model", b"data", false).unwrap();
     fs
 }
 
@@ -77,6 +78,8 @@ fn run_sequence(seed: u64, steps: usize) {
     let mut model = Model::default();
     // Open handles: (name, fh, opened with O_APPEND).
     let mut handles: Vec<(&'static str, u64, bool)> = Vec::new();
+    // Whether a crash dropped open handles: their bytes are then sealed at recovery, unproven.
+    let mut crashed = false;
 
     for step in 0..steps {
         let name = NAMES[rng.below(NAMES.len() as u64) as usize];
@@ -163,6 +166,7 @@ fn run_sequence(seed: u64, steps: usize) {
             // Crash now and then: handles vanish unsealed; the next mount recovers their bytes.
             _ => {
                 if rng.below(4) == 0 {
+                    crashed |= !handles.is_empty();
                     handles.clear();
                     fs = mount(&dir, &store, &key, &clock);
                 }
@@ -179,7 +183,13 @@ fn run_sequence(seed: u64, steps: usize) {
     fs.shutdown().unwrap();
     let report = wormfs::verify::check(store.as_ref(), dir.path(), key.verifying_key()).unwrap();
     assert!(report.intact(), "seed {seed}: {:?}", report.findings);
-    assert!(report.warnings.is_empty(), "seed {seed}: everything sealed at the end: {:?}", report.warnings);
+    // Everything is sealed at the end; the only warnings are the bytes a crash left for recovery.
+    let unexplained: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|w| !(crashed && matches!(w, Warning::History(HistoryWarning::RecoveredUnproven { .. }))))
+        .collect();
+    assert!(unexplained.is_empty(), "seed {seed}: everything sealed at the end: {unexplained:?}");
     let total: usize = model.files.values().map(Vec::len).sum();
     assert_eq!(report.bytes_hashed, total as u64, "seed {seed}: every byte was sealed and re-hashed");
 }

@@ -25,12 +25,14 @@ pub enum FsError {
     Os { path: RelPath, errno: Errno },
     /// The chain could not be appended to (the index failed, or refused); nothing was sealed.
     Ledger { path: RelPath, source: LedgerError },
-    /// The backing file is shorter than its sealed size: it was truncated outside wormfs, and
-    /// appending would build on bytes that no longer match their seals.
-    Tampered { path: RelPath, sealed: u64, size: u64 },
+    /// The backing file was changed by something other than wormfs: appending would build on
+    /// bytes that are not (or no longer) what was sealed.
+    Damaged { path: RelPath, damage: Damage },
     /// The backing file ended before `end` while its bytes were being hashed (shrunk behind
     /// wormfs' back mid-read).
     Shrank { path: RelPath, at: u64, end: u64 },
+    /// Unmount found files whose tails it could not seal: no Unmount record was written.
+    Unsealed { files: usize },
     /// A write through a handle opened read-only.
     NotWritable { path: RelPath },
     /// A directory where a file was expected.
@@ -44,6 +46,55 @@ pub enum FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+/// What wormfs found wrong with a backing file it did not change (recorded in a Damaged
+/// record, refused further appends, and reported by verify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// Bytes past the sealed size that did not come through the mount.
+    Grew { sealed: u64, size: u64 },
+    /// Shorter than its sealed size: cut outside wormfs.
+    Shrank { sealed: u64, size: u64 },
+    /// Gone from DATA_DIR while its history is open.
+    Missing,
+    /// A file the chain has no history of (placed in DATA_DIR behind wormfs' back).
+    Untracked { size: u64 },
+    /// Sealed bytes [start, end) no longer hash to their seal.
+    Changed { start: u64, end: u64 },
+}
+
+impl Damage {
+    /// (sealed, size) as a Damaged record states them; None for a missing file (verify sees
+    /// that by itself).
+    pub fn sizes(self) -> Option<(u64, u64)> {
+        match self {
+            Damage::Grew { sealed, size } | Damage::Shrank { sealed, size } => Some((sealed, size)),
+            Damage::Untracked { size } => Some((0, size)),
+            Damage::Missing | Damage::Changed { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::Grew { sealed, size } => write!(
+                f,
+                "{size} bytes on disk but {sealed} sealed; bytes were added outside wormfs (not sealed, appends refused)"
+            ),
+            Damage::Shrank { sealed, size } => {
+                write!(f, "{size} bytes on disk but {sealed} sealed; it was truncated outside wormfs")
+            }
+            Damage::Missing => write!(f, "sealed file missing from the data directory; its history stays open"),
+            Damage::Changed { start, end } => {
+                write!(f, "sealed bytes [{start}, {end}) changed outside wormfs; run wormfs verify")
+            }
+            Damage::Untracked { size } => {
+                write!(f, "{size} bytes in a file wormfs has no history of (placed outside wormfs; appends refused)")
+            }
+        }
+    }
+}
 
 impl FsError {
     pub fn os(path: &RelPath, errno: Errno) -> FsError {
@@ -66,7 +117,9 @@ impl FsError {
             FsError::XattrTooLarge { .. } => Some(Level::Debug),
             FsError::Refused { .. } => Some(Level::Info),
             FsError::Ledger { source: LedgerError::Refused(_), .. } => Some(Level::Info),
-            FsError::Ledger { .. } | FsError::Tampered { .. } | FsError::Shrank { .. } => Some(Level::Error),
+            FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
+                Some(Level::Error)
+            }
             FsError::UnknownInode(_)
             | FsError::UnknownHandle(_)
             | FsError::BadName(_)
@@ -87,9 +140,11 @@ impl fmt::Display for FsError {
             FsError::BadName(why) => write!(f, "invalid file name ({why:?})"),
             FsError::Os { path, errno } => write!(f, "{path}: {}", errno.desc()),
             FsError::Ledger { path, source } => write!(f, "{path}: cannot write to the chain: {source}"),
-            FsError::Tampered { path, sealed, size } => {
-                write!(f, "{path}: {size} bytes on disk but {sealed} sealed; it was truncated outside wormfs")
-            }
+            FsError::Damaged { path, damage } => write!(f, "{path}: {damage}"),
+            FsError::Unsealed { files } => write!(
+                f,
+                "{files} files could not be sealed at unmount; the chain is left open so the next mount recovers them"
+            ),
             FsError::Shrank { path, at, end } => {
                 write!(f, "{path}: ended at byte {at} while hashing up to {end}; it shrank outside wormfs")
             }

@@ -12,14 +12,16 @@ use nix::sys::stat::FileStat;
 use nix::sys::time::TimeSpec;
 
 use super::backing::DataDir;
-use super::error::{io_errno, FsError, FsResult};
+use super::error::{io_errno, Damage, FsError, FsResult};
 use super::handles::{Access, FileHandle, HandleTable, OpenFile, OpenFiles, Writer};
+use super::history::History;
 use super::inodes::{InodeTable, ROOT_INO};
 use super::ledger::{Ledger, LedgerError};
 use super::metrics::Metrics;
 use super::path::RelPath;
 use super::policy::{self, AtimeEffect, NodeKind, Refusal};
-use super::seals::{self, Recovery, SealCause};
+use super::seals::{self, DamageLog, Recovery, SealCause};
+use super::segment::Hash;
 use super::sync::lock;
 use std::sync::Arc;
 
@@ -112,9 +114,28 @@ pub struct WormFs {
     /// Record every open for reading (`--audit-reads`).
     audit_reads: bool,
     metrics: Metrics,
+    /// Damage already recorded in the chain, so each is recorded once.
+    damage: DamageLog,
     /// Held by open() and by the retention-gated changes (unlink, rename, truncate), so no open
     /// can slip in between "nothing has it open" and the change itself.
     gate: std::sync::Mutex<()>,
+}
+
+/// What `start` did.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The Mount record.
+    pub mount_seq: u64,
+    /// Index entries the Mount record repaired.
+    pub repaired: usize,
+    pub recovery: Recovery,
+}
+
+/// What one pass of sealing open files did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sealed {
+    pub sealed: usize,
+    pub failed: usize,
 }
 
 /// The gauges of the moment, for the metrics file.
@@ -151,6 +172,7 @@ impl WormFs {
             open_files: OpenFiles::default(),
             audit_reads: false,
             metrics: Metrics::default(),
+            damage: DamageLog::default(),
             gate: std::sync::Mutex::new(()),
         })
     }
@@ -282,10 +304,45 @@ impl WormFs {
     fn truncate(&self, ino: u64, path: &RelPath, to: u64) -> FsResult<()> {
         let _gate = lock(&self.gate);
         let size = self.current_size(ino, path)?;
-        if self.ledger.truncate(path, size, to, self.is_open(ino)).map_err(|e| gated(path, e))?.is_some() {
+        let open = self.is_open(ino);
+        // The rules first (checked again under the chain lock), so a refused truncate costs
+        // nothing; then prove what stays still matches its seals, and hash the kept part of the
+        // segment the cut goes through, so every byte that stays remains checkable.
+        self.ledger.check_truncate(path, size, to, open).map_err(|e| gated(path, e))?;
+        if to == size {
+            return Ok(());
+        }
+        let kept = self.kept_part(path, to)?;
+        if self.ledger.truncate(path, size, to, open, kept).map_err(|e| gated(path, e))?.is_some() {
             self.data.truncate(path, to)?;
         }
         Ok(())
+    }
+
+    /// Before cutting `path` at `to`: every sealed range below the cut, and the whole range the
+    /// cut goes through, must still hash to its seal (else the truncate would hide tampering);
+    /// returns where the kept part of the cut range starts and its SHA-256. Replays the chain
+    /// for the file's ranges: truncates are rare, and only happen after retention expired.
+    fn kept_part(&self, path: &RelPath, to: u64) -> FsResult<(u64, Hash)> {
+        let history = History::replay(self.ledger.store()).map_err(|e| FsError::ledger(path, e.into()))?;
+        let (kept_start, ranges) = history.cut(path, to).ok_or_else(|| {
+            refused(
+                path,
+                Refusal::NotExpired {
+                    op: policy::Gated::Truncate,
+                    standing: crate::core::retention::Standing::Untracked,
+                },
+            )
+        })?;
+        let file = self.data.open_file(path, false)?;
+        for r in &ranges {
+            if seals::hash_range(&file, path, r.start, r.end)? != r.hash {
+                let damage = Damage::Changed { start: r.start, end: r.end };
+                log::error!("{path}: {damage}");
+                return Err(FsError::Damaged { path: path.clone(), damage });
+            }
+        }
+        Ok((kept_start, seals::hash_range(&file, path, kept_start, to)?))
     }
 
     /// SnapLock-style retention: setting a sealed file's atime to a future date asks to retain
@@ -306,8 +363,10 @@ impl WormFs {
     }
 
     /// Whether any handle, for reading or writing, has inode `ino` open.
+    /// An orphaned writer state (its last close could not seal) counts as open: its unsealed
+    /// bytes must be sealed before the file can go.
     fn is_open(&self, ino: u64) -> bool {
-        self.files.any(|h| h.ino == ino)
+        self.files.any(|h| h.ino == ino) || self.open_files.get(ino).is_some()
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
@@ -323,10 +382,24 @@ impl WormFs {
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
         self.data.create_file(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
+        if let Err(e) = self.history_must_have_ended(&path) {
+            let _ = self.data.unlink(&path);
+            return Err(e);
+        }
         self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
         self.record_create(&path, &attr)?;
         Ok(attr)
+    }
+
+    /// A name can be created only when the chain's history of it (if any) ended with a Delete or
+    /// Rename; otherwise its file vanished behind wormfs' back: damage, logged, and refused.
+    fn history_must_have_ended(&self, path: &RelPath) -> FsResult<()> {
+        if self.ledger.file(path).map_err(|e| FsError::ledger(path, e.into()))?.is_none() {
+            return Ok(());
+        }
+        self.damage.record(&self.ledger, path, Damage::Missing)?;
+        Err(FsError::Damaged { path: path.clone(), damage: Damage::Missing })
     }
 
     /// The Create record, once the file exists with its final owner and mode.
@@ -361,6 +434,13 @@ impl WormFs {
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
         match self.data.create_file(&path, mode & !umask & 0o7777) {
             Ok(file) => {
+                // The name was free on disk (O_EXCL), but if the chain's history of it never
+                // ended, its file was removed behind wormfs' back: take the new one away again.
+                if let Err(e) = self.history_must_have_ended(&path) {
+                    drop(file);
+                    let _ = self.data.unlink(&path);
+                    return Err(e);
+                }
                 self.own_new(&parent_path, &path, caller, mode & !umask)?;
                 let attr = self.remember(&path)?;
                 self.record_create(&path, &attr)?;
@@ -454,7 +534,7 @@ impl WormFs {
         // with whatever is on disk, so appends chain onto sealed bytes.
         let access = if writable {
             let shared = self.open_files.attach(ino, || {
-                let size = seals::catch_up(&self.ledger, path, &file)?.size;
+                let size = seals::catch_up(&self.ledger, &self.damage, path, &file)?;
                 let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
                 Ok(OpenFile::new(path.clone(), own, size))
             })?;
@@ -596,9 +676,15 @@ impl WormFs {
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
         if h.writer().is_some() {
+            // If the seal fails the state stays (with no handles), so the interval sealer, the
+            // next open or unmount can still seal exactly the bytes wormfs saw written.
             self.open_files.detach(h.ino, |state| {
-                if let Err(e) = seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
-                    log::error!("sealing {} at close failed: {e}", state.path);
+                match seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::error!("sealing {} at close failed: {e}; retried at the next seal", state.path);
+                        false
+                    }
                 }
             });
         }
@@ -607,29 +693,55 @@ impl WormFs {
 
     /// Seal every open file with unsealed bytes (the interval sealer and unmount call this).
     /// Returns how many files were sealed; failures are logged and retried next time.
-    pub fn seal_open_files(&self, cause: SealCause) -> usize {
-        let mut sealed = 0;
+    pub fn seal_open_files(&self, cause: SealCause) -> Sealed {
+        let mut done = Sealed::default();
         for shared in self.open_files.all() {
             let mut state = lock(&shared);
             if state.unsealed() == 0 {
                 continue;
             }
             match seals::seal_open(&self.ledger, &self.metrics, &mut state, cause) {
-                Ok(()) => sealed += 1,
-                Err(e) => log::error!("sealing {} ({cause:?}) failed: {e}", state.path),
+                Ok(()) => done.sealed += 1,
+                Err(e) => {
+                    done.failed += 1;
+                    log::error!("sealing {} ({cause:?}) failed: {e}", state.path)
+                }
             }
         }
-        sealed
+        self.open_files.drop_orphans();
+        done
     }
 
     /// At mount, before serving: seal what reached DATA_DIR unsealed.
-    pub fn recover(&self) -> FsResult<Recovery> {
-        seals::recover(&self.ledger, &self.data)
+    /// At mount, before serving: replay the chain as it stands, make the index's file and hold
+    /// tables say what it says (they are a cache, and may have been edited behind wormfs' back),
+    /// write the Mount record with those repairs, then hold every file in DATA_DIR against its
+    /// history (`seals::recover`). `adopt_existing`: a new chain may adopt the files it finds.
+    pub fn start(&self, software: &str, data_dir: &[u8], adopt_existing: bool) -> FsResult<Started> {
+        let root = RelPath::root();
+        let history = History::replay(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
+        let repairs = history.repairs(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
+        let repaired = repairs.len();
+        if repaired > 0 {
+            log::warn!(
+                "the index's file and hold tables disagree with the chain in {repaired} entries (changed outside wormfs); the Mount record repairs them"
+            );
+        }
+        let mount = self.ledger.mount(software, data_dir, repairs).map_err(|e| FsError::ledger(&root, e))?;
+        self.damage.seed(&history);
+        // A failed recovery leaves the chain open (no Unmount): its tails are not all sealed.
+        let recovery = seals::recover(&self.ledger, &self.data, &history, &self.damage, adopt_existing)?;
+        Ok(Started { mount_seq: mount.seq(), repaired, recovery })
     }
 
     /// At unmount: seal every tail, then close the chain with an Unmount record.
+    /// An Unmount promises every tail is sealed, so it is written only when that is true; if a
+    /// seal failed the chain stays open and the next mount recovers those bytes.
     pub fn shutdown(&self) -> FsResult<()> {
-        self.seal_open_files(SealCause::Unmount);
+        let done = self.seal_open_files(SealCause::Unmount);
+        if done.failed > 0 {
+            return Err(FsError::Unsealed { files: done.failed });
+        }
         self.ledger.unmount().map(|_| ()).map_err(|e| FsError::ledger(&RelPath::root(), e))
     }
 

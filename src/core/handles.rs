@@ -144,16 +144,24 @@ impl OpenFiles {
 
     /// A handle closed. When it was the file's last, `on_last` runs (to seal the file) before
     /// the state is dropped, with the table locked so a new open cannot read the index in
-    /// between and see the file as unsealed.
-    pub fn detach(&self, ino: u64, on_last: impl FnOnce(&mut OpenFile)) {
+    /// between and see the file as unsealed. When `on_last` returns false (the seal failed) the
+    /// state stays, with no handles, so its hashed bytes can still be sealed.
+    pub fn detach(&self, ino: u64, on_last: impl FnOnce(&mut OpenFile) -> bool) {
         let mut map = lock(&self.by_ino);
         let Some(state) = map.get(&ino).cloned() else { return };
         let mut s = lock(&state);
         s.handles = s.handles.saturating_sub(1);
-        if s.handles == 0 {
-            on_last(&mut s);
+        if s.handles == 0 && on_last(&mut s) {
             map.remove(&ino);
         }
+    }
+
+    /// Forget states with no handles and nothing left to seal (orphans whose retry succeeded).
+    pub fn drop_orphans(&self) {
+        lock(&self.by_ino).retain(|_, state| {
+            let s = lock(state);
+            s.handles > 0 || s.unsealed() > 0
+        });
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Mutex<OpenFile>>> {
@@ -183,13 +191,33 @@ mod tests {
         lock(&a).size = 12;
         assert_eq!(lock(&b).size, 12);
         let mut last_calls = 0;
-        files.detach(5, |_| last_calls += 1);
+        files.detach(5, |_| {
+            last_calls += 1;
+            true
+        });
         assert_eq!(last_calls, 0);
         files.detach(5, |s| {
             assert_eq!(s.size, 12);
-            last_calls += 1
+            last_calls += 1;
+            true
         });
         assert_eq!(last_calls, 1);
+        assert!(files.get(5).is_none());
+    }
+
+    #[test]
+    fn a_state_whose_last_seal_failed_stays_until_sealed() {
+        let files = OpenFiles::default();
+        files.attach(5, || open_file(10)).unwrap();
+        lock(&files.get(5).unwrap()).size = 12; // two bytes written, not sealed
+        files.detach(5, |_| false);
+        let orphan = files.get(5).expect("kept: its bytes are not sealed");
+        files.drop_orphans();
+        assert!(files.get(5).is_some(), "still unsealed");
+        let again = files.attach(5, || panic!("the next open joins the kept state")).unwrap();
+        assert!(Arc::ptr_eq(&orphan, &again));
+        lock(&again).sealed = 12;
+        files.detach(5, |_| true);
         assert!(files.get(5).is_none());
     }
 

@@ -34,6 +34,8 @@ pub enum LedgerError {
     },
     /// The index has no such file (never created through wormfs, or not adopted yet).
     UnknownFile(RelPath),
+    /// The path's history never ended (no Delete or Rename): it cannot begin again.
+    HistoryOpen(RelPath),
     /// A seal that does not start where the file's seals end: a bug or a racing writer, never
     /// something to sign.
     SealDoesNotContinue {
@@ -56,6 +58,9 @@ impl fmt::Display for LedgerError {
             LedgerError::Refused(r) => write!(f, "{r}"),
             LedgerError::HoldRefused { prefix, refusal } => write!(f, "{prefix}: {refusal}"),
             LedgerError::UnknownFile(p) => write!(f, "{p} is not a file in the index"),
+            LedgerError::HistoryOpen(p) => {
+                write!(f, "{p} has a history that never ended (its file is missing from the data directory)")
+            }
             LedgerError::SealDoesNotContinue { path, start, sealed } => {
                 write!(f, "{path}: a seal from byte {start} does not continue the sealed size {sealed}")
             }
@@ -210,19 +215,34 @@ impl Ledger {
         Ok(record)
     }
 
-    pub fn mount(&self, software: &str, data_dir: &[u8]) -> Result<Record, LedgerError> {
+    /// The Mount record; `repairs` bring the index's file and hold tables back in line with
+    /// the chain (see `mount::repairs`), committed with it.
+    pub fn mount(&self, software: &str, data_dir: &[u8], repairs: Vec<IndexUpdate>) -> Result<Record, LedgerError> {
         let payload = Payload::Mount { software: software.into(), key_id: self.key_id(), data_dir: data_dir.to_vec() };
-        self.append(|_, _| Ok((payload, vec![IndexUpdate::DataDir(data_dir.to_vec())])))
+        let mut updates = repairs;
+        updates.push(IndexUpdate::DataDir(data_dir.to_vec()));
+        self.append(|_, _| Ok((payload, updates)))
+    }
+
+    /// Record that `path` was found with `size` bytes where `sealed` are sealed, changed by
+    /// something other than wormfs. Nothing is sealed; the file's state stays as it was.
+    pub fn damaged(&self, path: &RelPath, sealed: u64, size: u64) -> Result<Record, LedgerError> {
+        self.append(|_, _| Ok((Payload::Damaged { path: path.clone(), sealed, size }, Vec::new())))
     }
 
     pub fn unmount(&self) -> Result<Record, LedgerError> {
         self.append(|_, _| Ok((Payload::Unmount, Vec::new())))
     }
 
-    /// A new file: recorded with an empty sealed state, retained from its creation.
+    /// A new file: recorded with an empty sealed state, retained from its creation. Refused for
+    /// a path whose history is still open (its backing file vanished behind wormfs' back): a
+    /// new Create would erase that history.
     pub fn create(&self, path: &RelPath, mode: u32, uid: u32, gid: u32) -> Result<Record, LedgerError> {
         let retention = self.policy.retention_for(path);
         self.append(|seq, time_ns| {
+            if self.store.file(path)?.is_some() {
+                return Err(LedgerError::HistoryOpen(path.clone()));
+            }
             let state = FileState {
                 sealed_size: 0,
                 file_hash: ZERO_HASH,
@@ -334,6 +354,8 @@ impl Ledger {
         self.append(|_, time_ns| {
             let state = self.store.file(from)?;
             let standing = self.standing(from, state.as_ref(), open, time_ns)?;
+            // A name with an open history is taken even when its backing file is gone.
+            let target_exists = target_exists || self.store.file(to)?.is_some();
             policy::rename_file(&standing, target_exists, exchange).map_err(LedgerError::Refused)?;
             let state = state.ok_or_else(|| LedgerError::UnknownFile(from.clone()))?;
             let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), state)];
@@ -343,12 +365,14 @@ impl Ledger {
 
     /// Truncate: a no-op to the current size (None: nothing recorded), smaller only once expired
     /// (checked and recorded before it happens; seals restart at `new_size`), never larger.
+    /// `kept` is where the part of the cut segment that stays begins, and its SHA-256.
     pub fn truncate(
         &self,
         path: &RelPath,
         old_size: u64,
         new_size: u64,
         open: bool,
+        kept: (u64, Hash),
     ) -> Result<Option<Record>, LedgerError> {
         if new_size == old_size {
             return Ok(None);
@@ -358,11 +382,24 @@ impl Ledger {
             let standing = self.standing(path, state.as_ref(), open, time_ns)?;
             policy::truncate(old_size, new_size, &standing).map_err(LedgerError::Refused)?;
             let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
-            let payload = Payload::Truncate { path: path.clone(), old_size, new_size };
+            let (kept_start, kept_hash) = kept;
+            let payload = Payload::Truncate { path: path.clone(), old_size, new_size, kept_start, kept_hash };
             let state = FileState { sealed_size: new_size, ..state };
             Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
         })
         .map(Some)
+    }
+
+    /// Whether a truncate would be allowed now (`truncate` checks again under the chain lock).
+    pub fn check_truncate(&self, path: &RelPath, old_size: u64, new_size: u64, open: bool) -> Result<(), LedgerError> {
+        let state = self.store.file(path)?;
+        let standing = self.standing(path, state.as_ref(), open, self.now())?;
+        policy::truncate(old_size, new_size, &standing).map_err(LedgerError::Refused)
+    }
+
+    /// The store behind the ledger (to replay the chain).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
     fn known(&self, path: &RelPath) -> Result<FileState, LedgerError> {

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod error;
 pub mod fs;
 pub mod handles;
+pub mod history;
 pub mod inodes;
 pub mod ledger;
 pub mod metrics;
@@ -19,7 +20,7 @@ pub mod store;
 mod sync;
 pub mod timefmt;
 
-pub use error::{FsError, FsResult};
-pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, TimeSet, WormFs, XattrReply};
+pub use error::{Damage, FsError, FsResult};
+pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, Started, TimeSet, WormFs, XattrReply};
 pub use path::RelPath;
 pub use policy::{NodeKind, Refusal};

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::error::Damage;
+use super::history::PriorRun;
 use super::retention::Standing;
 use super::timefmt::rfc3339_ns as timefmt_ns;
 
@@ -213,6 +215,45 @@ pub fn create_node(kind: NodeKind) -> Result<(), Refusal> {
     }
 }
 
+/// What mount-time recovery does with a file in DATA_DIR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtMount {
+    /// It is exactly as sealed.
+    Nothing,
+    /// Seal its unsealed tail (a Recovered record): only after an unclean stop, which explains
+    /// bytes written but not sealed.
+    SealTail,
+    /// Adopt it whole (a Recovered record, adopted): on a new chain asked to adopt what is
+    /// there, or after an unclean stop (a crash between creating a file and its Create record).
+    Adopt,
+    /// Record it as damaged and seal nothing: after a clean Unmount nothing can be unsealed, so
+    /// extra bytes (or an unknown file) were put there behind wormfs' back.
+    Damaged(Damage),
+}
+
+/// The recovery rule: `sealed` is the chain's sealed size for the path (None: no history).
+pub fn at_mount(prior: PriorRun, sealed: Option<u64>, size: u64, adopt_existing: bool) -> AtMount {
+    match sealed {
+        Some(sealed) if size == sealed => AtMount::Nothing,
+        Some(sealed) if size < sealed => AtMount::Damaged(Damage::Shrank { sealed, size }),
+        Some(_) if prior == PriorRun::Unclean => AtMount::SealTail,
+        Some(sealed) => AtMount::Damaged(Damage::Grew { sealed, size }),
+        None if prior == PriorRun::Unclean || (prior == PriorRun::None && adopt_existing) => AtMount::Adopt,
+        None => AtMount::Damaged(Damage::Untracked { size }),
+    }
+}
+
+/// Before appending to a file while mounted: the daemon wrote every byte it sealed and seals
+/// what it writes, so the file must be exactly its sealed size.
+pub fn before_append(sealed: Option<u64>, size: u64) -> Result<(), Damage> {
+    match sealed {
+        Some(sealed) if size == sealed => Ok(()),
+        Some(sealed) if size < sealed => Err(Damage::Shrank { sealed, size }),
+        Some(sealed) => Err(Damage::Grew { sealed, size }),
+        None => Err(Damage::Untracked { size }),
+    }
+}
+
 /// Opening a node as a file: regular files only (directories never reach open).
 pub fn open_node(kind: NodeKind) -> Result<(), Refusal> {
     match kind {
@@ -405,6 +446,27 @@ mod tests {
         let shown = Refusal::NotExpired { op: Gated::Unlink, standing: untracked }.to_string();
         assert!(shown.contains("no record"), "{shown}");
         assert!(!shown.contains("2554"), "no made-up date: {shown}");
+    }
+
+    #[test]
+    fn recovery_seals_only_what_a_crash_explains() {
+        use PriorRun::*;
+        assert_eq!(at_mount(Clean, Some(5), 5, false), AtMount::Nothing);
+        assert_eq!(at_mount(Unclean, Some(5), 9, false), AtMount::SealTail);
+        assert_eq!(at_mount(Clean, Some(5), 9, false), AtMount::Damaged(Damage::Grew { sealed: 5, size: 9 }));
+        assert_eq!(at_mount(Unclean, Some(5), 2, false), AtMount::Damaged(Damage::Shrank { sealed: 5, size: 2 }));
+        assert_eq!(at_mount(None, Option::None, 3, true), AtMount::Adopt);
+        assert_eq!(at_mount(Unclean, Option::None, 3, false), AtMount::Adopt);
+        assert_eq!(at_mount(Clean, Option::None, 3, true), AtMount::Damaged(Damage::Untracked { size: 3 }));
+        assert_eq!(at_mount(None, Option::None, 3, false), AtMount::Damaged(Damage::Untracked { size: 3 }));
+    }
+
+    #[test]
+    fn appends_go_only_onto_exactly_the_sealed_bytes() {
+        assert_eq!(before_append(Some(4), 4), Ok(()));
+        assert_eq!(before_append(Some(4), 6), Err(Damage::Grew { sealed: 4, size: 6 }));
+        assert_eq!(before_append(Some(4), 1), Err(Damage::Shrank { sealed: 4, size: 1 }));
+        assert_eq!(before_append(None, 1), Err(Damage::Untracked { size: 1 }));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub enum Kind {
     Truncate = 12,
     ClockJump = 13,
     Access = 14,
+    Damaged = 15,
 }
 
 impl Kind {
@@ -54,6 +55,7 @@ impl Kind {
             12 => Kind::Truncate,
             13 => Kind::ClockJump,
             14 => Kind::Access,
+            15 => Kind::Damaged,
             _ => return None,
         })
     }
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Truncate => "Truncate",
             Kind::ClockJump => "ClockJump",
             Kind::Access => "Access",
+            Kind::Damaged => "Damaged",
         }
     }
 }
@@ -139,10 +142,15 @@ pub enum Payload {
         to: RelPath,
     },
     /// A file whose retention had expired was truncated; later seals start at `new_size`.
+    /// `kept_hash` is SHA-256 of bytes [kept_start, new_size): the part of the segment the cut
+    /// went through that stays (`kept_start` is that segment's start, or `new_size` when the
+    /// cut falls on a seal boundary), so every byte that stays remains checkable.
     Truncate {
         path: RelPath,
         old_size: u64,
         new_size: u64,
+        kept_start: u64,
+        kept_hash: Hash,
     },
     /// The system clock was behind the newest record: records use `floor_ns` instead.
     ClockJump {
@@ -155,6 +163,14 @@ pub enum Payload {
         uid: u32,
         pid: u32,
         command: String,
+    },
+    /// wormfs found a file whose size is not its sealed size and that it did not change: more
+    /// bytes (appended behind its back; they are not sealed, and the file takes no appends) or
+    /// fewer (truncated behind its back).
+    Damaged {
+        path: RelPath,
+        sealed: u64,
+        size: u64,
     },
 }
 
@@ -173,6 +189,7 @@ impl Payload {
             Payload::Truncate { .. } => Kind::Truncate,
             Payload::ClockJump { .. } => Kind::ClockJump,
             Payload::Access { .. } => Kind::Access,
+            Payload::Damaged { .. } => Kind::Damaged,
         }
     }
 
@@ -192,7 +209,8 @@ impl Payload {
             | Payload::Delete { path, .. }
             | Payload::Retention { path, .. }
             | Payload::Truncate { path, .. }
-            | Payload::Access { path, .. } => Some(path),
+            | Payload::Access { path, .. }
+            | Payload::Damaged { path, .. } => Some(path),
             Payload::Hold { prefix, .. } => Some(prefix),
             Payload::Rename { from, .. } => Some(from),
             other => other.segment().map(|s| &s.path),
@@ -248,10 +266,12 @@ impl Payload {
                 put_bytes(out, from.as_os_str().as_bytes());
                 put_bytes(out, to.as_os_str().as_bytes());
             }
-            Payload::Truncate { path, old_size, new_size } => {
+            Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => {
                 put_bytes(out, path.as_os_str().as_bytes());
                 out.extend_from_slice(&old_size.to_be_bytes());
                 out.extend_from_slice(&new_size.to_be_bytes());
+                out.extend_from_slice(&kept_start.to_be_bytes());
+                out.extend_from_slice(kept_hash);
             }
             Payload::ClockJump { system_ns, floor_ns } => {
                 out.extend_from_slice(&system_ns.to_be_bytes());
@@ -262,6 +282,11 @@ impl Payload {
                 out.extend_from_slice(&uid.to_be_bytes());
                 out.extend_from_slice(&pid.to_be_bytes());
                 put_bytes(out, command.as_bytes());
+            }
+            Payload::Damaged { path, sealed, size } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&sealed.to_be_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
             }
         }
     }
@@ -292,11 +317,12 @@ impl Payload {
             Kind::Retention => Payload::Retention { path: r.path()?, retain_until_ns: r.u64()?, uid: r.u32()? },
             Kind::Rename => Payload::Rename { from: r.path()?, to: r.path()? },
             Kind::Truncate => {
-                let (path, old_size, new_size) = (r.path()?, r.u64()?, r.u64()?);
-                if new_size > old_size {
+                let (path, old_size, new_size, kept_start, kept_hash) =
+                    (r.path()?, r.u64()?, r.u64()?, r.u64()?, r.fixed()?);
+                if new_size > old_size || kept_start > new_size {
                     return Err(DecodeError::BadSegment);
                 }
-                Payload::Truncate { path, old_size, new_size }
+                Payload::Truncate { path, old_size, new_size, kept_start, kept_hash }
             }
             Kind::ClockJump => Payload::ClockJump { system_ns: r.u64()?, floor_ns: r.u64()? },
             Kind::Access => Payload::Access {
@@ -305,6 +331,7 @@ impl Payload {
                 pid: r.u32()?,
                 command: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| DecodeError::BadText)?,
             },
+            Kind::Damaged => Payload::Damaged { path: r.path()?, sealed: r.u64()?, size: r.u64()? },
         })
     }
 }
@@ -541,9 +568,10 @@ mod tests {
             Payload::Hold { prefix: RelPath::root(), set: false, reason: "released".into(), uid: 7 },
             Payload::Retention { path: path("a.log"), retain_until_ns: 77, uid: 0 },
             Payload::Rename { from: path("a.log"), to: path("archive/a.log") },
-            Payload::Truncate { path: path("a.log"), old_size: 10, new_size: 4 },
+            Payload::Truncate { path: path("a.log"), old_size: 10, new_size: 4, kept_start: 2, kept_hash: [6; 32] },
             Payload::ClockJump { system_ns: 5, floor_ns: 9 },
             Payload::Access { path: path("a.log"), uid: 1000, pid: 4242, command: "cat".into() },
+            Payload::Damaged { path: path("a.log"), sealed: 10, size: 12 },
         ]
     }
 
@@ -573,6 +601,18 @@ mod tests {
         assert_eq!(&bytes[22..54], &[3; 32]);
         assert_eq!(&bytes[54..86], &sha256(&bytes[..54]));
         assert_eq!(bytes.len(), 86 + 64);
+    }
+
+    #[test]
+    fn a_truncate_keeps_its_cut_inside_the_file() {
+        let truncate = |new_size, kept_start| {
+            let payload =
+                Payload::Truncate { path: path("a.log"), old_size: 10, new_size, kept_start, kept_hash: [0; 32] };
+            Record::decode(&record(payload).encode())
+        };
+        assert!(truncate(4, 4).is_ok());
+        assert_eq!(truncate(4, 5), Err(DecodeError::BadSegment), "the kept part starts after the cut");
+        assert_eq!(truncate(11, 0), Err(DecodeError::BadSegment), "a truncate never grows");
     }
 
     #[test]

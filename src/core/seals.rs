@@ -4,15 +4,21 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use log::{info, warn};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use log::{error, info, warn};
 
 use super::backing::DataDir;
-use super::error::{io_errno, FsError, FsResult};
+use super::error::{io_errno, Damage, FsError, FsResult};
 use super::handles::OpenFile;
+use super::history::{History, PriorRun};
 use super::ledger::{Ledger, SealKind};
 use super::metrics::{Metrics, SealFailure};
 use super::path::RelPath;
+use super::policy::{self, AtMount};
 use super::segment::SegmentHasher;
+use super::sync::lock;
 
 /// Why a seal is being written (for logs).
 #[derive(Debug, Clone, Copy)]
@@ -52,41 +58,50 @@ pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause
     Ok(())
 }
 
-/// What `catch_up` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CaughtUp {
-    /// The file's size, now all sealed.
-    pub size: u64,
-    /// Whether a Recovered record had to be written.
-    pub recovered: bool,
+/// The damage already on the chain, so each finding is recorded once (per path and sizes), not at
+/// every open or mount.
+#[derive(Debug, Default)]
+pub struct DamageLog {
+    recorded: Mutex<HashSet<(RelPath, u64, u64)>>,
 }
 
-/// Bring the index up to date with a backing file before wormfs appends to it: bytes beyond the
-/// sealed size are hashed from disk and sealed in a `Recovered` record (`adopted` when the
-/// index did not know the file at all).
-pub fn catch_up(ledger: &Ledger, path: &RelPath, file: &File) -> FsResult<CaughtUp> {
+impl DamageLog {
+    /// What the chain already records (its Damaged records since each history began).
+    pub fn seed(&self, history: &History) {
+        let mut recorded = lock(&self.recorded);
+        for (path, (_, sealed, size)) in &history.damage {
+            recorded.insert((path.clone(), *sealed, *size));
+        }
+    }
+
+    /// Record `damage` of `path` in the chain, unless it already is; log it either way.
+    pub fn record(&self, ledger: &Ledger, path: &RelPath, damage: Damage) -> FsResult<()> {
+        error!("{path}: {damage}");
+        let Some((sealed, size)) = damage.sizes() else { return Ok(()) };
+        if !lock(&self.recorded).insert((path.clone(), sealed, size)) {
+            return Ok(());
+        }
+        ledger.damaged(path, sealed, size).map_err(|e| FsError::ledger(path, e))?;
+        Ok(())
+    }
+}
+
+/// Before wormfs appends to a file it is opening for writing: the file must be exactly what
+/// the chain sealed. While mounted, every byte of it came through the mount and was sealed at
+/// its last close; anything else was done behind wormfs' back, is recorded as damage, and the
+/// file takes no appends (reads still work). Returns the size.
+pub fn catch_up(ledger: &Ledger, damage: &DamageLog, path: &RelPath, file: &File) -> FsResult<u64> {
     let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
-    let known = ledger.file(path).map_err(|e| FsError::ledger(path, e.into()))?;
-    let sealed = known.map(|s| s.sealed_size).unwrap_or(0);
-    if size < sealed {
-        return Err(FsError::Tampered { path: path.clone(), sealed, size });
-    }
-    if size == sealed && known.is_some() {
-        return Ok(CaughtUp { size, recovered: false });
-    }
-    file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
-    let segment_hash = hash_range(file, path, sealed, size)?;
-    let kind = if known.is_none() { SealKind::Adopted } else { SealKind::Recovered };
-    let record = ledger.seal(path, sealed, size, segment_hash, kind).map_err(|e| FsError::ledger(path, e))?;
-    if kind == SealKind::Adopted {
-        warn!("{path}: not in the index; adopted its {size} bytes (record {})", record.seq());
-    } else {
-        info!("{path}: sealed {} bytes found unsealed (record {})", size - sealed, record.seq());
-    }
-    Ok(CaughtUp { size, recovered: true })
+    let sealed = ledger.file(path).map_err(|e| FsError::ledger(path, e.into()))?.map(|s| s.sealed_size);
+    policy::before_append(sealed, size).or_else(|found| {
+        damage.record(ledger, path, found)?;
+        Err(FsError::Damaged { path: path.clone(), damage: found })
+    })?;
+    Ok(size)
 }
 
-fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8; 32]> {
+/// SHA-256 of bytes [start, end) of `file`, read from disk.
+pub fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8; 32]> {
     let mut hasher = SegmentHasher::default();
     let mut buf = vec![0u8; 1 << 20];
     let mut at = start;
@@ -109,34 +124,46 @@ fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8
 #[derive(Debug, Default, Clone)]
 pub struct Recovery {
     pub files_checked: u64,
+    /// Files whose tail was sealed, or that were adopted.
     pub recovered: u64,
-    /// Files the index knows that are gone from DATA_DIR, or shorter than sealed: verify's job to
-    /// report; wormfs logs them and leaves them alone.
+    /// What was wrong, one line each (each also logged, and recorded where it can be): verify
+    /// reports them; wormfs seals none of it.
     pub damaged: Vec<String>,
 }
 
-/// At mount: seal whatever reached DATA_DIR without a seal (an unclean stop, or files placed
-/// there while unmounted), walking every regular file.
-pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
+/// At mount, before serving: hold every file in DATA_DIR against its history (replayed from the
+/// chain before this mount's Mount record) and do what `policy::at_mount` says. One file that
+/// cannot be read, or a directory that cannot be listed, is damage to report, never a reason to
+/// stop the mount.
+pub fn recover(
+    ledger: &Ledger,
+    data: &DataDir,
+    history: &History,
+    damage: &DamageLog,
+    adopt_existing: bool,
+) -> FsResult<Recovery> {
+    let prior = history.prior_run();
     let mut report = Recovery::default();
     let mut dirs = vec![RelPath::root()];
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     while let Some(dir) = dirs.pop() {
-        let entries = data.read_dir(&dir).map_err(|e| FsError::os(&dir, e))?;
+        let entries = match data.read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                report.damaged.push(format!("{dir}: cannot list: {}", e.desc()));
+                continue;
+            }
+        };
         for entry in entries {
-            let path = dir.join(&entry.name)?;
+            let Ok(path) = dir.join(&entry.name) else { continue };
             match entry.file_type {
                 libc::S_IFDIR => dirs.push(path),
                 libc::S_IFREG => {
                     report.files_checked += 1;
-                    let file = data.open_file(&path, false)?;
-                    match catch_up(ledger, &path, &file) {
-                        Ok(caught) => report.recovered += u64::from(caught.recovered),
-                        Err(FsError::Tampered { path, sealed, size }) => {
-                            warn!("{path}: {size} bytes on disk but {sealed} sealed: truncated outside wormfs");
-                            report.damaged.push(format!("{path}: truncated to {size} of {sealed} sealed bytes"));
-                        }
-                        Err(e) => return Err(e),
+                    match recover_file(ledger, data, history, damage, prior, adopt_existing, &path) {
+                        Ok(true) => report.recovered += 1,
+                        Ok(false) => {}
+                        Err(e) => report.damaged.push(e.to_string()),
                     }
                     seen.insert(path);
                 }
@@ -144,11 +171,42 @@ pub fn recover(ledger: &Ledger, data: &DataDir) -> FsResult<Recovery> {
             }
         }
     }
-    for (path, _) in ledger.files().map_err(|e| FsError::ledger(&RelPath::root(), e.into()))? {
-        if !seen.contains(&path) {
-            warn!("{path}: in the index but missing from the data directory");
-            report.damaged.push(format!("{path}: missing"));
-        }
+    for path in history.files.keys().filter(|p| !seen.contains(*p)) {
+        let e = FsError::Damaged { path: path.clone(), damage: Damage::Missing };
+        warn!("{e}");
+        report.damaged.push(e.to_string());
     }
     Ok(report)
+}
+
+/// One file at mount; Ok(true) when a Recovered record was written.
+fn recover_file(
+    ledger: &Ledger,
+    data: &DataDir,
+    history: &History,
+    damage: &DamageLog,
+    prior: PriorRun,
+    adopt_existing: bool,
+    path: &RelPath,
+) -> FsResult<bool> {
+    let file = data.open_file(path, false)?;
+    let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
+    let sealed = history.files.get(path).map(|h| h.sealed);
+    let (start, kind) = match policy::at_mount(prior, sealed, size, adopt_existing) {
+        AtMount::Nothing => return Ok(false),
+        AtMount::Damaged(found) => {
+            damage.record(ledger, path, found)?;
+            return Err(FsError::Damaged { path: path.clone(), damage: found });
+        }
+        AtMount::SealTail => (sealed.unwrap_or(0), SealKind::Recovered),
+        AtMount::Adopt => (0, SealKind::Adopted),
+    };
+    file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
+    let segment_hash = hash_range(&file, path, start, size)?;
+    let record = ledger.seal(path, start, size, segment_hash, kind).map_err(|e| FsError::ledger(path, e))?;
+    match kind {
+        SealKind::Adopted => warn!("{path}: not in the chain; adopted its {size} bytes (record {})", record.seq()),
+        _ => info!("{path}: sealed {} bytes left unsealed by an unclean stop (record {})", size - start, record.seq()),
+    }
+    Ok(true)
 }

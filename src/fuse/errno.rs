@@ -18,7 +18,9 @@ pub fn to_errno(err: &FsError) -> Errno {
         FsError::XattrTooLarge { .. } => Errno::ERANGE,
         FsError::Os { errno, .. } => Errno::from_i32(*errno as i32),
         // The caller cannot fix any of these; EIO says "the filesystem failed", the log says why.
-        FsError::Ledger { .. } | FsError::Tampered { .. } | FsError::Shrank { .. } => Errno::EIO,
+        FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
+            Errno::EIO
+        }
     }
 }
 

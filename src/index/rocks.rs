@@ -679,7 +679,7 @@ mod tests {
         ));
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
         let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0)).unwrap();
-        match ledger.mount("test", b"/d") {
+        match ledger.mount("test", b"/d", Vec::new()) {
             Err(LedgerError::Store(StoreError::SeqExhausted { head: u64::MAX })) => {}
             other => panic!("expected SeqExhausted, got {other:?}"),
         }

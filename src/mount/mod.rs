@@ -148,7 +148,7 @@ impl fmt::Display for MountError {
                 data.display(),
                 index.display()
             ),
-            MountError::Recovery(e) => write!(f, "recovery at mount failed: {e}"),
+            MountError::Recovery(e) => write!(f, "starting the chain and recovery at mount failed: {e}"),
             MountError::Config(e) => write!(f, "bad configuration: {e}"),
         }
     }
@@ -179,15 +179,12 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads),
     );
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
-    let mount_record =
-        ledger.mount(&software, checked.data.as_os_str().as_encoded_bytes()).map_err(MountError::Ledger)?;
-    // A failed recovery leaves the chain open (no Unmount): its tails are not all sealed.
-    let recovery = filesystem.recover().map_err(MountError::Recovery)?;
+    let data_dir = checked.data.as_os_str().as_encoded_bytes();
+    let started = filesystem.start(&software, data_dir, checked.adopt_existing).map_err(MountError::Recovery)?;
+    let recovery = &started.recovery;
     info!(
         "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",
-        mount_record.seq(),
-        recovery.files_checked,
-        recovery.recovered
+        started.mount_seq, recovery.files_checked, recovery.recovered
     );
     for damage in &recovery.damaged {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");

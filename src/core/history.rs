@@ -1,0 +1,754 @@
+//! The one replay of the chain: records in, per-file histories and the findings the records
+//! show by themselves out. The daemon replays it at mount (and holds it against the backing
+//! files and the index), verify replays it before re-hashing, and both therefore agree on what
+//! a file's history is: where it began, which byte ranges are sealed with which hash, how long it
+//! is retained, and how (if at all) it ended.
+//!
+//! Feed every decoded record, in chain order, to `History::apply`. Pure: no I/O, no clock.
+
+use std::collections::BTreeMap;
+
+use super::path::RelPath;
+use super::record::{Payload, Record, Segment};
+use super::retention::{self, Standing};
+use super::segment::{next_file_hash, Hash, ZERO_HASH};
+use super::store::{FileState, HoldState, IndexUpdate, Store, StoreResult};
+
+/// A byte range of a file and the SHA-256 its bytes must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRange {
+    /// The record that states it (a Seal, a Recovered, or the Truncate that kept part of a cut
+    /// segment).
+    pub seq: u64,
+    pub start: u64,
+    pub end: u64,
+    pub hash: Hash,
+}
+
+/// How a file's history began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A Create record: made through the mount.
+    Created { seq: u64 },
+    /// A Recovered record with `adopted`: found in DATA_DIR at a mount, unknown to the chain.
+    Adopted { seq: u64 },
+    /// A Rename record moved a history here.
+    Renamed { from: RelPath, seq: u64 },
+    /// No record began it (a Seal for a path never created): a finding already.
+    Unknown,
+}
+
+/// One file's history as the chain tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHistory {
+    pub origin: Origin,
+    /// Seq of the Create (0 when adopted, renamed in from an adoption, or unknown).
+    pub created_seq: u64,
+    /// Ranges to re-hash, in file order; together they cover [0, sealed) unless the seals are
+    /// broken (a finding).
+    pub ranges: Vec<CheckedRange>,
+    /// Bytes [0, sealed) are covered by seals.
+    pub sealed: u64,
+    pub file_hash: Hash,
+    pub last_seal_seq: u64,
+    pub retain_until_ns: u64,
+    /// The seals stopped chaining at some record (already a finding).
+    pub broken: bool,
+}
+
+impl FileHistory {
+    fn new(origin: Origin, created_seq: u64) -> FileHistory {
+        FileHistory {
+            origin,
+            created_seq,
+            ranges: Vec::new(),
+            sealed: 0,
+            file_hash: ZERO_HASH,
+            last_seal_seq: 0,
+            retain_until_ns: 0,
+            broken: false,
+        }
+    }
+
+    /// What the index's `files` column family must hold for this file.
+    pub fn state(&self) -> FileState {
+        FileState {
+            sealed_size: self.sealed,
+            file_hash: self.file_hash,
+            created_seq: self.created_seq,
+            last_seal_seq: self.last_seal_seq,
+            retain_until_ns: self.retain_until_ns,
+        }
+    }
+}
+
+/// How the newest run before a Mount ended, which decides what its recovery may seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorRun {
+    /// The chain's first Mount: a new chain (adopting existing files is what `--adopt-existing`
+    /// asked for).
+    None,
+    /// The run before ended with an Unmount: every tail was sealed, so nothing can be found
+    /// unsealed.
+    Clean,
+    /// The run before ended without an Unmount (a crash, kill -9, power loss).
+    Unclean,
+}
+
+/// Where the chain stands between records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No Mount yet.
+    Never,
+    /// Mounted; `recovering` while only the mount's recovery records have followed the Mount.
+    Up { prior: PriorRun, recovering: bool },
+    /// After an Unmount: only admin records (holds, retention) may follow until the next Mount.
+    Down,
+}
+
+/// Something the records themselves show is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryFinding {
+    /// A Create, or a Rename onto a name, for a path whose history no Delete or Rename ended:
+    /// it would erase that history.
+    Recreated { path: RelPath, seq: u64, earlier: Origin },
+    /// A Seal or Recovered record for a path that no Create, adoption or Rename began.
+    SealWithoutOrigin { path: RelPath, seq: u64 },
+    /// A Delete, Rename, Truncate or Retention for a path that has no history.
+    NoHistory { path: RelPath, op: &'static str, seq: u64 },
+    /// A seal does not start where the file's seals end, or its file_hash does not chain.
+    SealsDoNotChain { path: RelPath, seq: u64 },
+    /// A Delete, Rename or Truncate before the file's retain-until.
+    ChangedBeforeExpiry { path: RelPath, op: &'static str, seq: u64, retain_until_ns: u64 },
+    /// A Delete, Rename or Truncate while a legal hold covered the file.
+    ChangedUnderHold { path: RelPath, op: &'static str, seq: u64, hold: RelPath },
+    /// A Truncate whose kept part does not start at the start of the segment it cut.
+    TruncateMisplaced { path: RelPath, seq: u64 },
+    /// Bytes sealed by the recovery of a mount whose previous run ended cleanly: nothing can
+    /// be unsealed after an Unmount, so they were added behind wormfs' back.
+    SealedAfterCleanUnmount { path: RelPath, start: u64, end: u64, seq: u64 },
+    /// A Recovered record anywhere but right after a Mount (recovery runs before serving).
+    RecoveredOutsideRecovery { path: RelPath, seq: u64 },
+    /// A record the daemon only writes while mounted, between an Unmount and the next Mount.
+    WhileUnmounted { seq: u64, kind: &'static str },
+    /// wormfs recorded that it found the file changed outside it.
+    Damaged { path: RelPath, seq: u64, sealed: u64, size: u64 },
+}
+
+/// Worth knowing, not proof of tampering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryWarning {
+    /// A file adopted at a mount: found in DATA_DIR without a Create.
+    Adopted { path: RelPath, seq: u64 },
+    /// Bytes sealed by recovery after an unclean stop: they were on disk past the last seal,
+    /// which a crash explains, but nothing proves they came through the mount.
+    RecoveredUnproven { path: RelPath, start: u64, end: u64, seq: u64 },
+}
+
+/// A file history that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Deleted { seq: u64 },
+    RenamedTo { to: RelPath, seq: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The files whose history is open, by path.
+    pub files: BTreeMap<RelPath, FileHistory>,
+    /// The holds in force, by prefix.
+    pub holds: BTreeMap<RelPath, HoldState>,
+    /// Paths whose last history ended (and none began since).
+    pub ended: BTreeMap<RelPath, Ended>,
+    /// Renames, by new name: (old name, seq).
+    pub renamed: BTreeMap<RelPath, (RelPath, u64)>,
+    /// The newest Damaged record about each path since its history began: (seq, sealed, size).
+    pub damage: BTreeMap<RelPath, (u64, u64, u64)>,
+    pub findings: Vec<HistoryFinding>,
+    pub warnings: Vec<HistoryWarning>,
+    phase: Phase,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            files: BTreeMap::new(),
+            holds: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            renamed: BTreeMap::new(),
+            damage: BTreeMap::new(),
+            findings: Vec::new(),
+            warnings: Vec::new(),
+            phase: Phase::Never,
+        }
+    }
+}
+
+impl History {
+    /// Replay every record in `store`. Records that do not decode are skipped: the daemon
+    /// replays its own index to know each file's history, and verify is the one that reports
+    /// damage to the chain itself.
+    pub fn replay(store: &dyn Store) -> StoreResult<History> {
+        let mut history = History::default();
+        store.scan_records(1, &mut |_, bytes| {
+            if let Ok(record) = Record::decode(bytes) {
+                history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
+            }
+            true
+        })?;
+        Ok(history)
+    }
+
+    /// The changes that make the index's file and hold tables say what the chain says: a
+    /// `files` or `holds` entry edited, planted or removed behind wormfs' back would otherwise
+    /// steer what the daemon seals and allows. The chain is signed; the tables are a cache.
+    /// A retain-until is never lowered: a Create's retention is not in its record, so the
+    /// index may rightly hold a later one than the chain shows.
+    pub fn repairs(&self, store: &dyn Store) -> StoreResult<Vec<IndexUpdate>> {
+        let mut updates = Vec::new();
+        let indexed: BTreeMap<RelPath, FileState> = store.files()?.into_iter().collect();
+        for (path, h) in &self.files {
+            let mut want = h.state();
+            if let Some(have) = indexed.get(path) {
+                want.retain_until_ns = want.retain_until_ns.max(have.retain_until_ns);
+                if *have == want {
+                    continue;
+                }
+            }
+            updates.push(IndexUpdate::File(path.clone(), want));
+        }
+        for path in indexed.keys().filter(|p| !self.files.contains_key(*p)) {
+            updates.push(IndexUpdate::RemoveFile(path.clone()));
+        }
+        let held: BTreeMap<RelPath, HoldState> = store.holds()?.into_iter().collect();
+        for (prefix, hold) in &self.holds {
+            if held.get(prefix) != Some(hold) {
+                updates.push(IndexUpdate::Hold(prefix.clone(), hold.clone()));
+            }
+        }
+        for prefix in held.keys().filter(|p| !self.holds.contains_key(*p)) {
+            updates.push(IndexUpdate::RemoveHold(prefix.clone()));
+        }
+        Ok(updates)
+    }
+
+    /// Whether the newest run ended with an Unmount (admin records may follow it).
+    pub fn closed(&self) -> bool {
+        self.phase == Phase::Down
+    }
+
+    /// How a Mount made now would find the run before it.
+    pub fn prior_run(&self) -> PriorRun {
+        match self.phase {
+            Phase::Never => PriorRun::None,
+            Phase::Down => PriorRun::Clean,
+            Phase::Up { .. } => PriorRun::Unclean,
+        }
+    }
+
+    /// Replay one record (the chain's records in order; undecodable ones skipped).
+    pub fn apply(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
+        self.check_phase(seq, payload);
+        match payload {
+            Payload::Mount { .. } => {
+                self.phase = Phase::Up { prior: self.prior_run(), recovering: true };
+            }
+            Payload::Unmount => self.phase = Phase::Down,
+            Payload::Create { path, .. } => self.begin(path, seq, Origin::Created { seq }, seq),
+            Payload::Seal(s) => self.seal(seq, s),
+            Payload::Recovered { segment, adopted } => self.recovered(seq, segment, *adopted),
+            Payload::Delete { path, .. } => {
+                if self.gated(path, "delete", seq, time_ns) {
+                    self.files.remove(path);
+                    self.damage.remove(path);
+                    self.ended.insert(path.clone(), Ended::Deleted { seq });
+                }
+            }
+            Payload::Rename { from, to } => {
+                if self.gated(from, "rename", seq, time_ns) {
+                    let moved = self.files.remove(from).expect("gated found it");
+                    if let Some(damage) = self.damage.remove(from) {
+                        self.damage.insert(to.clone(), damage);
+                    }
+                    self.ended.insert(from.clone(), Ended::RenamedTo { to: to.clone(), seq });
+                    self.begin(to, seq, Origin::Renamed { from: from.clone(), seq }, moved.created_seq);
+                    // The history moves whole: its seals, retention and damage follow it.
+                    let origin = self.files[to].origin.clone();
+                    self.files.insert(to.clone(), FileHistory { origin, ..moved });
+                    self.renamed.insert(to.clone(), (from.clone(), seq));
+                }
+            }
+            Payload::Truncate { path, new_size, kept_start, kept_hash, .. } => {
+                if self.gated(path, "truncate", seq, time_ns) {
+                    self.truncate(path, seq, *new_size, *kept_start, *kept_hash);
+                }
+            }
+            Payload::Retention { path, retain_until_ns, .. } => match self.files.get_mut(path) {
+                Some(h) => h.retain_until_ns = h.retain_until_ns.max(*retain_until_ns),
+                None => self.findings.push(HistoryFinding::NoHistory { path: path.clone(), op: "retention", seq }),
+            },
+            Payload::Hold { prefix, set, reason, uid } => {
+                if *set {
+                    self.holds.insert(prefix.clone(), HoldState { reason: reason.clone(), uid: *uid, seq });
+                } else {
+                    self.holds.remove(prefix);
+                }
+            }
+            Payload::Damaged { path, sealed, size } => {
+                self.findings.push(HistoryFinding::Damaged { path: path.clone(), seq, sealed: *sealed, size: *size });
+                self.damage.insert(path.clone(), (seq, *sealed, *size));
+            }
+            Payload::ClockJump { .. } | Payload::Access { .. } => {}
+        }
+    }
+
+    /// Records that only a mounted daemon writes must come between a Mount and an Unmount;
+    /// recovery's records only directly after a Mount.
+    fn check_phase(&mut self, seq: u64, payload: &Payload) {
+        let mounted_only = !matches!(
+            payload,
+            Payload::Mount { .. } | Payload::Hold { .. } | Payload::Retention { .. } | Payload::ClockJump { .. }
+        );
+        if mounted_only && !matches!(self.phase, Phase::Up { .. }) {
+            self.findings.push(HistoryFinding::WhileUnmounted { seq, kind: payload.kind().name() });
+        }
+        // Recovery writes only Recovered and Damaged records (and a ClockJump if the clock is
+        // behind); anything else means serving has begun.
+        if let Phase::Up { recovering: true, prior } = self.phase {
+            let still =
+                matches!(payload, Payload::Recovered { .. } | Payload::Damaged { .. } | Payload::ClockJump { .. });
+            if !still {
+                self.phase = Phase::Up { prior, recovering: false };
+            }
+        }
+    }
+
+    /// A history begins at `path`; one already open there is a finding (and is replaced, so
+    /// the later records are checked against the history they claim to continue).
+    fn begin(&mut self, path: &RelPath, seq: u64, origin: Origin, created_seq: u64) {
+        if let Some(earlier) = self.files.get(path) {
+            self.findings.push(HistoryFinding::Recreated { path: path.clone(), seq, earlier: earlier.origin.clone() });
+        }
+        self.ended.remove(path);
+        self.files.insert(path.clone(), FileHistory::new(origin, created_seq));
+    }
+
+    fn seal(&mut self, seq: u64, s: &Segment) {
+        if !self.files.contains_key(&s.path) {
+            self.findings.push(HistoryFinding::SealWithoutOrigin { path: s.path.clone(), seq });
+            self.files.insert(s.path.clone(), FileHistory::new(Origin::Unknown, 0));
+        }
+        self.extend(seq, s);
+    }
+
+    fn recovered(&mut self, seq: u64, s: &Segment, adopted: bool) {
+        let prior = match self.phase {
+            Phase::Up { prior, recovering: true } => Some(prior),
+            _ => None,
+        };
+        let range = |path: &RelPath| (path.clone(), s.start, s.end, seq);
+        match prior {
+            None => self.findings.push(HistoryFinding::RecoveredOutsideRecovery { path: s.path.clone(), seq }),
+            Some(PriorRun::Clean) => {
+                let (path, start, end, seq) = range(&s.path);
+                self.findings.push(HistoryFinding::SealedAfterCleanUnmount { path, start, end, seq });
+            }
+            Some(PriorRun::None | PriorRun::Unclean) if adopted => {
+                self.warnings.push(HistoryWarning::Adopted { path: s.path.clone(), seq })
+            }
+            Some(PriorRun::Unclean) => {
+                let (path, start, end, seq) = range(&s.path);
+                self.warnings.push(HistoryWarning::RecoveredUnproven { path, start, end, seq });
+            }
+            // Not adopted on a new chain's first mount: nothing can be known yet (below).
+            Some(PriorRun::None) => {}
+        }
+        if adopted {
+            self.begin(&s.path, seq, Origin::Adopted { seq }, 0);
+            self.extend(seq, s);
+        } else {
+            self.seal(seq, s);
+        }
+    }
+
+    /// Add a sealed segment to the file's history, checking that it continues it.
+    fn extend(&mut self, seq: u64, s: &Segment) {
+        let h = self.files.get_mut(&s.path).expect("the caller made sure the history exists");
+        let links = s.start == h.sealed
+            && s.end >= s.start
+            && next_file_hash(&h.file_hash, &s.segment_hash, s.end) == s.file_hash;
+        if !links && !h.broken {
+            self.findings.push(HistoryFinding::SealsDoNotChain { path: s.path.clone(), seq });
+            h.broken = true;
+        }
+        h.sealed = s.end;
+        h.file_hash = s.file_hash;
+        h.last_seal_seq = seq;
+        h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
+        h.ranges.push(CheckedRange { seq, start: s.start, end: s.end, hash: s.segment_hash });
+    }
+
+    /// A Delete, Rename or Truncate must find a history, after its retention expired (by the
+    /// record's own time, the chain's clock) and with no hold covering it: the rules the
+    /// daemon applied (`retention::standing`), asked again of the record. Returns whether
+    /// there is a history to change.
+    fn gated(&mut self, path: &RelPath, op: &'static str, seq: u64, time_ns: u64) -> bool {
+        let Some(h) = self.files.get(path) else {
+            self.findings.push(HistoryFinding::NoHistory { path: path.clone(), op, seq });
+            return false;
+        };
+        let retain_until_ns = h.retain_until_ns;
+        if let Standing::Retained { .. } = retention::standing(retain_until_ns, None, false, time_ns) {
+            self.findings.push(HistoryFinding::ChangedBeforeExpiry { path: path.clone(), op, seq, retain_until_ns });
+        }
+        if let Some((hold, _)) = retention::hold_covering(self.holds.iter(), path) {
+            let hold = hold.clone();
+            self.findings.push(HistoryFinding::ChangedUnderHold { path: path.clone(), op, seq, hold });
+        }
+        true
+    }
+
+    /// Cut the history at `new_size`: ranges wholly below it stay; the one the cut goes
+    /// through is replaced by its kept part, whose hash the Truncate record carries.
+    fn truncate(&mut self, path: &RelPath, seq: u64, new_size: u64, kept_start: u64, kept_hash: Hash) {
+        let h = self.files.get_mut(path).expect("gated found it");
+        let cut_start = h.ranges.iter().rev().find(|r| r.start < new_size).map_or(0, |r| r.start);
+        let on_boundary = h.ranges.iter().any(|r| r.end == new_size) || new_size == 0;
+        let expected_start = if on_boundary { new_size } else { cut_start };
+        if kept_start != expected_start && !h.broken {
+            self.findings.push(HistoryFinding::TruncateMisplaced { path: path.clone(), seq });
+        }
+        h.ranges.retain(|r| r.end <= new_size && r.end <= kept_start);
+        if kept_start < new_size {
+            h.ranges.push(CheckedRange { seq, start: kept_start, end: new_size, hash: kept_hash });
+        }
+        h.sealed = new_size;
+    }
+
+    /// Where a kept part of a cut would start if `path` were truncated to `new_size` now: the
+    /// start of the sealed range the cut goes through, or `new_size` on a boundary. With the
+    /// ranges that must still hold below it (for the daemon to check before cutting).
+    pub fn cut(&self, path: &RelPath, new_size: u64) -> Option<(u64, Vec<CheckedRange>)> {
+        let h = self.files.get(path)?;
+        let through = h.ranges.iter().find(|r| r.start < new_size && new_size < r.end);
+        let kept_start = through.map_or(new_size, |r| r.start);
+        let below = h.ranges.iter().filter(|r| r.end <= new_size || Some(*r) == through).cloned().collect();
+        Some((kept_start, below))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::segment::sha256;
+    use std::ffi::OsStr;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(OsStr::new(s)).unwrap()
+    }
+
+    /// Records built the way the ledger builds them, so a legitimate history has no findings.
+    struct Chain {
+        history: History,
+        seq: u64,
+        time: u64,
+        file_hash: BTreeMap<RelPath, (u64, Hash)>,
+    }
+
+    impl Chain {
+        fn new() -> Chain {
+            Chain { history: History::default(), seq: 0, time: 1000, file_hash: BTreeMap::new() }
+        }
+
+        fn push(&mut self, payload: Payload) -> u64 {
+            self.seq += 1;
+            self.time += 10;
+            self.history.apply(self.seq, self.time, &payload);
+            self.seq
+        }
+
+        fn mount(&mut self) {
+            self.push(Payload::Mount { software: "t".into(), key_id: [0; 8], data_dir: vec![] });
+        }
+
+        fn create(&mut self, path: &str) {
+            self.file_hash.insert(p(path), (0, ZERO_HASH));
+            self.push(Payload::Create { path: p(path), mode: 0o100644, uid: 0, gid: 0 });
+        }
+
+        fn segment(&mut self, path: &str, bytes: &[u8], retain_until_ns: u64) -> Segment {
+            let (start, prev) = self.file_hash.get(&p(path)).copied().unwrap_or((0, ZERO_HASH));
+            let end = start + bytes.len() as u64;
+            let segment_hash = sha256(bytes);
+            let file_hash = next_file_hash(&prev, &segment_hash, end);
+            self.file_hash.insert(p(path), (end, file_hash));
+            Segment { path: p(path), start, end, segment_hash, file_hash, retain_until_ns }
+        }
+
+        fn seal(&mut self, path: &str, bytes: &[u8]) -> u64 {
+            let s = self.segment(path, bytes, 1100);
+            self.push(Payload::Seal(s))
+        }
+
+        fn recovered(&mut self, path: &str, bytes: &[u8], adopted: bool) -> u64 {
+            if adopted {
+                self.file_hash.insert(p(path), (0, ZERO_HASH));
+            }
+            let segment = self.segment(path, bytes, 1100);
+            self.push(Payload::Recovered { segment, adopted })
+        }
+
+        fn findings(&self) -> &[HistoryFinding] {
+            &self.history.findings
+        }
+    }
+
+    #[test]
+    fn an_honest_history_has_no_findings() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        c.seal("a.log", b"two\n");
+        c.push(Payload::Unmount);
+        c.push(Payload::Hold { prefix: p("x"), set: true, reason: "r".into(), uid: 0 });
+        c.push(Payload::Hold { prefix: p("x"), set: false, reason: "r".into(), uid: 0 });
+        c.mount();
+        // Past retention (1100): delete, and a new file under the same name.
+        c.time = 5000;
+        c.push(Payload::Delete { path: p("a.log"), size: 8, file_hash: [0; 32], retain_until_ns: 1100 });
+        c.create("a.log");
+        c.seal("a.log", b"new\n");
+        c.push(Payload::Rename { from: p("a.log"), to: p("b.log") });
+        c.push(Payload::Unmount);
+        assert_eq!(c.findings(), &[]);
+        assert!(c.history.closed());
+        let b = &c.history.files[&p("b.log")];
+        assert_eq!(b.sealed, 4);
+        assert!(matches!(b.origin, Origin::Renamed { .. }));
+        assert!(!c.history.files.contains_key(&p("a.log")));
+        assert!(matches!(c.history.ended[&p("a.log")], Ended::RenamedTo { .. }));
+    }
+
+    #[test]
+    fn a_create_over_a_live_history_is_a_finding() {
+        // Attack 1: the backing file removed in DATA_DIR, then created again through the mount.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("v.log");
+        c.seal("v.log", b"orig\n");
+        let seq = c.push(Payload::Create { path: p("v.log"), mode: 0o100644, uid: 0, gid: 0 });
+        assert_eq!(
+            c.findings(),
+            &[HistoryFinding::Recreated { path: p("v.log"), seq, earlier: Origin::Created { seq: 2 } }]
+        );
+    }
+
+    #[test]
+    fn a_rename_onto_a_live_history_is_a_finding() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.create("b.log");
+        c.time = 5000;
+        let seq = c.push(Payload::Rename { from: p("a.log"), to: p("b.log") });
+        assert!(c
+            .findings()
+            .iter()
+            .any(|f| matches!(f, HistoryFinding::Recreated { path, seq: s, .. } if *path == p("b.log") && *s == seq)));
+    }
+
+    #[test]
+    fn recovery_after_a_clean_unmount_is_a_finding_after_a_crash_a_warning() {
+        // Attack 2: bytes appended in DATA_DIR between a clean unmount and the next mount.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"x\n");
+        c.push(Payload::Unmount);
+        c.mount();
+        let seq = c.recovered("a.log", b"forged\n", false);
+        assert_eq!(
+            c.findings(),
+            &[HistoryFinding::SealedAfterCleanUnmount { path: p("a.log"), start: 2, end: 9, seq }]
+        );
+
+        // After a crash (no Unmount) the same record is legitimate, but unproven.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"x\n");
+        c.mount();
+        let seq = c.recovered("a.log", b"tail\n", false);
+        assert_eq!(c.findings(), &[]);
+        assert_eq!(
+            c.history.warnings,
+            vec![HistoryWarning::RecoveredUnproven { path: p("a.log"), start: 2, end: 7, seq }]
+        );
+    }
+
+    #[test]
+    fn a_seal_needs_an_origin() {
+        // Attack 3: a planted file with a forged files-CF entry gets a Recovered, no Create.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("real.log");
+        c.push(Payload::Unmount);
+        c.mount();
+        let seq = c.recovered("planted.log", b"evil", false);
+        assert!(c.findings().contains(&HistoryFinding::SealWithoutOrigin { path: p("planted.log"), seq }));
+        let seq = c.seal("other.log", b"evil");
+        assert!(c.findings().contains(&HistoryFinding::SealWithoutOrigin { path: p("other.log"), seq }));
+    }
+
+    #[test]
+    fn recovered_only_right_after_a_mount() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"x");
+        let seq = c.recovered("a.log", b"y", false);
+        assert!(c.findings().contains(&HistoryFinding::RecoveredOutsideRecovery { path: p("a.log"), seq }));
+    }
+
+    #[test]
+    fn records_of_a_mounted_daemon_between_unmount_and_mount_are_findings() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.push(Payload::Unmount);
+        let seq = c.seal("a.log", b"late");
+        assert!(c.findings().contains(&HistoryFinding::WhileUnmounted { seq, kind: "Seal" }));
+        // Admin records are fine there.
+        let before = c.findings().len();
+        c.push(Payload::Retention { path: p("a.log"), retain_until_ns: 9_999, uid: 0 });
+        assert_eq!(c.findings().len(), before);
+    }
+
+    #[test]
+    fn adoption_is_a_warning_on_a_new_chain_or_after_a_crash_and_a_finding_after_a_clean_stop() {
+        let mut c = Chain::new();
+        c.mount();
+        let seq = c.recovered("old.log", b"found", true);
+        assert_eq!(c.findings(), &[]);
+        assert_eq!(c.history.warnings, vec![HistoryWarning::Adopted { path: p("old.log"), seq }]);
+        assert_eq!(c.history.files[&p("old.log")].origin, Origin::Adopted { seq });
+
+        c.push(Payload::Unmount);
+        c.mount();
+        let seq = c.recovered("planted.log", b"evil", true);
+        assert_eq!(
+            c.findings(),
+            &[HistoryFinding::SealedAfterCleanUnmount { path: p("planted.log"), start: 0, end: 4, seq }]
+        );
+    }
+
+    #[test]
+    fn a_truncate_keeps_the_cut_segment_checkable() {
+        // Attack 4: bytes after a truncate must stay checked, and so must the part kept.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"0123456789");
+        c.time = 5000;
+        let seq = c.push(Payload::Truncate {
+            path: p("a.log"),
+            old_size: 10,
+            new_size: 5,
+            kept_start: 0,
+            kept_hash: sha256(b"01234"),
+        });
+        c.file_hash.get_mut(&p("a.log")).unwrap().0 = 5;
+        c.seal("a.log", b"abcde");
+        assert_eq!(c.findings(), &[]);
+        let ranges: Vec<(u64, u64)> = c.history.files[&p("a.log")].ranges.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(ranges, vec![(0, 5), (5, 10)], "the kept part and the new seal");
+        assert_eq!(c.history.files[&p("a.log")].ranges[0].seq, seq);
+    }
+
+    #[test]
+    fn a_truncate_on_a_boundary_keeps_whole_segments() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"01234");
+        c.seal("a.log", b"56789");
+        c.time = 5000;
+        assert_eq!(c.history.cut(&p("a.log"), 5).map(|(start, below)| (start, below.len())), Some((5, 1)));
+        assert_eq!(c.history.cut(&p("a.log"), 7).map(|(start, below)| (start, below.len())), Some((5, 2)));
+        c.push(Payload::Truncate {
+            path: p("a.log"),
+            old_size: 10,
+            new_size: 5,
+            kept_start: 5,
+            kept_hash: sha256(b""),
+        });
+        assert_eq!(c.findings(), &[]);
+        let ranges: Vec<(u64, u64)> = c.history.files[&p("a.log")].ranges.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(ranges, vec![(0, 5)]);
+    }
+
+    #[test]
+    fn a_misplaced_kept_part_is_a_finding() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"0123456789");
+        c.time = 5000;
+        let seq = c.push(Payload::Truncate {
+            path: p("a.log"),
+            old_size: 10,
+            new_size: 5,
+            kept_start: 5,
+            kept_hash: sha256(b""),
+        });
+        assert_eq!(c.findings(), &[HistoryFinding::TruncateMisplaced { path: p("a.log"), seq }]);
+    }
+
+    #[test]
+    fn gated_changes_need_a_history_expiry_and_no_hold() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"x");
+        let seq = c.push(Payload::Delete { path: p("a.log"), size: 1, file_hash: [0; 32], retain_until_ns: 0 });
+        assert!(matches!(c.findings(), [HistoryFinding::ChangedBeforeExpiry { seq: s, .. }] if *s == seq));
+        let seq = c.push(Payload::Delete { path: p("ghost.log"), size: 1, file_hash: [0; 32], retain_until_ns: 0 });
+        assert!(c.findings().contains(&HistoryFinding::NoHistory { path: p("ghost.log"), op: "delete", seq }));
+
+        let mut c = Chain::new();
+        c.mount();
+        c.create("d/a.log");
+        c.push(Payload::Hold { prefix: p("d"), set: true, reason: "case".into(), uid: 0 });
+        c.time = 5000;
+        let seq = c.push(Payload::Rename { from: p("d/a.log"), to: p("b.log") });
+        assert_eq!(
+            c.findings(),
+            &[HistoryFinding::ChangedUnderHold { path: p("d/a.log"), op: "rename", seq, hold: p("d") }]
+        );
+    }
+
+    #[test]
+    fn file_state_follows_the_history() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        let seal = c.seal("a.log", b"abc");
+        let h = &c.history.files[&p("a.log")];
+        let state = h.state();
+        assert_eq!((state.sealed_size, state.created_seq, state.last_seal_seq), (3, 2, seal));
+        assert_eq!(state.retain_until_ns, 1100);
+        assert_eq!(state.file_hash, c.file_hash[&p("a.log")].1);
+    }
+
+    #[test]
+    fn damage_recorded_by_the_daemon_is_a_finding() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"abc");
+        let seq = c.push(Payload::Damaged { path: p("a.log"), sealed: 3, size: 9 });
+        assert_eq!(c.findings(), &[HistoryFinding::Damaged { path: p("a.log"), seq, sealed: 3, size: 9 }]);
+        assert_eq!(c.history.damage[&p("a.log")], (seq, 3, 9));
+    }
+}

@@ -1,0 +1,308 @@
+//! The outside review's attacks, each through a real mount: someone with root writes the data
+//! directory and the index behind wormfs' back, and wormfs must either refuse (with the bytes on
+//! disk unchanged) or `wormfs verify` must exit 1 naming the file — and the next mount must work.
+//! Legitimate histories that look alike (a name reused after an authorised delete, a crash) stay
+//! clean.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use serde_json::Value;
+
+use common::*;
+
+const EIO: i32 = libc::EIO;
+const EPERM: i32 = libc::EPERM;
+
+/// `wormfs verify --json` with the public key kept in the state directory: (exit status, report).
+fn verify(tm: &TestMount) -> (i32, Value) {
+    let mut cmd = Command::new(WORMFS);
+    cmd.arg("verify")
+        .arg("--data")
+        .arg(tm.data())
+        .arg("--state")
+        .arg(tm.state())
+        .arg("--pubkey")
+        .arg(tm.state().join("signing.pub"))
+        .arg("--json")
+        .env_remove("RUST_LOG");
+    let out = run_cmd(&mut cmd);
+    let doc: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {out:#?}"));
+    (out.status.code().expect("verify exited by a signal"), doc)
+}
+
+/// The kinds of `doc`'s findings (or warnings) about `path` ("/v.log").
+fn kinds_about(doc: &Value, list: &str, path: &str) -> Vec<String> {
+    doc[list]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|f| f["path"] == path)
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Verify must exit 1 with a finding of `kind` naming `path`.
+#[track_caller]
+fn assert_found(tm: &TestMount, kind: &str, path: &str) -> Value {
+    let (code, doc) = verify(tm);
+    assert_eq!(code, 1, "verify must find tampering: {doc:#}");
+    let kinds = kinds_about(&doc, "findings", path);
+    assert!(kinds.iter().any(|k| k == kind), "expected {kind} about {path}, got {kinds:?}: {doc:#}");
+    let finding = doc["findings"].as_array().unwrap().iter().find(|f| f["kind"] == kind && f["path"] == path).unwrap();
+    assert!(finding["message"].as_str().unwrap().contains(path), "the message names the file: {finding}");
+    doc
+}
+
+#[track_caller]
+fn assert_intact(tm: &TestMount) -> Value {
+    let (code, doc) = verify(tm);
+    assert_eq!(code, 0, "verify must find nothing wrong: {doc:#}");
+    doc
+}
+
+fn records_about<'a>(records: &'a [Value], kind: &str, path: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["kind"] == kind && r["path"] == path).collect()
+}
+
+fn append_in_data_dir(path: &Path, bytes: &[u8]) {
+    OpenOptions::new().append(true).open(path).unwrap().write_all(bytes).unwrap();
+}
+
+fn open_append(path: &Path) -> std::io::Result<fs::File> {
+    OpenOptions::new().append(true).open(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. History erased by re-creating a file
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn recreating_a_file_whose_backing_file_vanished_is_refused_and_the_history_stays() {
+    let mut tm = TestMount::start();
+    tm.create("v.log", b"orig\n");
+    fs::remove_file(tm.backing("v.log")).unwrap();
+
+    let forged = fs::write(tm.path("v.log"), b"forged\n");
+    assert_errno(forged, EIO);
+    assert_absent(tm.backing("v.log"));
+    let creates = records_about(&tm.records(), "Create", "/v.log").len();
+    assert_eq!(creates, 1, "no second Create erases the first history");
+    assert!(tm.log().contains("/v.log") && tm.log().contains("missing"), "logged as damage:\n{}", tm.log());
+    tm.assert_still_works();
+
+    assert_found(&tm, "file.missing", "/v.log");
+    tm.stop();
+    tm.restart();
+    assert_found(&tm, "file.missing", "/v.log");
+}
+
+#[test]
+fn renaming_onto_a_name_whose_backing_file_vanished_is_refused() {
+    let mut tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("a.log", b"a\n");
+    tm.create("b.log", b"b\n");
+    std::thread::sleep(Duration::from_millis(1300));
+    fs::remove_file(tm.backing("b.log")).unwrap();
+    let before = Snapshot::of(tm.backing("a.log"));
+    assert_errno(fs::rename(tm.path("a.log"), tm.path("b.log")), EPERM);
+    before.assert_unchanged();
+    assert_absent(tm.backing("b.log"));
+    assert!(records_about(&tm.records(), "Rename", "/a.log").is_empty());
+    tm.stop();
+    tm.restart();
+    assert_found(&tm, "file.missing", "/b.log");
+}
+
+#[test]
+fn a_name_reused_after_an_authorised_delete_stays_clean() {
+    let mut tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("r.log", b"first life\n");
+    std::thread::sleep(Duration::from_millis(1300));
+    fs::remove_file(tm.path("r.log")).unwrap();
+    tm.create("r.log", b"second life\n");
+    std::thread::sleep(Duration::from_millis(1300));
+    fs::rename(tm.path("r.log"), tm.path("moved.log")).unwrap();
+    tm.create("r.log", b"third life\n");
+    tm.stop();
+    let doc = assert_intact(&tm);
+    assert!(doc["warnings"].as_array().unwrap().is_empty(), "{doc:#}");
+    tm.restart();
+    assert_intact(&tm);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Bytes appended behind wormfs' back
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bytes_appended_after_a_clean_unmount_are_never_sealed_and_are_a_finding() {
+    let mut tm = TestMount::start();
+    tm.create("a.log", b"x\n");
+    tm.stop();
+    append_in_data_dir(&tm.backing("a.log"), b"planted\n");
+    tm.restart();
+
+    let records = tm.records();
+    assert!(records_about(&records, "Recovered", "/a.log").is_empty(), "never sealed: {records:#?}");
+    let damaged = records_about(&records, "Damaged", "/a.log");
+    assert_eq!(damaged.len(), 1, "{records:#?}");
+    assert_eq!((damaged[0]["sealed"].as_u64(), damaged[0]["size"].as_u64()), (Some(2), Some(10)));
+
+    let snap = Snapshot::of(tm.backing("a.log"));
+    assert_errno(open_append(&tm.path("a.log")), EIO);
+    snap.assert_unchanged();
+    assert_eq!(fs::read(tm.path("a.log")).unwrap(), b"x\nplanted\n", "reads still work");
+    tm.assert_still_works();
+    let doc = assert_found(&tm, "file.damaged", "/a.log");
+    assert!(doc["findings"].to_string().contains("[2, 10)"), "the byte range is named: {doc:#}");
+
+    // Recorded once, however often it is mounted.
+    tm.stop();
+    tm.restart();
+    assert_eq!(records_about(&tm.records(), "Damaged", "/a.log").len(), 1);
+    tm.stop();
+    assert_found(&tm, "file.damaged", "/a.log");
+}
+
+#[test]
+fn bytes_appended_in_the_data_dir_while_mounted_are_not_sealed_with_the_next_append() {
+    let tm = TestMount::start();
+    tm.create("live.log", b"sealed\n");
+    append_in_data_dir(&tm.backing("live.log"), b"behind\n");
+    let snap = Snapshot::of(tm.backing("live.log"));
+    assert_errno(open_append(&tm.path("live.log")), EIO);
+    snap.assert_unchanged();
+    let records = tm.records();
+    assert_eq!(records_about(&records, "Seal", "/live.log").len(), 1, "only the first close's seal");
+    assert_eq!(records_about(&records, "Damaged", "/live.log").len(), 1);
+    tm.assert_still_works();
+    assert_found(&tm, "file.damaged", "/live.log");
+}
+
+#[test]
+fn bytes_left_by_a_crash_are_sealed_at_recovery_with_a_warning_naming_the_range() {
+    let mut tm = TestMount::start();
+    let mut f = OpenOptions::new().create(true).append(true).mode(0o644).open(tm.path("c.log")).unwrap();
+    f.write_all(b"written before the crash\n").unwrap();
+    tm.kill9();
+    drop(f);
+    tm.restart();
+    let records = tm.records();
+    assert_eq!(records_about(&records, "Recovered", "/c.log").len(), 1, "{records:#?}");
+    tm.stop();
+    let doc = assert_intact(&tm);
+    let kinds = kinds_about(&doc, "warnings", "/c.log");
+    assert_eq!(kinds, vec!["file.recovered_unproven"], "{doc:#}");
+    let warning = &doc["warnings"][0];
+    assert_eq!((warning["start"].as_u64(), warning["end"].as_u64()), (Some(0), Some(25)), "{warning}");
+    assert!(warning["message"].as_str().unwrap().contains("origin not proven"), "{warning}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Seals for a file that was never created
+// ---------------------------------------------------------------------------------------------
+
+/// Add `path` to the index's `files` column family as if wormfs knew it with `sealed` bytes.
+fn plant_index_entry(state: &Path, path: &str, sealed: u64) {
+    let cfs = ["records", "files", "holds", "meta"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    let db = DB::open_cf_descriptors(&Options::default(), state.join("index"), cfs).expect("open the index");
+    let mut value = vec![1u8];
+    value.extend_from_slice(&sealed.to_be_bytes());
+    value.extend_from_slice(&[0; 32]);
+    value.extend_from_slice(&0u64.to_be_bytes());
+    value.extend_from_slice(&0u64.to_be_bytes());
+    value.extend_from_slice(&0u64.to_be_bytes());
+    db.put_cf(db.cf_handle("files").unwrap(), path.as_bytes(), value).unwrap();
+}
+
+#[test]
+fn a_planted_file_with_a_forged_index_entry_is_not_sealed_and_the_index_is_repaired() {
+    let mut tm = TestMount::start();
+    tm.create("real.log", b"real\n");
+    tm.stop();
+    fs::write(tm.backing("planted.log"), b"planted evidence\n").unwrap();
+    plant_index_entry(tm.state(), "planted.log", 0);
+    tm.restart();
+
+    let records = tm.records();
+    assert!(records_about(&records, "Recovered", "/planted.log").is_empty(), "{records:#?}");
+    assert!(records_about(&records, "Seal", "/planted.log").is_empty(), "{records:#?}");
+    assert_eq!(records_about(&records, "Damaged", "/planted.log").len(), 1, "{records:#?}");
+    assert!(tm.log().contains("disagree with the chain"), "the repair is logged:\n{}", tm.log());
+
+    let snap = Snapshot::of(tm.backing("planted.log"));
+    assert_errno(open_append(&tm.path("planted.log")), EIO);
+    assert_errno(fs::remove_file(tm.path("planted.log")), EPERM);
+    snap.assert_unchanged();
+    tm.stop();
+    let doc = assert_found(&tm, "file.injected", "/planted.log");
+    assert!(kinds_about(&doc, "findings", "/planted.log").contains(&"file.damaged".to_string()), "{doc:#}");
+    tm.restart();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A truncate hiding later tampering
+// ---------------------------------------------------------------------------------------------
+
+fn truncated_store() -> TestMount {
+    let tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("t.log", b"0123456789");
+    std::thread::sleep(Duration::from_millis(1300));
+    nix::unistd::truncate(&tm.path("t.log"), 5).expect("truncate after expiry");
+    tm.append("t.log", b"abcde");
+    tm.append("t.log", b"fghij");
+    assert_eq!(fs::read(tm.backing("t.log")).unwrap(), b"01234abcdefghij");
+    tm
+}
+
+#[test]
+fn bytes_appended_after_a_truncate_stay_checked() {
+    let mut tm = truncated_store();
+    tm.stop();
+    let (code, doc) = verify(&tm);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["bytes_hashed"], 15, "every byte, the kept part included: {doc:#}");
+    flip_byte(&tm.backing("t.log"), 12);
+    assert_found(&tm, "file.content_changed", "/t.log");
+    tm.restart();
+}
+
+#[test]
+fn the_part_a_truncate_kept_stays_checked() {
+    let mut tm = truncated_store();
+    tm.stop();
+    flip_byte(&tm.backing("t.log"), 2);
+    let doc = assert_found(&tm, "file.content_changed", "/t.log");
+    assert!(doc["findings"].to_string().contains("[0, 5)"), "{doc:#}");
+}
+
+#[test]
+fn a_truncate_over_tampered_sealed_bytes_is_refused() {
+    let tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("t.log", b"0123456789");
+    std::thread::sleep(Duration::from_millis(1300));
+    flip_byte(&tm.backing("t.log"), 1);
+    let snap = Snapshot::of(tm.backing("t.log"));
+    assert_errno(nix::unistd::truncate(&tm.path("t.log"), 5).map_err(std::io::Error::from), EIO);
+    snap.assert_unchanged();
+    assert!(records_about(&tm.records(), "Truncate", "/t.log").is_empty());
+    assert_found(&tm, "file.content_changed", "/t.log");
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x20;
+    f.write_all_at(&b, offset).unwrap();
+}

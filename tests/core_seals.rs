@@ -2,101 +2,38 @@
 //! write, a close, an fsync, a crash and tampering each leave in the chain, checked by the same
 //! checker `wormfs verify` uses.
 
+mod core_harness;
+
 use std::ffi::OsStr;
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
+use core_harness::{caller, CoreMount, CoreSetup, FakeClock, ROOT};
 use wormfs::core::fs::Sealed;
 use wormfs::core::history::{HistoryFinding, HistoryWarning};
 use wormfs::core::ledger::{Ledger, LedgerError};
 use wormfs::core::record::{Payload, Record};
 use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::seals::SealCause;
-use wormfs::core::store::{Clock, Store};
-use wormfs::core::{Caller, Damage, WormFs};
-use wormfs::index::MemoryStore;
-use wormfs::verify::{self, Finding, Warning};
+use wormfs::core::store::Store;
+use wormfs::core::Damage;
+use wormfs::verify::{Finding, Warning};
 
-const ROOT: u64 = 1;
 /// Retention in these tests: 1000 ns of the fake clock.
 const RETENTION: u64 = 1000;
+/// Where the fake clock stands at mount; it moves only when a test sets it.
+const START_NS: u64 = 1_000_000;
 
-/// A clock the test moves by hand.
-struct FakeClock(AtomicU64);
-
-impl Clock for FakeClock {
-    fn now_ns(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-struct World {
-    dir: tempfile::TempDir,
-    store: Arc<MemoryStore>,
-    clock: Arc<FakeClock>,
-    key: SigningKey,
-    fs: WormFs,
-}
-
-fn caller() -> Caller {
-    Caller { uid: 0, gid: 0, tid: 1 }
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(FakeClock(AtomicU64::new(1_000_000)));
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let fs = World::mount(&dir, &store, &clock, &key);
-        World { dir, store, clock, key, fs }
-    }
-
-    fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, clock: &Arc<FakeClock>, key: &SigningKey) -> WormFs {
-        let ledger =
-            Ledger::open(store.clone(), key.clone(), clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap();
-        let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
-        fs.start("test", b"data", false).unwrap();
-        fs
-    }
-
-    /// Simulate a restart: a new WormFs over the same data and index (after a crash if the old
-    /// one was not shut down).
-    fn remount(&mut self) {
-        self.fs = World::mount(&self.dir, &self.store, &self.clock, &self.key);
-    }
-
-    fn records(&self) -> Vec<Record> {
-        let mut out = Vec::new();
-        self.store
-            .scan_records(1, &mut |_, bytes| {
-                out.push(Record::decode(bytes).unwrap());
-                true
-            })
-            .unwrap();
-        out
-    }
-
-    fn check(&self) -> verify::Report {
-        verify::check(self.store.as_ref(), self.dir.path(), self.key.verifying_key()).unwrap()
-    }
-
-    /// Create `name` and append each chunk, returning the open handle.
-    fn create(&self, name: &str) -> u64 {
-        let (_, opened) = self
-            .fs
-            .create(&caller(), ROOT, OsStr::new(name), libc::S_IFREG | 0o644, 0o022, libc::O_WRONLY | libc::O_APPEND)
-            .unwrap();
-        opened.fh
-    }
-
-    fn append(&self, fh: u64, bytes: &[u8]) {
-        assert_eq!(self.fs.write(fh, 0, bytes, true).unwrap() as usize, bytes.len());
-    }
+/// A fresh core for one test, signing with its own key and with the clock at START_NS.
+fn world() -> CoreMount {
+    CoreMount::start(CoreSetup {
+        key_seed: 7,
+        clock: FakeClock::manual(START_NS),
+        retention_ns: RETENTION,
+        software: "test",
+    })
 }
 
 fn seals(records: &[Record]) -> Vec<(u64, u64, [u8; 32])> {
@@ -109,7 +46,7 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
 
 #[test]
 fn close_seals_what_was_written_and_reopen_starts_a_new_segment() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"one\n");
     w.append(fh, b"two\n");
@@ -129,18 +66,17 @@ fn close_seals_what_was_written_and_reopen_starts_a_new_segment() {
 
 #[test]
 fn kinds_are_in_the_order_things_happened() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"x");
     w.fs.release(fh).unwrap();
     w.fs.shutdown().unwrap();
-    let kinds: Vec<_> = w.records().iter().map(|r| r.fields.payload.kind().name()).collect();
-    assert_eq!(kinds, ["Mount", "Create", "Seal", "Unmount"]);
+    assert_eq!(w.kinds(), ["Mount", "Create", "Seal", "Unmount"]);
 }
 
 #[test]
 fn an_unchanged_close_writes_no_seal() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("empty.log");
     w.fs.release(fh).unwrap();
     assert!(seals(&w.records()).is_empty());
@@ -148,7 +84,7 @@ fn an_unchanged_close_writes_no_seal() {
 
 #[test]
 fn fsync_and_interval_seal_an_open_file() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"abc");
     w.fs.fsync(fh, true).unwrap();
@@ -163,7 +99,7 @@ fn fsync_and_interval_seal_an_open_file() {
 
 #[test]
 fn a_crash_leaves_bytes_that_the_next_mount_recovers() {
-    let mut w = World::new();
+    let mut w = world();
     let fh = w.create("a.log");
     w.append(fh, b"sealed ");
     w.fs.fsync(fh, false).unwrap();
@@ -185,8 +121,8 @@ fn a_crash_leaves_bytes_that_the_next_mount_recovers() {
 
 #[test]
 fn a_file_placed_behind_wormfs_during_a_crash_is_adopted_and_flagged() {
-    let mut w = World::new();
-    fs::write(w.dir.path().join("planted.log"), b"hello").unwrap();
+    let mut w = world();
+    fs::write(w.data().join("planted.log"), b"hello").unwrap();
     // No shutdown: the remount follows an unclean stop, which can explain a file without its
     // Create record (a crash between the two).
     w.remount();
@@ -201,9 +137,9 @@ fn a_file_placed_behind_wormfs_during_a_crash_is_adopted_and_flagged() {
 
 #[test]
 fn a_file_placed_behind_wormfs_after_a_clean_unmount_is_damage_not_adopted() {
-    let mut w = World::new();
+    let mut w = world();
     w.fs.shutdown().unwrap();
-    fs::write(w.dir.path().join("planted.log"), b"hello").unwrap();
+    fs::write(w.data().join("planted.log"), b"hello").unwrap();
     w.remount();
     assert!(w.fs.ledger().file(&wormfs::core::RelPath::parse(OsStr::new("planted.log")).unwrap()).unwrap().is_none());
     let findings = w.check().findings;
@@ -217,7 +153,7 @@ fn a_file_placed_behind_wormfs_after_a_clean_unmount_is_damage_not_adopted() {
 
 #[test]
 fn tampering_with_sealed_bytes_is_found() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"0123456789");
     w.fs.release(fh).unwrap();
@@ -230,7 +166,7 @@ fn tampering_with_sealed_bytes_is_found() {
     w.fs.shutdown().unwrap();
     assert!(w.check().intact());
 
-    let path = w.dir.path().join("a.log");
+    let path = w.data().join("a.log");
     let mut bytes = fs::read(&path).unwrap();
     bytes[15] ^= 1;
     fs::write(&path, &bytes).unwrap();
@@ -240,23 +176,23 @@ fn tampering_with_sealed_bytes_is_found() {
 
 #[test]
 fn appending_behind_wormfs_after_unmount_is_found() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"abc");
     w.fs.release(fh).unwrap();
     w.fs.shutdown().unwrap();
-    fs::write(w.dir.path().join("a.log"), b"abcdef").unwrap();
+    fs::write(w.data().join("a.log"), b"abcdef").unwrap();
     let findings = w.check().findings;
     assert!(matches!(&findings[..], [Finding::AppendedAfterUnmount { bytes: 3, .. }]), "{findings:?}");
 }
 
 #[test]
 fn a_file_shorter_than_sealed_refuses_appends_and_is_found() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"abcdef");
     w.fs.release(fh).unwrap();
-    fs::write(w.dir.path().join("a.log"), b"abc").unwrap();
+    fs::write(w.data().join("a.log"), b"abc").unwrap();
     let ino = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino;
     let err = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
     assert!(
@@ -268,10 +204,10 @@ fn a_file_shorter_than_sealed_refuses_appends_and_is_found() {
 
 #[test]
 fn the_clock_never_goes_back_in_the_chain() {
-    let w = World::new();
-    w.clock.0.store(5_000_000, Ordering::SeqCst);
+    let w = world();
+    w.set_clock(5_000_000);
     let fh = w.create("a.log");
-    w.clock.0.store(10, Ordering::SeqCst); // set back
+    w.set_clock(10); // set back
     w.append(fh, b"x");
     w.fs.release(fh).unwrap();
     let times: Vec<u64> = w.records().iter().map(|r| r.fields.time_ns).collect();
@@ -281,7 +217,7 @@ fn the_clock_never_goes_back_in_the_chain() {
 
 #[test]
 fn a_chain_signed_with_another_key_refuses_to_open() {
-    let w = World::new();
+    let w = world();
     let other = SigningKey::from_bytes(&[8; 32]);
     let err = Ledger::open(w.store.clone(), other, w.clock.clone(), RetentionPolicy::uniform(RETENTION)).unwrap_err();
     assert!(matches!(err, LedgerError::KeyMismatch { .. }));
@@ -289,7 +225,7 @@ fn a_chain_signed_with_another_key_refuses_to_open() {
 
 #[test]
 fn removed_or_rewritten_records_are_found() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("a.log");
     w.append(fh, b"abc");
     w.fs.release(fh).unwrap();
@@ -320,23 +256,6 @@ fn removed_or_rewritten_records_are_found() {
 
 // ---- retention, holds and the clock (issue: retention and legal hold) ----
 
-impl World {
-    fn set_clock(&self, ns: u64) {
-        self.clock.0.store(ns, Ordering::SeqCst);
-    }
-
-    /// Create `name` with `bytes`, closed (sealed), at the current fake time.
-    fn sealed_file(&self, name: &str, bytes: &[u8]) {
-        let fh = self.create(name);
-        self.append(fh, bytes);
-        self.fs.release(fh).unwrap();
-    }
-
-    fn kinds(&self) -> Vec<&'static str> {
-        self.records().iter().map(|r| r.fields.payload.kind().name()).collect()
-    }
-}
-
 fn refused_op(err: wormfs::core::FsError) -> String {
     match err {
         wormfs::core::FsError::Refused { refusal, .. } => refusal.to_string(),
@@ -346,15 +265,15 @@ fn refused_op(err: wormfs::core::FsError) -> String {
 
 #[test]
 fn unlink_waits_for_expiry_and_is_recorded_first() {
-    let w = World::new();
+    let w = world();
     w.sealed_file("a.log", b"evidence");
     let err = w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap_err();
     assert!(refused_op(err).contains("retained until"));
-    assert_eq!(fs::read(w.dir.path().join("a.log")).unwrap(), b"evidence");
+    assert_eq!(fs::read(w.data().join("a.log")).unwrap(), b"evidence");
 
-    w.set_clock(1_000_000 + RETENTION + 1);
+    w.set_clock(START_NS + RETENTION + 1);
     w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap();
-    assert!(!w.dir.path().join("a.log").exists());
+    assert!(!w.data().join("a.log").exists());
     assert_eq!(w.kinds().last(), Some(&"Delete"));
     let report = w.check();
     assert!(report.intact() && report.warnings.is_empty(), "{report:?}");
@@ -362,8 +281,8 @@ fn unlink_waits_for_expiry_and_is_recorded_first() {
 
 #[test]
 fn a_hold_blocks_deletion_after_expiry_until_cleared() {
-    let w = World::new();
-    fs::create_dir(w.dir.path().join("case")).unwrap();
+    let w = world();
+    fs::create_dir(w.data().join("case")).unwrap();
     let dir = w.fs.lookup(ROOT, OsStr::new("case")).unwrap().ino;
     let (_, opened) =
         w.fs.create(&caller(), dir, OsStr::new("x.log"), libc::S_IFREG | 0o644, 0, libc::O_WRONLY).unwrap();
@@ -371,7 +290,7 @@ fn a_hold_blocks_deletion_after_expiry_until_cleared() {
     w.fs.release(opened.fh).unwrap();
     let case = wormfs::core::RelPath::parse(OsStr::new("case")).unwrap();
     w.fs.ledger().hold(&case, true, "subpoena 42", 0, true).unwrap();
-    w.set_clock(1_000_000 + RETENTION * 10);
+    w.set_clock(START_NS + RETENTION * 10);
     let err = w.fs.unlink(dir, OsStr::new("x.log")).unwrap_err();
     assert!(refused_op(err).contains("subpoena 42"));
     w.fs.ledger().hold(&case, false, "released", 0, true).unwrap();
@@ -381,11 +300,11 @@ fn a_hold_blocks_deletion_after_expiry_until_cleared() {
 
 #[test]
 fn an_open_file_is_not_deleted() {
-    let w = World::new();
+    let w = world();
     let fh = w.create("open.log");
     w.append(fh, b"x");
     w.fs.fsync(fh, true).unwrap();
-    w.set_clock(1_000_000 + RETENTION * 10);
+    w.set_clock(START_NS + RETENTION * 10);
     let err = w.fs.unlink(ROOT, OsStr::new("open.log")).unwrap_err();
     assert!(refused_op(err).contains("open"));
     w.fs.release(fh).unwrap();
@@ -394,10 +313,10 @@ fn an_open_file_is_not_deleted() {
 
 #[test]
 fn rename_after_expiry_carries_the_seals_to_the_new_name() {
-    let w = World::new();
+    let w = world();
     w.sealed_file("old.log", b"first");
     assert!(w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("new.log"), false).is_err());
-    w.set_clock(1_000_000 + RETENTION + 1);
+    w.set_clock(START_NS + RETENTION + 1);
     w.sealed_file("other.log", b"x");
     let err = w.fs.rename(ROOT, OsStr::new("old.log"), ROOT, OsStr::new("other.log"), false).unwrap_err();
     assert!(refused_op(err).contains("target exists"));
@@ -414,16 +333,16 @@ fn rename_after_expiry_carries_the_seals_to_the_new_name() {
 
 #[test]
 fn truncate_after_expiry_restarts_seals_at_the_new_size() {
-    let w = World::new();
+    let w = world();
     w.sealed_file("t.log", b"0123456789");
     let ino = w.fs.lookup(ROOT, OsStr::new("t.log")).unwrap().ino;
     let shrink = wormfs::core::AttrChanges { size: Some(4), ..Default::default() };
     assert!(refused_op(w.fs.setattr(&caller(), ino, &shrink).unwrap_err()).contains("retained"));
-    w.set_clock(1_000_000 + RETENTION + 1);
+    w.set_clock(START_NS + RETENTION + 1);
     let grow = wormfs::core::AttrChanges { size: Some(40), ..Default::default() };
     assert!(w.fs.setattr(&caller(), ino, &grow).is_err(), "never a hole, even after expiry");
     w.fs.setattr(&caller(), ino, &shrink).unwrap();
-    assert_eq!(fs::read(w.dir.path().join("t.log")).unwrap(), b"0123");
+    assert_eq!(fs::read(w.data().join("t.log")).unwrap(), b"0123");
     let fh = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
     w.append(fh, b"abc");
     w.fs.release(fh).unwrap();
@@ -434,7 +353,7 @@ fn truncate_after_expiry_restarts_seals_at_the_new_size() {
 
 #[test]
 fn retention_extends_but_never_shortens() {
-    let w = World::new();
+    let w = world();
     w.sealed_file("a.log", b"x");
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     let until = w.fs.ledger().file(&path).unwrap().unwrap().retain_until_ns;
@@ -449,7 +368,7 @@ fn retention_extends_but_never_shortens() {
 
 #[test]
 fn setting_the_clock_back_neither_shortens_retention_nor_goes_unrecorded() {
-    let w = World::new();
+    let w = world();
     w.set_clock(5_000_000);
     w.sealed_file("a.log", b"x");
     w.set_clock(10); // set back
@@ -467,7 +386,7 @@ fn setting_the_clock_back_neither_shortens_retention_nor_goes_unrecorded() {
 #[test]
 fn a_delete_record_written_early_is_a_finding() {
     // wormfs refuses to write one: only someone holding the key could, signing it by hand.
-    let w = World::new();
+    let w = world();
     w.sealed_file("a.log", b"x");
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
@@ -488,16 +407,16 @@ fn a_delete_record_written_early_is_a_finding() {
         &w.key,
     );
     w.store.commit(&forged, &[]).unwrap();
-    fs::remove_file(w.dir.path().join("a.log")).unwrap();
+    fs::remove_file(w.data().join("a.log")).unwrap();
     let f = w.check().findings;
     assert!(matches!(&f[..], [Finding::History(HistoryFinding::ChangedBeforeExpiry { op: "delete", .. })]), "{f:?}");
 }
 
 #[test]
 fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
-    let w = World::new();
+    let w = world();
     w.sealed_file("old.log", b"x");
-    w.set_clock(1_000_000 + RETENTION + 1);
+    w.set_clock(START_NS + RETENTION + 1);
     let path = |p: &str| wormfs::core::RelPath::parse(OsStr::new(p)).unwrap();
     // The record is written; the daemon dies before renameat.
     w.fs.ledger().rename(&path("old.log"), &path("new.log"), false, false, false).unwrap();
@@ -510,9 +429,9 @@ fn a_crash_between_a_rename_record_and_the_rename_is_explained() {
 fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
     // The check that decides is made under the chain lock, so a hold set or a retention
     // extended between a caller's look and its change still wins.
-    let w = World::new();
+    let w = world();
     w.sealed_file("a.log", b"x");
-    w.set_clock(1_000_000 + RETENTION * 10);
+    w.set_clock(START_NS + RETENTION * 10);
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));

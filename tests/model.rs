@@ -4,22 +4,16 @@
 //! every step the two must agree on what was allowed and on every file's bytes; at the end the
 //! checker must find the chain and every sealed byte intact.
 
+mod core_harness;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
-
+use core_harness::{caller, CoreMount, CoreSetup, FakeClock, ROOT};
 use wormfs::core::history::HistoryWarning;
-use wormfs::core::ledger::Ledger;
-use wormfs::core::retention::RetentionPolicy;
-use wormfs::core::store::Clock;
-use wormfs::core::{AttrChanges, Caller, FsError, WormFs};
-use wormfs::index::MemoryStore;
+use wormfs::core::{AttrChanges, FsError};
 use wormfs::verify::Warning;
 
-const ROOT: u64 = 1;
 const NAMES: [&str; 3] = ["a.log", "b.log", "c.log"];
 
 struct Xorshift(u64);
@@ -37,44 +31,29 @@ impl Xorshift {
     }
 }
 
-struct FixedClock(AtomicU64);
-
-impl Clock for FixedClock {
-    fn now_ns(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::SeqCst)
-    }
-}
-
 /// The model: a file is its bytes; writes only at the end; nothing else changes them.
 #[derive(Default)]
 struct Model {
     files: BTreeMap<&'static str, Vec<u8>>,
 }
 
-fn caller() -> Caller {
-    Caller { uid: 0, gid: 0, tid: 1 }
-}
-
 fn is_refusal(r: &Result<(), FsError>) -> bool {
     matches!(r, Err(FsError::Refused { .. }))
 }
 
-fn mount(dir: &tempfile::TempDir, store: &Arc<MemoryStore>, key: &SigningKey, clock: &Arc<FixedClock>) -> WormFs {
-    // Retention far longer than any run: nothing may ever be deleted, renamed or cut.
-    let policy = RetentionPolicy::uniform(u64::MAX / 4);
-    let ledger = Ledger::open(store.clone(), key.clone(), clock.clone(), policy).unwrap();
-    let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
-    fs.start("model", b"data", false).unwrap();
-    fs
+fn mount_core() -> CoreMount {
+    CoreMount::start(CoreSetup {
+        key_seed: 3,
+        clock: FakeClock::ticking(1),
+        // Retention far longer than any run: nothing may ever be deleted, renamed or cut.
+        retention_ns: u64::MAX / 4,
+        software: "model",
+    })
 }
 
 fn run_sequence(seed: u64, steps: usize) {
     let mut rng = Xorshift(seed | 1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let key = SigningKey::from_bytes(&[3; 32]);
-    let clock = Arc::new(FixedClock(AtomicU64::new(1)));
-    let mut fs = mount(&dir, &store, &key, &clock);
+    let mut core = mount_core();
     let mut model = Model::default();
     // Open handles: (name, fh, opened with O_APPEND).
     let mut handles: Vec<(&'static str, u64, bool)> = Vec::new();
@@ -92,12 +71,13 @@ fn run_sequence(seed: u64, steps: usize) {
                 let flags =
                     libc::O_WRONLY | if append { libc::O_APPEND } else { 0 } | if trunc { libc::O_TRUNC } else { 0 };
                 let result = match model.files.get(name) {
-                    None => {
-                        fs.create(&caller(), ROOT, OsStr::new(name), libc::S_IFREG | 0o644, 0, flags).map(|(_, o)| o.fh)
-                    }
+                    None => core
+                        .fs
+                        .create(&caller(), ROOT, OsStr::new(name), libc::S_IFREG | 0o644, 0, flags)
+                        .map(|(_, o)| o.fh),
                     Some(_) => {
-                        let ino = fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
-                        fs.open(&caller(), ino, flags).map(|o| o.fh)
+                        let ino = core.fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
+                        core.fs.open(&caller(), ino, flags).map(|o| o.fh)
                     }
                 };
                 let existing = model.files.get(name).map_or(0, |b| b.len());
@@ -125,7 +105,7 @@ fn run_sequence(seed: u64, steps: usize) {
                     _ => size,
                 };
                 let data: Vec<u8> = (0..1 + rng.below(64)).map(|_| b'a' + rng.below(26) as u8).collect();
-                let result = fs.write(fh, offset, &data, false).map(|_| ());
+                let result = core.fs.write(fh, offset, &data, false).map(|_| ());
                 let allowed = append || offset == size;
                 assert_eq!(result.is_ok(), allowed, "{ctx}: write at {offset} of {size} (append {append}): {result:?}");
                 if allowed {
@@ -143,9 +123,9 @@ fn run_sequence(seed: u64, steps: usize) {
                     1 => size.saturating_sub(1),
                     _ => size + 1,
                 };
-                let ino = fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
+                let ino = core.fs.lookup(ROOT, OsStr::new(name)).unwrap().ino;
                 let result =
-                    fs.setattr(&caller(), ino, &AttrChanges { size: Some(to), ..Default::default() }).map(|_| ());
+                    core.fs.setattr(&caller(), ino, &AttrChanges { size: Some(to), ..Default::default() }).map(|_| ());
                 assert_eq!(result.is_ok(), to == size, "{ctx}: truncate {size} -> {to}: {result:?}");
             }
             // Close a handle (flush, then release), or fsync one.
@@ -156,10 +136,10 @@ fn run_sequence(seed: u64, steps: usize) {
                 let i = rng.below(handles.len() as u64) as usize;
                 let (_, fh, _) = handles[i];
                 if rng.below(2) == 0 {
-                    fs.fsync(fh, true).unwrap();
+                    core.fs.fsync(fh, true).unwrap();
                 } else {
-                    fs.flush(&caller(), fh).unwrap();
-                    fs.release(fh).unwrap();
+                    core.fs.flush(&caller(), fh).unwrap();
+                    core.fs.release(fh).unwrap();
                     handles.remove(i);
                 }
             }
@@ -168,20 +148,20 @@ fn run_sequence(seed: u64, steps: usize) {
                 if rng.below(4) == 0 {
                     crashed |= !handles.is_empty();
                     handles.clear();
-                    fs = mount(&dir, &store, &key, &clock);
+                    core.remount();
                 }
             }
         }
         for (name, bytes) in &model.files {
-            let on_disk = std::fs::read(dir.path().join(name)).unwrap();
+            let on_disk = std::fs::read(core.data().join(name)).unwrap();
             assert_eq!(&on_disk, bytes, "{ctx}: bytes of {name} differ from the model");
         }
     }
     for (_, fh, _) in handles.drain(..) {
-        fs.release(fh).unwrap();
+        core.fs.release(fh).unwrap();
     }
-    fs.shutdown().unwrap();
-    let report = wormfs::verify::check(store.as_ref(), dir.path(), key.verifying_key()).unwrap();
+    core.fs.shutdown().unwrap();
+    let report = core.check();
     assert!(report.intact(), "seed {seed}: {:?}", report.findings);
     // Everything is sealed at the end; the only warnings are the bytes a crash left for recovery.
     let unexplained: Vec<_> = report

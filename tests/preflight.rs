@@ -96,25 +96,28 @@ fn run_wormfs(prefix: &[&str], data: &Path, state: &Path, mnt: &Path) -> Outcome
     Outcome { status, stderr }
 }
 
-/// Exit status 1, exactly one stderr line, starting `wormfs: error:`, and nothing mounted.
+/// Exit status 1, exactly one stderr line, starting `wormfs: error:` and giving `reason`, and
+/// nothing mounted. The reason is what tells the refusal apart from a failure for any other
+/// cause.
 #[track_caller]
-fn assert_refused(out: &Outcome, mnt: &Path) {
-    assert_refused_ctx(out, mnt, "");
+fn assert_refused(out: &Outcome, mnt: &Path, reason: &str) {
+    assert_one_line_error(out, reason);
+    assert!(!is_wormfs_mounted(mnt), "{reason}: {} got mounted anyway", mnt.display());
 }
 
+/// Exit status 1 and exactly one stderr line, starting `wormfs: error:` and giving `reason`.
 #[track_caller]
-fn assert_refused_ctx(out: &Outcome, mnt: &Path, ctx: &str) {
-    assert_one_line_error(out, ctx);
-    assert!(!is_wormfs_mounted(mnt), "{ctx}: {} got mounted anyway", mnt.display());
-}
-
-/// Exit status 1 and exactly one stderr line, starting `wormfs: error:`.
-#[track_caller]
-fn assert_one_line_error(out: &Outcome, ctx: &str) {
-    assert_eq!(out.status.code(), Some(1), "{ctx}: exit status; stderr:\n{}", out.stderr);
+fn assert_one_line_error(out: &Outcome, reason: &str) {
+    assert_eq!(out.status.code(), Some(1), "{reason}: exit status; stderr:\n{}", out.stderr);
     let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{ctx}: expected a one-line message, got:\n{}", out.stderr);
-    assert!(lines[0].starts_with("wormfs: error:"), "{ctx}: message: {:?}", lines[0]);
+    assert_eq!(lines.len(), 1, "{reason}: expected a one-line message, got:\n{}", out.stderr);
+    assert!(lines[0].starts_with("wormfs: error:"), "{reason}: message: {:?}", lines[0]);
+    assert!(lines[0].contains(reason), "the message should say {reason:?}: {:?}", lines[0]);
+}
+
+/// The reason wormfs gives for overlapping trees: `what` overlap, naming both paths.
+fn overlap(what: &str, a: &Path, b: &Path) -> String {
+    format!("{what} overlap ({} and {}); they must be separate trees", a.display(), b.display())
 }
 
 #[test]
@@ -122,7 +125,7 @@ fn refuses_data_dir_equal_to_mountpoint() {
     let s = Scratch::new();
     let both = s.dir("both");
     let out = run_wormfs(&[], &both, &s.keyed_state("state"), &both);
-    assert_refused(&out, &both);
+    assert_refused(&out, &both, &overlap("data directory and mountpoint", &both, &both));
 }
 
 #[test]
@@ -132,7 +135,7 @@ fn refuses_data_dir_equal_to_mountpoint_through_a_symlink() {
     let mnt = s.dir("mnt");
     symlink(&mnt, s.path("alias")).unwrap();
     let out = run_wormfs(&[], &s.path("alias"), &s.keyed_state("state"), &mnt);
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, &overlap("data directory and mountpoint", &s.path("alias"), &mnt));
 }
 
 #[test]
@@ -141,7 +144,7 @@ fn refuses_data_dir_inside_mountpoint() {
     let s = Scratch::new();
     let mnt = s.dir("mnt");
     let out = run_wormfs(&[], &mnt.join("data"), &s.keyed_state("state"), &mnt);
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, &overlap("data directory and mountpoint", &mnt.join("data"), &mnt));
 }
 
 #[test]
@@ -151,22 +154,30 @@ fn refuses_mountpoint_inside_data_dir() {
     fs::write(data.join("existing.log"), "keep\n").unwrap();
     let mnt = s.dir("data/mnt");
     let out = run_wormfs(&[], &data, &s.keyed_state("state"), &mnt);
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, &overlap("data directory and mountpoint", &data, &mnt));
     assert_eq!(fs::read_to_string(data.join("existing.log")).unwrap(), "keep\n");
 }
 
 #[test]
 fn refuses_state_dir_overlapping_data_dir_or_mountpoint() {
-    // (state, data) relative to a fresh scratch dir with an empty mnt/. The state dir gets a
-    // signing key, except where that would put files in mnt/ (a second reason to refuse).
-    let layouts =
-        [("mnt", "data"), ("mnt/state", "data"), ("same", "same"), ("data/state", "data"), ("state", "state/data")];
-    for (state, data) in layouts {
+    // (state, data) relative to a fresh scratch dir with an empty mnt/, and the overlap wormfs
+    // must name: which trees, and the two paths in the order it compares them. The state dir
+    // gets a signing key, except where that would put files in mnt/ (a second reason to refuse).
+    const STATE_AND_MNT: &str = "state directory and mountpoint";
+    const DATA_AND_STATE: &str = "data and state directories";
+    let layouts = [
+        ("mnt", "data", STATE_AND_MNT, ("mnt", "mnt")),
+        ("mnt/state", "data", STATE_AND_MNT, ("mnt/state", "mnt")),
+        ("same", "same", DATA_AND_STATE, ("same", "same")),
+        ("data/state", "data", DATA_AND_STATE, ("data", "data/state")),
+        ("state", "state/data", DATA_AND_STATE, ("state/data", "state")),
+    ];
+    for (state, data, what, (a, b)) in layouts {
         let s = Scratch::new();
         let mnt = s.dir("mnt");
         let state_dir = if state.starts_with("mnt") { s.path(state) } else { s.keyed_state(state) };
         let out = run_wormfs(&[], &s.path(data), &state_dir, &mnt);
-        assert_refused_ctx(&out, &mnt, &format!("state={state} data={data}"));
+        assert_refused(&out, &mnt, &overlap(what, &s.path(a), &s.path(b)));
     }
 }
 
@@ -176,7 +187,7 @@ fn refuses_non_empty_mountpoint() {
     let mnt = s.dir("mnt");
     fs::write(mnt.join("keep.txt"), "hidden if mounted\n").unwrap();
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), &mnt);
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, &format!("mountpoint {} is not empty", mnt.display()));
     assert_eq!(fs::read_to_string(mnt.join("keep.txt")).unwrap(), "hidden if mounted\n");
 }
 
@@ -187,11 +198,11 @@ fn refuses_mountpoint_that_is_not_a_directory() {
     let file = s.path("not-a-dir");
     fs::write(&file, "").unwrap();
     let out = run_wormfs(&[], &s.path("data"), &state, &file);
-    assert_refused(&out, &file);
+    assert_refused(&out, &file, &format!("mountpoint {} is not a directory", file.display()));
 
     let missing = s.path("missing");
     let out = run_wormfs(&[], &s.path("data"), &state, &missing);
-    assert_refused(&out, &missing);
+    assert_refused(&out, &missing, &format!("mountpoint {} does not exist", missing.display()));
 }
 
 /// Unmounts a tmpfs when dropped, even if the test failed.
@@ -213,7 +224,7 @@ fn refuses_mountpoint_that_is_already_a_mount() {
     let _guard = TmpfsGuard(mnt.clone());
 
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), &mnt);
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, &format!("mountpoint {} is already a mount point", mnt.display()));
     assert_eq!(mount_types_at(&mnt), ["tmpfs"], "the tmpfs must be left alone");
 }
 
@@ -223,7 +234,7 @@ fn refuses_mountpoint_that_is_a_live_wormfs_mount() {
     let s = Scratch::new();
     let out = run_wormfs(&[], &s.path("data"), &s.keyed_state("state"), live.mnt());
     // The first mount is still there, so "nothing mounted" does not apply; check the stack.
-    assert_one_line_error(&out, "second mount on a live wormfs");
+    assert_one_line_error(&out, &format!("mountpoint {} is already a mount point", live.mnt().display()));
     assert_eq!(mount_types_at(live.mnt()), ["fuse.wormfs"], "exactly one wormfs mount there");
     live.assert_still_works();
 }
@@ -244,7 +255,7 @@ fn refuses_to_run_as_non_root() {
         &s.path("state"),
         &mnt,
     );
-    assert_refused(&out, &mnt);
+    assert_refused(&out, &mnt, "permission denied: wormfs mount must run as root");
 }
 
 #[test]
@@ -252,15 +263,24 @@ fn usage_errors_exit_with_status_2() {
     let s = Scratch::new();
     let mnt = s.dir("mnt");
     let data: OsString = s.path("data").into();
-    let cases: Vec<Vec<OsString>> = vec![
-        vec!["mount".into(), "--no-such-flag".into(), mnt.clone().into()],
-        vec!["mount".into(), "--data".into(), data.clone()], // no --state, no mountpoint
-        vec!["no-such-subcommand".into()],
+    // Each with what the usage message must name: the argument that is wrong or missing.
+    let cases: Vec<(Vec<OsString>, &[&str])> = vec![
+        (vec!["mount".into(), "--no-such-flag".into(), mnt.clone().into()], &["unexpected argument '--no-such-flag'"]),
+        (
+            vec!["mount".into(), "--data".into(), data.clone()],
+            &["required arguments were not provided", "--state <STATE_DIR>", "<MOUNTPOINT>"],
+        ),
+        (vec!["no-such-subcommand".into()], &["unrecognized subcommand 'no-such-subcommand'"]),
     ];
-    for args in cases {
+    for (args, reasons) in cases {
         let out = run_cmd(Command::new(WORMFS).args(&args).env_remove("RUST_LOG"));
         assert_eq!(out.status.code(), Some(2), "wormfs {args:?}: {out:#?}");
-        assert!(!out.stderr.is_empty(), "wormfs {args:?} should explain the usage error");
+        for reason in reasons {
+            assert!(
+                out.stderr.contains(reason),
+                "wormfs {args:?} should explain the usage error with {reason:?}: {out:#?}"
+            );
+        }
     }
     assert!(!is_mount_point(&mnt));
 }
@@ -271,7 +291,12 @@ fn refuses_to_start_without_a_signing_key() {
     let mnt = s.dir("mnt");
     let state = s.dir("state"); // exists, but nobody ran `wormfs keygen`
     let out = run_wormfs(&[], &s.path("data"), &state, &mnt);
-    assert_refused(&out, &mnt);
+    let reason = format!(
+        "no signing key at {}; create one with `wormfs keygen --state {}`",
+        state.join("signing.key").display(),
+        state.display()
+    );
+    assert_refused(&out, &mnt, &reason);
 }
 
 #[test]

@@ -165,7 +165,7 @@ fn verify(args: &[OsString], want: i32) -> Outcome {
 }
 
 /// Both the subcommand and the script, with and without `--json`, exit 2 without a report, and
-/// say why on stderr.
+/// give `why` on stderr (one of the reasons below), so a failure for another cause fails the test.
 #[track_caller]
 fn cannot_verify(args: &[OsString], why: &str) {
     let mut json_args = args.to_vec();
@@ -180,6 +180,28 @@ fn cannot_verify(args: &[OsString], why: &str) {
         assert!(out.stdout.trim().is_empty(), "{who}: printed a report although it could not verify\n{out:#?}");
         assert!(out.stderr.contains(why), "{who}: stderr should say {why:?}\n{out:#?}");
     }
+}
+
+// Why verify cannot verify, as it prints the reason.
+
+/// STATE_DIR has no index (never mounted, or the wrong directory).
+fn no_index(state: &Path) -> String {
+    format!("cannot verify: no index at {} (was this state directory ever mounted?)", state.join("index").display())
+}
+
+/// No `--pubkey`, and STATE_DIR has no public key to fall back on.
+fn no_public_key(state: &Path) -> String {
+    format!("cannot verify: no public key at {}; pass --pubkey FILE|HEX", state.join("signing.pub").display())
+}
+
+/// `--data` is missing or not a directory.
+fn not_a_data_dir(data: &Path) -> String {
+    format!("cannot verify: data directory {} is not a directory", data.display())
+}
+
+/// `spec` is what was passed to `--pubkey`: a file, or the key as hex.
+fn malformed_key(spec: &Path) -> String {
+    format!("cannot verify: {} is not a 64-hex-digit ed25519 key", spec.display())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,28 +710,29 @@ fn a_chain_forged_under_another_key_is_caught_only_with_the_kept_pubkey() {
 fn a_missing_state_dir_or_index_cannot_be_verified() {
     let s = Store::build();
     let nowhere = s.m.scratch().join("no-such-state");
-    cannot_verify(&os_args(&[&"--data", &s.m.data(), &"--state", &nowhere]), "cannot verify");
+    // Without --pubkey the key would come from the missing state dir.
+    cannot_verify(&os_args(&[&"--data", &s.m.data(), &"--state", &nowhere]), &no_public_key(&nowhere));
     cannot_verify(
         &os_args(&[&"--data", &s.m.data(), &"--state", &nowhere, &"--pubkey", &s.pubkey_file]),
-        "cannot verify",
+        &no_index(&nowhere),
     );
     // A state dir with its key but without the index.
     fs::remove_dir_all(s.m.state().join("index")).unwrap();
-    cannot_verify(&s.args(), "cannot verify");
-    cannot_verify(&s.args_with_key(), "cannot verify");
+    cannot_verify(&s.args(), &no_index(s.m.state()));
+    cannot_verify(&s.args_with_key(), &no_index(s.m.state()));
 }
 
 #[test]
 fn a_missing_data_dir_cannot_be_verified() {
     let s = Store::build();
     let nowhere = s.m.scratch().join("no-such-data");
-    cannot_verify(&os_args(&[&"--data", &nowhere, &"--state", &s.m.state()]), "cannot verify");
+    cannot_verify(&os_args(&[&"--data", &nowhere, &"--state", &s.m.state()]), &not_a_data_dir(&nowhere));
     cannot_verify(
         &os_args(&[&"--data", &nowhere, &"--state", &s.m.state(), &"--pubkey", &s.pubkey_file]),
-        "cannot verify",
+        &not_a_data_dir(&nowhere),
     );
     // A file is not a data directory either.
-    cannot_verify(&os_args(&[&"--data", &s.pubkey_file, &"--state", &s.m.state()]), "cannot verify");
+    cannot_verify(&os_args(&[&"--data", &s.pubkey_file, &"--state", &s.m.state()]), &not_a_data_dir(&s.pubkey_file));
     // The store itself is fine.
     verify(&s.args_with_key(), 0);
 }
@@ -724,11 +747,11 @@ fn a_malformed_pubkey_cannot_be_verified() {
     for bad in [&"zz" as &dyn AsRef<std::ffi::OsStr>, &short, &non_hex, &garbage_file, &""] {
         let mut args = s.args();
         args.extend(os_args(&[&"--pubkey", bad]));
-        cannot_verify(&args, "cannot verify");
+        cannot_verify(&args, &malformed_key(Path::new(bad)));
     }
     // A missing STATE_DIR/signing.pub without --pubkey: no key to trust.
     fs::remove_file(s.m.state().join("signing.pub")).unwrap();
-    cannot_verify(&s.args(), "cannot verify");
+    cannot_verify(&s.args(), &no_public_key(s.m.state()));
     verify(&s.args_with_key(), 0);
 }
 
@@ -836,11 +859,16 @@ fn the_script_takes_its_defaults_from_the_env_file() {
     let out = script(None, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:#?}");
     assert!(out.stdout.is_empty(), "{out:#?}");
+    assert!(
+        out.stderr.contains("wormfs-verify: say which store to verify: --data DATA_DIR --state STATE_DIR"),
+        "{out:#?}"
+    );
 
     // Arguments win over the env file.
     let nowhere = s.m.scratch().join("no-such-data");
     let out = script(Some(&env_file), &["--data", nowhere.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "--data must override WORMFS_DATA: {out:#?}");
+    assert!(out.stderr.contains(&not_a_data_dir(&nowhere)), "--data must override WORMFS_DATA: {out:#?}");
 
     // Tampering found through the env file's defaults.
     fs::remove_file(s.m.backing("big.bin")).unwrap();
@@ -908,6 +936,7 @@ fn records_dropped_from_the_end_are_found_by_the_index_head_and_by_a_kept_head()
         a
     }));
     assert_eq!(bad.status.code(), Some(2), "a malformed head is a usage error");
+    assert!(bad.stderr.contains("`12:nothex` is not SEQ:HASH"), "the usage error should say why: {bad:#?}");
 }
 
 #[test]

@@ -202,6 +202,12 @@ fn errno_name(e: i32) -> String {
     format!("{} ({})", io::Error::from_raw_os_error(e), e)
 }
 
+/// The C library's text for errno `e` (e.g. "Operation not permitted"), as tools print it.
+pub fn strerror(e: i32) -> String {
+    let text = io::Error::from_raw_os_error(e).to_string();
+    text.strip_suffix(&format!(" (os error {e})")).unwrap_or(&text).to_string()
+}
+
 /// Assert that `result` failed with exactly `expected` (e.g. `libc::EPERM`).
 #[track_caller]
 pub fn assert_errno<T: Debug, E: AsErrno>(result: Result<T, E>, expected: i32) {
@@ -503,6 +509,76 @@ impl TestMount {
     #[track_caller]
     pub fn assert_still_works(&self) {
         self.assert_append_works("alive-check.log");
+    }
+
+    /// Size of the backing file `rel`, for operations aimed at or around its end.
+    #[track_caller]
+    pub fn backing_len(&self, rel: impl AsRef<Path>) -> u64 {
+        let path = self.backing(rel);
+        fs::metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).len()
+    }
+
+    /// A refused operation, checked the three ways a user would: `op` fails with exactly
+    /// `errno`, the backing file `rel` keeps its bytes and size, and `rel` still takes appends
+    /// through the mount (the refusal wedged neither the file nor the mount). `what` names the
+    /// operation in failure messages.
+    ///
+    /// The append moves the end, so an operation aimed at or past the end takes its offset from
+    /// [`backing_len`](Self::backing_len) just before the call. A `move` closure that owns a
+    /// handle closes it before the bytes are checked.
+    #[track_caller]
+    pub fn assert_refused<T: Debug, E: AsErrno>(
+        &self,
+        rel: impl AsRef<Path>,
+        errno: i32,
+        what: &str,
+        op: impl FnOnce() -> Result<T, E>,
+    ) {
+        let rel = rel.as_ref();
+        let snap = Snapshot::of(self.backing(rel));
+        assert_errno_ctx(op(), errno, what);
+        snap.assert_unchanged();
+        self.assert_append_works(rel);
+    }
+
+    /// [`assert_refused`] for a command line tool: `run_tool` exits non-zero and its stderr
+    /// gives the reason as the text of `errno` (e.g. "Operation not permitted"), `rel` keeps
+    /// its bytes and still takes appends. Returns the run for further checks.
+    #[track_caller]
+    pub fn assert_tool_refused(
+        &self,
+        rel: impl AsRef<Path>,
+        errno: i32,
+        what: &str,
+        run_tool: impl FnOnce() -> RunOutput,
+    ) -> RunOutput {
+        let rel = rel.as_ref();
+        let snap = Snapshot::of(self.backing(rel));
+        let out = run_tool();
+        out.assert_failure(what);
+        let reason = strerror(errno);
+        assert!(out.stderr.contains(&reason), "{what}: stderr should say {reason:?}, got {out:#?}");
+        snap.assert_unchanged();
+        self.assert_append_works(rel);
+        out
+    }
+
+    /// A refused creation of anything but a regular file: `op` fails with exactly `errno`,
+    /// nothing appears at `rel` in DATA_DIR or through the mount, and the mount still takes
+    /// appends.
+    #[track_caller]
+    pub fn assert_not_created<T: Debug, E: AsErrno>(
+        &self,
+        rel: impl AsRef<Path>,
+        errno: i32,
+        what: &str,
+        op: impl FnOnce() -> Result<T, E>,
+    ) {
+        let rel = rel.as_ref();
+        assert_errno_ctx(op(), errno, what);
+        assert_absent(self.backing(rel));
+        assert_absent(self.path(rel));
+        self.assert_still_works();
     }
 
     fn wait_until_mounted(&mut self) {

@@ -2,20 +2,23 @@
 //! alone, check that the chain is intact and that every sealed byte in DATA_DIR still hashes to
 //! its seal. Reads the index and DATA_DIR; changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::core::backing::DataDir;
 use crate::core::chain::{ChainChecker, ChainFinding, ChainReport};
 use crate::core::history::{CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin};
 use crate::core::path::RelPath;
+use crate::core::policy::{NodeKind, Refusal};
 use crate::core::segment::{Hash, SegmentHasher};
 use crate::core::store::{Store, StoreError};
+use crate::core::FsError;
+use nix::errno::Errno;
 
 /// Something verify found wrong: tampering or loss.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,18 @@ pub enum Finding {
     /// A file in DATA_DIR that no record ever created or adopted.
     Injected {
         path: RelPath,
+    },
+    /// Something other than a regular file (a FIFO, socket, device, symlink or directory)
+    /// where a file's history is, or anywhere in DATA_DIR: wormfs never makes one.
+    NotAFile {
+        path: RelPath,
+        what: NodeKind,
+    },
+    /// A file or directory that could not be read (permissions, an I/O error, a name too long
+    /// to reach): what it holds cannot be checked.
+    Unreadable {
+        path: RelPath,
+        reason: String,
     },
     /// Bytes beyond the last seal after a clean Unmount: appended behind wormfs' back.
     AppendedAfterUnmount {
@@ -111,6 +126,8 @@ impl Finding {
             Finding::Truncated { .. } => "file.truncated",
             Finding::Missing { .. } => "file.missing",
             Finding::Injected { .. } => "file.injected",
+            Finding::NotAFile { .. } => "file.not_a_file",
+            Finding::Unreadable { .. } => "file.unreadable",
             Finding::AppendedAfterUnmount { .. } => "file.appended_after_unmount",
             Finding::HeadMismatch { .. } => "chain.head_mismatch",
             Finding::ExpectedHeadMissing { .. } => "chain.expected_head_missing",
@@ -138,6 +155,8 @@ impl Finding {
             | Finding::Truncated { path, .. }
             | Finding::Missing { path }
             | Finding::Injected { path }
+            | Finding::NotAFile { path, .. }
+            | Finding::Unreadable { path, .. }
             | Finding::AppendedAfterUnmount { path, .. } => Some(path),
         }
     }
@@ -226,6 +245,10 @@ impl fmt::Display for Finding {
             }
             Finding::Missing { path } => write!(f, "{path}: missing, no record explains it"),
             Finding::Injected { path } => write!(f, "{path}: in the data directory but never created through wormfs"),
+            Finding::NotAFile { path, what } => {
+                write!(f, "{path}: a {what:?} in the data directory where wormfs keeps only regular files")
+            }
+            Finding::Unreadable { path, reason } => write!(f, "{path}: cannot be read ({reason}); it is not checked"),
             Finding::AppendedAfterUnmount { path, bytes } => {
                 write!(f, "{path}: {bytes} bytes appended after the clean unmount")
             }
@@ -367,6 +390,8 @@ pub fn check_with(
     key: VerifyingKey,
     opts: &Options,
 ) -> Result<Report, VerifyError> {
+    let data = DataDir::open(data_dir)
+        .map_err(|e| VerifyError::Io { path: data_dir.to_path_buf(), err: std::io::Error::from(e) })?;
     let Replay { chain, history, head_time } = Replay::of(store, key)?;
     let closed = history.closed();
     let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
@@ -386,7 +411,7 @@ pub fn check_with(
     }
 
     let jobs: Vec<(&RelPath, &FileHistory)> = files.iter().filter(|(p, _)| opts.covers(p)).collect();
-    let hashed = hash_files(data_dir, &jobs, closed, opts)?;
+    let hashed = hash_files(&data, &jobs, closed, opts);
 
     let mut warnings: Vec<Warning> =
         history_warnings.into_iter().map(Warning::History).filter(|w| opts.covers(w.path())).collect();
@@ -397,7 +422,8 @@ pub fn check_with(
             // stopped between the Rename record and the rename itself.
             if let Finding::Missing { path } = finding {
                 if let Some((from, seq)) = renamed.get(path) {
-                    if data_dir.join(from.as_os_str()).is_file() && !files.contains_key(from) {
+                    let there = data.stat(from).is_ok_and(|st| NodeKind::from_mode(st.st_mode) == Some(NodeKind::File));
+                    if there && !files.contains_key(from) {
                         warnings.push(Warning::RenameNotCompleted {
                             path: path.clone(),
                             from: from.clone(),
@@ -412,8 +438,15 @@ pub fn check_with(
         }
         warnings.extend(outcome.warnings.iter().cloned());
     }
-    let on_disk = walk_files(data_dir).map_err(|(path, err)| VerifyError::Io { path, err })?;
-    for path in &on_disk {
+    let on_disk = walk(&data);
+    findings.extend(on_disk.unreadable.into_iter().filter(|f| f.path().is_none_or(|p| opts.covers(p))));
+    for (path, what) in &on_disk.others {
+        // One where a history is was reported by check_file; anything else is planted.
+        if opts.covers(path) && !files.contains_key(path) {
+            findings.push(Finding::NotAFile { path: path.clone(), what: *what });
+        }
+    }
+    for path in &on_disk.files {
         if opts.covers(path) && !files.contains_key(path) && !interrupted_renames.contains(path) {
             match ended.get(path) {
                 Some(Ended::Deleted { seq }) => {
@@ -444,12 +477,7 @@ struct Hashed {
 }
 
 /// Hash files in parallel, one thread per core; each file in one sequential read.
-fn hash_files(
-    data_dir: &Path,
-    jobs: &[(&RelPath, &FileHistory)],
-    chain_closed: bool,
-    opts: &Options,
-) -> Result<Hashed, VerifyError> {
+fn hash_files(data: &DataDir, jobs: &[(&RelPath, &FileHistory)], chain_closed: bool, opts: &Options) -> Hashed {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
@@ -459,7 +487,7 @@ fn hash_files(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((path, history)) = jobs.get(i) else { return };
-                let outcome = check_file(data_dir, path, history, chain_closed, opts);
+                let outcome = check_file(data, path, history, chain_closed, opts);
                 results.lock().unwrap_or_else(|e| e.into_inner()).push((i, outcome));
             });
         }
@@ -467,8 +495,8 @@ fn hash_files(
     let elapsed = started.elapsed();
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
-    let outcomes = results.into_iter().map(|(_, outcome)| outcome).collect::<Result<_, _>>()?;
-    Ok(Hashed { outcomes, elapsed, threads })
+    let outcomes = results.into_iter().map(|(_, outcome)| outcome).collect();
+    Hashed { outcomes, elapsed, threads }
 }
 
 /// Why the chain does not contain record `seq` with hash `hash`, if it does not.
@@ -502,27 +530,36 @@ struct FileOutcome {
 }
 
 fn check_file(
-    data_dir: &Path,
+    data: &DataDir,
     path: &RelPath,
     history: &FileHistory,
     chain_closed: bool,
     opts: &Options,
-) -> Result<FileOutcome, VerifyError> {
+) -> FileOutcome {
     let mut out = FileOutcome { hashed: 0, findings: Vec::new(), warnings: Vec::new() };
-    let full = data_dir.join(path.as_os_str());
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&full) {
+    // Opened exactly as the daemon opens it: beneath DATA_DIR, no symlinks, never blocking on
+    // a FIFO, regular files only. Whatever is wrong with this one file is a finding about it.
+    let file = match data.open_file(path, false) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            out.findings.push(Finding::Missing { path: path.clone() });
-            return Ok(out);
+        Err(e) => {
+            out.findings.push(open_finding(path, e));
+            return out;
         }
-        Err(err) => return Err(VerifyError::Io { path: full, err }),
     };
-    let size = file.metadata().map_err(|err| VerifyError::Io { path: full.clone(), err })?.len();
-    let (hashed, content) = check_content(&file, path, &history.ranges, size, opts)
-        .map_err(|err| VerifyError::Io { path: full.clone(), err })?;
-    out.hashed = hashed;
-    out.findings.extend(content);
+    let size = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            out.findings.push(Finding::Unreadable { path: path.clone(), reason: e.to_string() });
+            return out;
+        }
+    };
+    match check_content(&file, path, &history.ranges, size, opts) {
+        Ok((hashed, content)) => {
+            out.hashed = hashed;
+            out.findings.extend(content);
+        }
+        Err(e) => out.findings.push(Finding::Unreadable { path: path.clone(), reason: e.to_string() }),
+    }
     if size < history.sealed {
         out.findings.push(Finding::Truncated { path: path.clone(), size, sealed: history.sealed });
     } else if size > history.sealed {
@@ -533,7 +570,19 @@ fn check_file(
             out.warnings.push(Warning::UnsealedTail { path: path.clone(), bytes });
         }
     }
-    Ok(out)
+    out
+}
+
+/// Why a file with a history could not be opened, as a finding about it.
+fn open_finding(path: &RelPath, e: FsError) -> Finding {
+    let path = path.clone();
+    match e {
+        FsError::Os { errno: Errno::ENOENT, .. } => Finding::Missing { path },
+        FsError::Os { errno: Errno::ELOOP, .. } => Finding::NotAFile { path, what: NodeKind::Symlink },
+        FsError::Refused { refusal: Refusal::NotRegularFile(what), .. } => Finding::NotAFile { path, what },
+        FsError::IsDirectory { .. } => Finding::NotAFile { path, what: NodeKind::Dir },
+        other => Finding::Unreadable { path, reason: other.to_string() },
+    }
 }
 
 /// Re-hash the file's sealed segments in one sequential read; report the first that fails.
@@ -579,22 +628,48 @@ fn check_content(
     Ok((hashed, None))
 }
 
-/// Every regular file under `dir`, as paths relative to it. Symlinks are not followed.
-fn walk_files(dir: &Path) -> Result<BTreeSet<RelPath>, (PathBuf, std::io::Error)> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![(dir.to_path_buf(), RelPath::root())];
-    while let Some((abs, rel)) = stack.pop() {
-        let entries = std::fs::read_dir(&abs).map_err(|e| (abs.clone(), e))?;
+/// What a walk of DATA_DIR found: regular files, anything else that is not a directory, and
+/// what could not be read (each a finding, never a reason to stop).
+#[derive(Debug, Default)]
+struct Walk {
+    files: BTreeSet<RelPath>,
+    others: BTreeMap<RelPath, NodeKind>,
+    unreadable: Vec<Finding>,
+}
+
+/// Every entry under DATA_DIR, through the same fd-relative, no-symlink access the daemon uses,
+/// so no path is too long to reach and nothing outside DATA_DIR is read.
+fn walk(data: &DataDir) -> Walk {
+    let mut out = Walk::default();
+    let mut stack = vec![RelPath::root()];
+    while let Some(dir) = stack.pop() {
+        let entries = match data.read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                out.unreadable.push(Finding::Unreadable { path: dir.clone(), reason: e.desc().to_string() });
+                continue;
+            }
+        };
         for entry in entries {
-            let entry = entry.map_err(|e| (abs.clone(), e))?;
-            let kind = entry.file_type().map_err(|e| (entry.path(), e))?;
-            let Ok(child) = rel.join(&entry.file_name()) else { continue };
-            if kind.is_dir() {
-                stack.push((entry.path(), child));
-            } else if kind.is_file() {
-                out.insert(child);
+            let child = match dir.join(&entry.name) {
+                Ok(child) => child,
+                Err(why) => {
+                    let reason = format!("an entry named {:?} cannot be reached ({why:?})", entry.name);
+                    out.unreadable.push(Finding::Unreadable { path: dir.clone(), reason });
+                    continue;
+                }
+            };
+            match NodeKind::from_mode(entry.file_type) {
+                Some(NodeKind::Dir) => stack.push(child),
+                Some(NodeKind::File) => {
+                    out.files.insert(child);
+                }
+                Some(other) => {
+                    out.others.insert(child, other);
+                }
+                None => {}
             }
         }
     }
-    Ok(out)
+    out
 }

@@ -170,6 +170,8 @@ fn finding_json(f: &Finding) -> Value {
         Finding::Truncated { size, sealed, .. } => json!({ "size": size, "sealed": sealed }),
         Finding::AppendedAfterUnmount { bytes, .. } => json!({ "bytes": bytes }),
         Finding::Missing { .. } | Finding::Injected { .. } => json!({}),
+        Finding::NotAFile { what, .. } => json!({ "what": format!("{what:?}") }),
+        Finding::Unreadable { reason, .. } => json!({ "reason": reason }),
         Finding::HeadMismatch { index_seq, chain_seq } => json!({ "index_seq": index_seq, "chain_seq": chain_seq }),
         Finding::ExpectedHeadMissing { seq, .. } => json!({ "seq": seq }),
     };

@@ -507,6 +507,19 @@ impl WormFs {
 
     pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
         let path = self.path_of(ino)?;
+        match self.open_path(caller, ino, &path, flags) {
+            // Gone from DATA_DIR while the chain's history of it is open: damage, not a
+            // harmless ENOENT (and not a name free for a new file).
+            Err(FsError::Os { errno: Errno::ENOENT, .. }) => {
+                self.history_must_have_ended(&path)?;
+                Err(FsError::os(&path, Errno::ENOENT))
+            }
+            other => other,
+        }
+    }
+
+    fn open_path(&self, caller: &Caller, ino: u64, path: &RelPath, flags: i32) -> FsResult<Opened> {
+        let path = path.clone();
         let _gate = lock(&self.gate);
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if flags & libc::O_TRUNC != 0 {

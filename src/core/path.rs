@@ -24,6 +24,11 @@ pub enum BadName {
 /// Longest single component we accept (the kernel's NAME_MAX).
 const NAME_MAX: usize = 255;
 
+/// Longest whole path we accept: every access to DATA_DIR is one `openat2` of this path below
+/// DATA_DIR's fd, and the kernel takes at most PATH_MAX (4096) bytes with the NUL. A longer
+/// path could be made one component at a time through the mount, but never opened again.
+pub const PATH_MAX: usize = 4095;
+
 impl RelPath {
     /// The root of DATA_DIR.
     pub fn root() -> Self {
@@ -42,6 +47,9 @@ impl RelPath {
             bytes.push(b'/');
         }
         bytes.extend_from_slice(name.as_bytes());
+        if bytes.len() > PATH_MAX {
+            return Err(BadName::TooLong);
+        }
         Ok(RelPath(OsString::from_vec(bytes)))
     }
 
@@ -151,6 +159,18 @@ mod tests {
         assert_eq!(RelPath::parse(OsStr::new("a/../b")), Err(BadName::Dot));
         assert_eq!(RelPath::parse(OsStr::new("/etc/passwd")), Err(BadName::Empty));
         assert_eq!(RelPath::parse(OsStr::new("a//b")), Err(BadName::Empty));
+    }
+
+    #[test]
+    fn a_path_too_long_to_open_again_is_refused() {
+        let name = "x".repeat(255);
+        let mut p = RelPath::root();
+        // 16 components of 255 bytes and their slashes: 4095 bytes, the most openat2 takes.
+        for _ in 0..16 {
+            p = p.join(OsStr::new(&name)).unwrap();
+        }
+        assert_eq!(p.as_os_str().len(), 16 * 256 - 1);
+        assert_eq!(p.join(OsStr::new("y")), Err(BadName::TooLong));
     }
 
     #[test]

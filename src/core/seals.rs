@@ -155,7 +155,13 @@ pub fn recover(
             }
         };
         for entry in entries {
-            let Ok(path) = dir.join(&entry.name) else { continue };
+            let path = match dir.join(&entry.name) {
+                Ok(path) => path,
+                Err(why) => {
+                    report.damaged.push(format!("{dir}: an entry named {:?} cannot be reached ({why:?})", entry.name));
+                    continue;
+                }
+            };
             match entry.file_type {
                 libc::S_IFDIR => dirs.push(path),
                 libc::S_IFREG => {

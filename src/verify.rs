@@ -542,7 +542,7 @@ fn check_file(
     let file = match data.open_file(path, false) {
         Ok(f) => f,
         Err(e) => {
-            out.findings.push(open_finding(path, e));
+            out.findings.push(open_finding(data, path, e));
             return out;
         }
     };
@@ -574,8 +574,13 @@ fn check_file(
 }
 
 /// Why a file with a history could not be opened, as a finding about it.
-fn open_finding(path: &RelPath, e: FsError) -> Finding {
+fn open_finding(data: &DataDir, path: &RelPath, e: FsError) -> Finding {
+    // Some nodes refuse open(2) itself (a socket: ENXIO): what is there tells why.
+    let kind = data.stat(path).ok().and_then(|st| NodeKind::from_mode(st.st_mode));
     let path = path.clone();
+    if let Some(what) = kind.filter(|k| *k != NodeKind::File) {
+        return Finding::NotAFile { path, what };
+    }
     match e {
         FsError::Os { errno: Errno::ENOENT, .. } => Finding::Missing { path },
         FsError::Os { errno: Errno::ELOOP, .. } => Finding::NotAFile { path, what: NodeKind::Symlink },

@@ -306,3 +306,136 @@ fn flip_byte(path: &Path, offset: u64) {
     b[0] ^= 0x20;
     f.write_all_at(&b, offset).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Paths too long to open again
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_user_cannot_make_a_path_wormfs_could_not_open_again() {
+    let mut tm = TestMount::builder().arg("--allow-other").start();
+    let shared = tm.mkdir("shared");
+    fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // As an ordinary user: 255-byte directory names, one inside the other, each made relative
+    // to the last (so no single path the caller passes is long).
+    let script = format!(
+        "import os, errno\n\
+         os.chdir({:?})\n\
+         depth = 0\n\
+         try:\n\
+         \x20   while depth < 20:\n\
+         \x20       os.mkdir('d' * 255)\n\
+         \x20       os.chdir('d' * 255)\n\
+         \x20       depth += 1\n\
+         except OSError as e:\n\
+         \x20   print(depth, errno.errorcode[e.errno])\n",
+        shared.to_str().unwrap()
+    );
+    let out = run_as(1000, 1000, &format!("python3 -c {}", shell_quote(&script)));
+    out.assert_success("the mkdir loop");
+    // "shared/" is 7 bytes; each level adds 256: the 16th would pass 4095 bytes below DATA_DIR.
+    assert_eq!(out.stdout.trim(), "15 ENAMETOOLONG", "{out:#?}");
+    let mut deepest = tm.backing("shared");
+    for _ in 0..15 {
+        deepest.push("d".repeat(255));
+    }
+    assert!(deepest.is_dir());
+    assert!(fs::read_dir(&deepest).unwrap().next().is_none(), "nothing was made below the limit");
+    tm.stop();
+    tm.restart();
+    assert_intact(&tm);
+}
+
+#[test]
+fn a_path_planted_too_deep_in_the_data_dir_is_a_finding_not_an_abort() {
+    let mut tm = TestMount::start();
+    tm.create("a.log", b"a\n");
+    tm.stop();
+    // Made directly in DATA_DIR, relative to each level, so no one call sees a long path.
+    let script = format!(
+        "import os\nos.chdir({:?})\nfor _ in range(17):\n    os.mkdir('d' * 255)\n    os.chdir('d' * 255)\nopen('deep.log', 'w').write('x')\n",
+        tm.data().to_str().unwrap()
+    );
+    run(&format!("python3 -c {}", shell_quote(&script))).assert_success("plant a deep tree");
+    tm.restart();
+    assert!(tm.log().contains("cannot be reached"), "recovery reports it and carries on:\n{}", tm.log());
+    tm.assert_append_works("a.log");
+    tm.stop();
+    let (code, doc) = verify(&tm);
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(doc["counts"]["file.unreadable"].as_u64() >= Some(1), "{doc:#}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Odd files in the data directory
+// ---------------------------------------------------------------------------------------------
+
+/// A sealed a.log, then `replace` run on its backing path while unmounted.
+fn replaced_sealed_file(replace: impl FnOnce(&Path)) -> TestMount {
+    let mut tm = TestMount::start();
+    tm.create("a.log", b"sealed\n");
+    tm.stop();
+    let backing = tm.backing("a.log");
+    fs::remove_file(&backing).unwrap();
+    replace(&backing);
+    tm
+}
+
+#[test]
+fn a_fifo_where_a_sealed_file_was_is_a_finding_and_verify_does_not_hang() {
+    let mut tm =
+        replaced_sealed_file(|p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap());
+    let started = std::time::Instant::now();
+    let doc = assert_found(&tm, "file.not_a_file", "/a.log");
+    assert!(started.elapsed() < Duration::from_secs(10), "verify must not block on the FIFO");
+    assert!(doc["findings"].to_string().contains("Fifo"), "{doc:#}");
+    tm.restart();
+    tm.assert_still_works();
+}
+
+#[test]
+fn a_symlink_where_a_sealed_file_was_is_a_finding_and_is_not_followed() {
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    fs::write(outside.path(), b"sealed\n").unwrap();
+    let target = outside.path().to_path_buf();
+    let mut tm = replaced_sealed_file(|p| std::os::unix::fs::symlink(&target, p).unwrap());
+    let doc = assert_found(&tm, "file.not_a_file", "/a.log");
+    assert!(doc["findings"].to_string().contains("Symlink"), "{doc:#}");
+    assert_eq!(doc["bytes_hashed"], 0, "nothing outside DATA_DIR was read: {doc:#}");
+    tm.restart();
+    tm.assert_still_works();
+}
+
+#[test]
+fn a_directory_or_socket_where_a_sealed_file_was_is_a_finding() {
+    let mut tm = replaced_sealed_file(|p| fs::create_dir(p).unwrap());
+    assert_found(&tm, "file.not_a_file", "/a.log");
+    tm.restart();
+    tm.assert_still_works();
+    drop(tm);
+
+    let tm = replaced_sealed_file(|p| {
+        std::os::unix::net::UnixListener::bind(p).unwrap();
+    });
+    assert_found(&tm, "file.not_a_file", "/a.log");
+}
+
+#[test]
+fn odd_nodes_and_hard_links_planted_in_the_data_dir_are_findings() {
+    let mut tm = TestMount::start();
+    tm.create("a.log", b"sealed\n");
+    tm.stop();
+    nix::unistd::mkfifo(&tm.backing("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tm.backing("link")).unwrap();
+    fs::hard_link(tm.backing("a.log"), tm.backing("hard.log")).unwrap();
+    let doc = assert_found(&tm, "file.not_a_file", "/pipe");
+    assert!(kinds_about(&doc, "findings", "/link").contains(&"file.not_a_file".to_string()), "{doc:#}");
+    assert!(kinds_about(&doc, "findings", "/hard.log").contains(&"file.injected".to_string()), "{doc:#}");
+    assert!(kinds_about(&doc, "findings", "/a.log").is_empty(), "the sealed file itself is intact: {doc:#}");
+    tm.restart();
+    tm.assert_append_works("a.log");
+}

@@ -363,10 +363,10 @@ impl WormFs {
     }
 
     /// Whether any handle, for reading or writing, has inode `ino` open.
-    /// An orphaned writer state (its last close could not seal) counts as open: its unsealed
-    /// bytes must be sealed before the file can go.
+    /// Bytes a last close could not seal count as open too: they must be sealed before the
+    /// file can go.
     fn is_open(&self, ino: u64) -> bool {
-        self.files.any(|h| h.ino == ino) || self.open_files.get(ino).is_some()
+        self.files.any(|h| h.ino == ino) || self.open_files.get(ino).is_some_and(|s| lock(&s).unsealed() > 0)
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {

@@ -439,3 +439,87 @@ fn odd_nodes_and_hard_links_planted_in_the_data_dir_are_findings() {
     tm.restart();
     tm.assert_append_works("a.log");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. A directory rename racing a create inside it
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn renaming_an_empty_directory_is_ordered_with_creates_inside_it() {
+    let mut tm = TestMount::start();
+    let mut moved = 0;
+    for i in 0..300 {
+        let (from, to) = (tm.path(format!("d{i}")), tm.path(format!("e{i}")));
+        fs::create_dir(&from).unwrap();
+        let file = from.join("f.log");
+        let creator = std::thread::spawn(move || fs::write(file, b"x\n").is_ok());
+        let renamed = fs::rename(&from, &to).is_ok();
+        let created = creator.join().unwrap();
+        moved += usize::from(renamed && created);
+    }
+    tm.stop();
+    // Whichever came first, the file is where its records say, owned by its creator.
+    let doc = assert_intact(&tm);
+    assert!(doc["warnings"].as_array().unwrap().is_empty(), "{doc:#}");
+    eprintln!("{moved} of 300 renames happened with a file created inside");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. close(2) from another thread than the opener
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_close_from_a_worker_thread_seals_before_it_returns() {
+    let mut tm = TestMount::start();
+    let pid = tm.pid().unwrap();
+    // The seal must be durable when close(2) returns: kill the daemon the moment it does.
+    let script = format!(
+        "import os, signal, threading\n\
+         fd = os.open({:?}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)\n\
+         os.write(fd, b'closed by a worker thread\\n')\n\
+         t = threading.Thread(target=os.close, args=(fd,))\n\
+         t.start(); t.join()\n\
+         os.kill({pid}, signal.SIGKILL)\n",
+        tm.path("w.log").to_str().unwrap()
+    );
+    run(&format!("python3 -c {}", shell_quote(&script))).assert_success("write, close in a thread, kill");
+    tm.kill9();
+    tm.restart();
+    let records = tm.records();
+    assert_eq!(records_about(&records, "Seal", "/w.log").len(), 1, "sealed at close: {records:#?}");
+    assert!(records_about(&records, "Recovered", "/w.log").is_empty(), "{records:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. truncate(1) after expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn truncate_tool_works_through_its_own_handle_after_expiry_and_stays_checkable() {
+    let mut tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("t.log", b"0123456789");
+    let snap = Snapshot::of(tm.backing("t.log"));
+    // Before expiry: refused, as every shrink is.
+    let early = run(&format!("truncate -s 3 {}", q(tm.path("t.log"))));
+    early.assert_failure("truncate before expiry");
+    snap.assert_unchanged();
+    std::thread::sleep(Duration::from_millis(1300));
+    // truncate(1) opens the file and ftruncates through that handle.
+    run(&format!("truncate -s 3 {}", q(tm.path("t.log")))).assert_success("truncate -s 3 after expiry");
+    assert_eq!(fs::read(tm.backing("t.log")).unwrap(), b"012");
+    tm.append("t.log", b"abc");
+    std::thread::sleep(Duration::from_millis(1300));
+    run(&format!("truncate -s 0 {}", q(tm.path("t.log")))).assert_success("truncate -s 0 after expiry");
+    assert_eq!(fs::metadata(tm.backing("t.log")).unwrap().len(), 0);
+    tm.append("t.log", b"again\n");
+    assert_eq!(records_about(&tm.records(), "Truncate", "/t.log").len(), 2);
+    // Another handle open on the file still blocks it.
+    std::thread::sleep(Duration::from_millis(1300));
+    let other = fs::File::open(tm.path("t.log")).unwrap();
+    let snap = Snapshot::of(tm.backing("t.log"));
+    run(&format!("truncate -s 1 {}", q(tm.path("t.log")))).assert_failure("truncate while another handle is open");
+    snap.assert_unchanged();
+    drop(other);
+    tm.stop();
+    assert_intact(&tm);
+}

@@ -22,7 +22,7 @@ use super::path::RelPath;
 use super::policy::{self, AtimeEffect, NodeKind, Refusal};
 use super::seals::{self, DamageLog, Recovery, SealCause};
 use super::segment::Hash;
-use super::sync::lock;
+use super::sync::{lock, read, write};
 use std::sync::Arc;
 
 /// st_blksize we report at least: tools like cp size their buffers from it, and each write(2)
@@ -70,6 +70,9 @@ pub struct AttrChanges {
     pub size: Option<u64>,
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
+    /// The handle the change comes through (ftruncate), if any: a file open only through the
+    /// caller's own handle may still be truncated.
+    pub via: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,9 +119,11 @@ pub struct WormFs {
     metrics: Metrics,
     /// Damage already recorded in the chain, so each is recorded once.
     damage: DamageLog,
-    /// Held by open() and by the retention-gated changes (unlink, rename, truncate), so no open
+    /// Shared by open() and by creating names; exclusive for the retention-gated changes
+    /// (unlink, rename, truncate), so no open can slip in between "nothing has it open" and the
+    /// change, and no create lands in a directory between "it is empty" and its rename.
     /// can slip in between "nothing has it open" and the change itself.
-    gate: std::sync::Mutex<()>,
+    gate: std::sync::RwLock<()>,
 }
 
 /// What `start` did.
@@ -173,7 +178,7 @@ impl WormFs {
             audit_reads: false,
             metrics: Metrics::default(),
             damage: DamageLog::default(),
-            gate: std::sync::Mutex::new(()),
+            gate: std::sync::RwLock::new(()),
         })
     }
 
@@ -281,7 +286,7 @@ impl WormFs {
     pub fn setattr(&self, caller: &Caller, ino: u64, changes: &AttrChanges) -> FsResult<Attr> {
         let path = self.path_of(ino)?;
         if let Some(to) = changes.size {
-            self.truncate(ino, &path, to)?;
+            self.truncate(ino, &path, to, changes.via)?;
         }
         if let Some(TimeSet::At(atime)) = changes.atime {
             self.atime_as_retention(&path, atime, caller)?;
@@ -301,10 +306,24 @@ impl WormFs {
 
     /// truncate(2)/ftruncate(2): a no-op to the current size; smaller only once retention has
     /// expired (recorded first); never larger. The ledger decides, under its lock.
-    fn truncate(&self, ino: u64, path: &RelPath, to: u64) -> FsResult<()> {
-        let _gate = lock(&self.gate);
-        let size = self.current_size(ino, path)?;
-        let open = self.is_open(ino);
+    fn truncate(&self, ino: u64, path: &RelPath, to: u64, via: Option<u64>) -> FsResult<()> {
+        let _gate = write(&self.gate);
+        // A writable handle of the caller's own (ftruncate, `truncate -s` which opens the file
+        // first) is no reason to refuse; any other handle is.
+        let via = via.filter(|fh| self.files.get(*fh).is_some_and(|h| h.ino == ino));
+        let writer = via.and_then(|fh| self.files.get(fh));
+        let open = self.files.any_except(via, |h| h.ino == ino)
+            || (writer.is_none() && self.open_files.get(ino).is_some_and(|s| lock(&s).unsealed() > 0));
+        let shared = writer.as_ref().and_then(|h| h.writer()).map(|w| w.shared.clone());
+        let mut state = shared.as_ref().map(|s| lock(s));
+        if let Some(state) = state.as_deref_mut() {
+            // What this handle wrote is sealed first: a cut never passes over unsealed bytes.
+            seals::seal_open(&self.ledger, &self.metrics, state, SealCause::Fsync)?;
+        }
+        let size = match state.as_deref() {
+            Some(state) => state.size,
+            None => self.current_size(ino, path)?,
+        };
         // The rules first (checked again under the chain lock), so a refused truncate costs
         // nothing; then prove what stays still matches its seals, and hash the kept part of the
         // segment the cut goes through, so every byte that stays remains checkable.
@@ -315,6 +334,10 @@ impl WormFs {
         let kept = self.kept_part(path, to)?;
         if self.ledger.truncate(path, size, to, open, kept).map_err(|e| gated(path, e))?.is_some() {
             self.data.truncate(path, to)?;
+            if let Some(state) = state.as_deref_mut() {
+                state.size = to;
+                state.sealed = to;
+            }
         }
         Ok(())
     }
@@ -377,6 +400,7 @@ impl WormFs {
     // ---- creating and removing names ----
 
     pub fn mknod(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
+        let _gate = read(&self.gate);
         let parent_path = self.path_of(parent)?;
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
@@ -411,6 +435,7 @@ impl WormFs {
     }
 
     pub fn mkdir(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> FsResult<Attr> {
+        let _gate = read(&self.gate);
         let parent_path = self.path_of(parent)?;
         let path = parent_path.join(name)?;
         self.data.mkdir(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
@@ -428,6 +453,8 @@ impl WormFs {
         umask: u32,
         flags: i32,
     ) -> FsResult<(Attr, Opened)> {
+        let gate = read(&self.gate);
+        // Resolved under the gate: a directory rename cannot move the parent in between.
         let parent_path = self.path_of(parent)?;
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
@@ -450,6 +477,7 @@ impl WormFs {
             // Lost a race with another creator: open what is there, like open(2) would.
             Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
                 let attr = self.remember(&path)?;
+                drop(gate); // open takes it again
                 let opened = self.open(caller, attr.ino, flags)?;
                 Ok((attr, opened))
             }
@@ -461,7 +489,7 @@ impl WormFs {
     /// record is durable before the file goes.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         let path = self.path_of(parent)?.join(name)?;
-        let _gate = lock(&self.gate);
+        let _gate = write(&self.gate);
         let st = self.stat(&path)?;
         let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
         self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
@@ -476,9 +504,9 @@ impl WormFs {
     /// rename: an expired file (recorded first; its seals follow it) to a name that does not
     /// exist, or an empty directory.
     pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, exchange: bool) -> FsResult<()> {
+        let _gate = write(&self.gate);
         let from = self.path_of(parent)?.join(name)?;
         let to = self.path_of(new_parent)?.join(new_name)?;
-        let _gate = lock(&self.gate);
         let st = self.stat(&from)?;
         let ino = self.inodes.fuse_ino(st.st_ino);
         let target_exists = self.data.stat(&to).is_ok();
@@ -520,7 +548,7 @@ impl WormFs {
 
     fn open_path(&self, caller: &Caller, ino: u64, path: &RelPath, flags: i32) -> FsResult<Opened> {
         let path = path.clone();
-        let _gate = lock(&self.gate);
+        let _gate = read(&self.gate);
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if flags & libc::O_TRUNC != 0 {
             policy::open_truncate(self.current_size(ino, &path)?).map_err(|r| refused(&path, r))?;
@@ -551,7 +579,7 @@ impl WormFs {
                 let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
                 Ok(OpenFile::new(path.clone(), own, size))
             })?;
-            Access::Write(Writer { append: flags & libc::O_APPEND != 0, shared, opener_tid: caller.tid })
+            Access::Write(Writer { append: flags & libc::O_APPEND != 0, shared, opener: thread_group(caller.tid) })
         } else {
             Access::Read
         };
@@ -673,7 +701,7 @@ impl WormFs {
     pub fn flush(&self, caller: &Caller, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
         let Some(writer) = h.writer() else { return Ok(()) };
-        if caller.tid != writer.opener_tid {
+        if thread_group(caller.tid) != writer.opener {
             return Ok(());
         }
         let mut state = lock(&writer.shared);
@@ -865,6 +893,15 @@ fn xattr_reply(path: &RelPath, value: Vec<u8>, size: u32) -> FsResult<XattrReply
     } else {
         Err(FsError::XattrTooLarge { path: path.clone(), len: value.len(), buffer: size })
     }
+}
+
+/// The process a thread belongs to (FUSE reports the calling thread): `Tgid` in
+/// /proc/TID/status, or the thread itself if it is already gone.
+fn thread_group(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(tid)
 }
 
 /// The short command name of process `pid` (`/proc/PID/comm`), or `?` if it is gone.

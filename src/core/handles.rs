@@ -64,10 +64,10 @@ pub struct Writer {
     pub append: bool,
     /// The state every writable handle of the file shares.
     pub shared: Arc<Mutex<OpenFile>>,
-    /// The thread that opened it (FUSE names the calling thread, not its process): its close
-    /// ends an open/append/close cycle. A copy of the descriptor closed elsewhere (a forked
-    /// child exec'ing) is not the end of anything.
-    pub opener_tid: u32,
+    /// The process (thread group) that opened it: a close from any of its threads ends an
+    /// open/append/close cycle (loggers close from worker threads). A copy of the descriptor
+    /// closed elsewhere (a forked child exec'ing) is not the end of anything.
+    pub opener: u32,
 }
 
 impl FileHandle {
@@ -115,7 +115,12 @@ impl<T> HandleTable<T> {
 
     /// Whether any live handle matches.
     pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
-        lock(&self.live).values().any(|h| pred(h))
+        self.any_except(None, pred)
+    }
+
+    /// Whether any live handle other than `except` matches.
+    pub fn any_except(&self, except: Option<u64>, pred: impl Fn(&T) -> bool) -> bool {
+        lock(&self.live).iter().any(|(fh, h)| Some(*fh) != except && pred(h))
     }
 }
 

@@ -162,14 +162,15 @@ impl Filesystem for FuseAdapter {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let changes = AttrChanges { mode, uid, gid, size, atime: time_set(atime), mtime: time_set(mtime) };
+        let changes =
+            AttrChanges { mode, uid, gid, size, atime: time_set(atime), mtime: time_set(mtime), via: fh.map(|f| f.0) };
         self.attr(req, self.fs.setattr(&caller(req), ino.0, &changes), reply);
     }
 

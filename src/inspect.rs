@@ -81,10 +81,10 @@ pub fn record_json(r: &Record) -> Value {
         }),
         Payload::Unmount => json!({}),
         Payload::Create { path, mode, uid, gid } => {
-            json!({ "path": path.to_string(), "mode": format!("{mode:o}"), "uid": uid, "gid": gid })
+            json!({ "path": path_text(&path), "mode": format!("{mode:o}"), "uid": uid, "gid": gid })
         }
         Payload::Seal(s) | Payload::Recovered { segment: s, .. } => json!({
-            "path": s.path.to_string(),
+            "path": path_text(&s.path),
             "start": s.start,
             "end": s.end,
             "segment_hash": hex(&s.segment_hash),
@@ -93,37 +93,37 @@ pub fn record_json(r: &Record) -> Value {
             "retain_until_ns": s.retain_until_ns,
         }),
         Payload::Delete { path, size, file_hash, retain_until_ns } => json!({
-            "path": path.to_string(),
+            "path": path_text(&path),
             "size": size,
             "file_hash": hex(file_hash),
             "retain_until": rfc3339_ns(*retain_until_ns),
             "retain_until_ns": retain_until_ns,
         }),
         Payload::Hold { prefix, set, reason, uid } => {
-            json!({ "path": prefix.to_string(), "set": set, "reason": reason, "uid": uid })
+            json!({ "path": path_text(&prefix), "set": set, "reason": reason, "uid": uid })
         }
         Payload::Retention { path, retain_until_ns, uid } => json!({
-            "path": path.to_string(),
+            "path": path_text(&path),
             "retain_until": rfc3339_ns(*retain_until_ns),
             "retain_until_ns": retain_until_ns,
             "uid": uid,
         }),
-        Payload::Rename { from, to } => json!({ "path": from.to_string(), "to": to.to_string() }),
+        Payload::Rename { from, to } => json!({ "path": path_text(&from), "to": path_text(&to) }),
         Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => json!({
-            "path": path.to_string(),
+            "path": path_text(&path),
             "old_size": old_size,
             "new_size": new_size,
             "kept_start": kept_start,
             "kept_hash": hex(kept_hash),
         }),
-        Payload::Damaged { path, sealed, size } => json!({ "path": path.to_string(), "sealed": sealed, "size": size }),
+        Payload::Damaged { path, sealed, size } => json!({ "path": path_text(&path), "sealed": sealed, "size": size }),
         Payload::ClockJump { system_ns, floor_ns } => json!({
             "system_time": rfc3339_ns(*system_ns),
             "system_ns": system_ns,
             "floor_ns": floor_ns,
         }),
         Payload::Access { path, uid, pid, command } => {
-            json!({ "path": path.to_string(), "uid": uid, "pid": pid, "command": command })
+            json!({ "path": path_text(&path), "uid": uid, "pid": pid, "command": command })
         }
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
@@ -131,8 +131,27 @@ pub fn record_json(r: &Record) -> Value {
         if let Payload::Recovered { adopted, .. } = f.payload {
             obj.insert("adopted".into(), json!(adopted));
         }
+        if let Some(path) = f.payload.path() {
+            put_hex(obj, "path", path);
+        }
+        if let Payload::Rename { to, .. } = &f.payload {
+            put_hex(obj, "to", to);
+        }
     }
     v
+}
+
+/// A path in JSON output: its exact text when it is UTF-8 (JSON escapes any control character
+/// in it), otherwise the escaped form `Display` shows, with the exact bytes beside it (`put_hex`).
+pub fn path_text(p: &RelPath) -> String {
+    p.exact_text().unwrap_or_else(|| p.to_string())
+}
+
+/// Add `<key>_hex`, the path's exact bytes, when its text is not exact (not UTF-8).
+pub fn put_hex(obj: &mut serde_json::Map<String, Value>, key: &str, p: &RelPath) {
+    if p.exact_text().is_none() {
+        obj.insert(format!("{key}_hex"), json!(p.hex()));
+    }
 }
 
 /// One record as a line of text.

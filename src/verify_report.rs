@@ -8,8 +8,10 @@ use serde_json::{json, Value};
 
 use crate::core::chain::ChainFinding;
 use crate::core::history::{HistoryFinding, HistoryWarning};
+use crate::core::path::RelPath;
 use crate::core::segment::hex;
 use crate::core::timefmt::rfc3339_ns;
+use crate::inspect::{path_text, put_hex};
 use crate::verify::{Finding, Report, Warning};
 
 /// Where the trusted public key came from.
@@ -159,7 +161,7 @@ fn finding_json(f: &Finding) -> Value {
                 json!({ "op": op, "seq": seq, "retain_until": rfc3339_ns(*retain_until_ns) })
             }
             HistoryFinding::ChangedUnderHold { op, seq, hold, .. } => {
-                json!({ "op": op, "seq": seq, "hold": hold.to_string() })
+                json!({ "op": op, "seq": seq, "hold": path_text(hold) })
             }
             HistoryFinding::SealedAfterCleanUnmount { start, end, seq, .. } => {
                 json!({ "start": start, "end": end, "seq": seq })
@@ -175,7 +177,7 @@ fn finding_json(f: &Finding) -> Value {
         Finding::HeadMismatch { index_seq, chain_seq } => json!({ "index_seq": index_seq, "chain_seq": chain_seq }),
         Finding::ExpectedHeadMissing { seq, .. } => json!({ "seq": seq }),
     };
-    merge(&mut v, extra, f.path().map(|p| p.to_string()));
+    merge(&mut v, extra, f.path());
     v
 }
 
@@ -189,17 +191,18 @@ fn warning_json(w: &Warning) -> Value {
         Warning::History(HistoryWarning::RecoveredUnproven { path, start, end, seq }) => {
             (json!({ "start": start, "end": end, "seq": seq }), path)
         }
-        Warning::RenameNotCompleted { path, from, seq } => (json!({ "seq": seq, "from": from.to_string() }), path),
+        Warning::RenameNotCompleted { path, from, seq } => (json!({ "seq": seq, "from": path_text(from) }), path),
     };
-    merge(&mut v, extra, Some(path.to_string()));
+    merge(&mut v, extra, Some(path));
     v
 }
 
-fn merge(v: &mut Value, extra: Value, path: Option<String>) {
+fn merge(v: &mut Value, extra: Value, path: Option<&RelPath>) {
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
         if let Some(p) = path {
-            obj.insert("path".into(), json!(p));
+            obj.insert("path".into(), json!(path_text(p)));
+            put_hex(obj, "path", p);
         }
     }
 }

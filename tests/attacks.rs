@@ -523,3 +523,46 @@ fn truncate_tool_works_through_its_own_handle_after_expiry_and_stays_checkable()
     tm.stop();
     assert_intact(&tm);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Names with a newline or bytes that are not UTF-8
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn hostile_names_are_escaped_in_text_and_exact_in_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut tm = TestMount::start();
+    let fake = std::ffi::OsStr::from_bytes(b"a\nFINDING fake: all is well");
+    let ff = std::ffi::OsStr::from_bytes(b"n\xff.log");
+    let fe = std::ffi::OsStr::from_bytes(b"n\xfe.log");
+    for name in [fake, ff, fe] {
+        fs::write(tm.path(name), b"x\n").unwrap();
+    }
+    tm.stop();
+
+    let log = run_cmd(&mut tm.wormfs_cmd(&["log"]));
+    log.assert_success("wormfs log");
+    assert!(!log.stdout.lines().any(|l| l.starts_with("FINDING")), "a name started a line:\n{}", log.stdout);
+    assert!(log.stdout.contains("/a\\nFINDING fake: all is well"), "{}", log.stdout);
+    assert!(log.stdout.contains("/n\\xff.log") && log.stdout.contains("/n\\xfe.log"), "{}", log.stdout);
+
+    // JSON: the exact text where it is UTF-8, the exact bytes beside it where it is not.
+    let records = tm.records();
+    assert!(!records_about(&records, "Create", "/a\nFINDING fake: all is well").is_empty(), "{records:#?}");
+    let hexes: Vec<&str> = records.iter().filter_map(|r| r["path_hex"].as_str()).collect();
+    assert!(hexes.contains(&"6eff2e6c6f67") && hexes.contains(&"6efe2e6c6f67"), "{records:#?}");
+
+    fs::remove_file(tm.backing(ff)).unwrap();
+    fs::remove_file(tm.backing(fe)).unwrap();
+    let mut cmd = Command::new(WORMFS);
+    cmd.args(["verify", "--data"]).arg(tm.data()).arg("--state").arg(tm.state()).env_remove("RUST_LOG");
+    let human = run_cmd(&mut cmd);
+    assert_eq!(human.status.code(), Some(1), "{human:#?}");
+    let missing: Vec<&str> = human.stdout.lines().filter(|l| l.starts_with("FINDING file.missing")).collect();
+    assert_eq!(missing.len(), 2, "{}", human.stdout);
+    assert_ne!(missing[0], missing[1], "two different names read as two different lines");
+    assert!(!human.stdout.lines().any(|l| l.starts_with("FINDING fake")), "{}", human.stdout);
+    let (_, doc) = verify(&tm);
+    let hexes: Vec<&str> = doc["findings"].as_array().unwrap().iter().filter_map(|f| f["path_hex"].as_str()).collect();
+    assert_eq!(hexes.len(), 2, "{doc:#}");
+}

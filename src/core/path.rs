@@ -126,10 +126,42 @@ fn check_name(name: &OsStr) -> Result<(), BadName> {
     Ok(())
 }
 
+impl RelPath {
+    /// The path as text exactly, `/app/today.log`, when its bytes are UTF-8 (None otherwise).
+    pub fn exact_text(&self) -> Option<String> {
+        self.0.to_str().map(|s| format!("/{s}"))
+    }
+
+    /// The path's bytes as lowercase hex (no leading `/`), for output that must be lossless.
+    pub fn hex(&self) -> String {
+        self.0.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl fmt::Display for RelPath {
-    /// Shown as an absolute path inside the mount, e.g. `/app/today.log`.
+    /// Shown as an absolute path inside the mount, e.g. `/app/today.log`, escaped so that one
+    /// shown path stands for exactly one name and nothing in a name can start a new line of
+    /// output: a backslash is `\\`, control characters are `\n`, `\t`, `\r` or `\xNN`
+    /// (`\u{N}` beyond ASCII), and bytes that are not UTF-8 are `\xNN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}", self.0.to_string_lossy())
+        f.write_str("/")?;
+        for chunk in self.0.as_bytes().utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\t' => f.write_str("\\t")?,
+                    '\r' => f.write_str("\\r")?,
+                    c if c.is_control() && c.is_ascii() => write!(f, "\\x{:02x}", c as u32)?,
+                    c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +212,22 @@ mod tests {
         assert_eq!(RelPath::from_mount_path("a").unwrap().to_string(), "/a");
         assert!(RelPath::from_mount_path("/a/../b").is_err());
         assert!(RelPath::from_mount_path("/a/").is_err());
+    }
+
+    #[test]
+    fn shown_names_are_escaped_and_unambiguous() {
+        let p = |b: &[u8]| RelPath::parse(OsStr::from_bytes(b)).unwrap();
+        assert_eq!(p(b"app/today.log").to_string(), "/app/today.log");
+        assert_eq!(p("caf\u{e9}.log".as_bytes()).to_string(), "/caf\u{e9}.log", "printable UTF-8 as it is");
+        assert_eq!(p(b"a\nFINDING fake: x").to_string(), "/a\\nFINDING fake: x", "no new line");
+        assert_eq!(p(b"n\xff.log").to_string(), "/n\\xff.log");
+        assert_ne!(p(b"n\xff.log").to_string(), p(b"n\xfe.log").to_string(), "two names, two texts");
+        assert_ne!(p(b"a\\x41").to_string(), p(b"aA").to_string());
+        assert_eq!(p(b"a\\x41").to_string(), "/a\\\\x41", "a backslash is doubled");
+        assert_eq!(p(b"tab\there\x1b[31m").to_string(), "/tab\\there\\x1b[31m");
+        assert_eq!(p(b"n\xff.log").exact_text(), None);
+        assert_eq!(p(b"n\xff.log").hex(), "6eff2e6c6f67");
+        assert_eq!(p(b"a\nb").exact_text().as_deref(), Some("/a\nb"));
     }
 
     #[test]

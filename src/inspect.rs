@@ -81,7 +81,7 @@ pub fn record_json(r: &Record) -> Value {
         }),
         Payload::Unmount => json!({}),
         Payload::Create { path, mode, uid, gid } => {
-            json!({ "path": path_text(&path), "mode": format!("{mode:o}"), "uid": uid, "gid": gid })
+            json!({ "path": path_text(path), "mode": format!("{mode:o}"), "uid": uid, "gid": gid })
         }
         Payload::Seal(s) | Payload::Recovered { segment: s, .. } => json!({
             "path": path_text(&s.path),
@@ -93,37 +93,37 @@ pub fn record_json(r: &Record) -> Value {
             "retain_until_ns": s.retain_until_ns,
         }),
         Payload::Delete { path, size, file_hash, retain_until_ns } => json!({
-            "path": path_text(&path),
+            "path": path_text(path),
             "size": size,
             "file_hash": hex(file_hash),
             "retain_until": rfc3339_ns(*retain_until_ns),
             "retain_until_ns": retain_until_ns,
         }),
         Payload::Hold { prefix, set, reason, uid } => {
-            json!({ "path": path_text(&prefix), "set": set, "reason": reason, "uid": uid })
+            json!({ "path": path_text(prefix), "set": set, "reason": reason, "uid": uid })
         }
         Payload::Retention { path, retain_until_ns, uid } => json!({
-            "path": path_text(&path),
+            "path": path_text(path),
             "retain_until": rfc3339_ns(*retain_until_ns),
             "retain_until_ns": retain_until_ns,
             "uid": uid,
         }),
-        Payload::Rename { from, to } => json!({ "path": path_text(&from), "to": path_text(&to) }),
+        Payload::Rename { from, to } => json!({ "path": path_text(from), "to": path_text(to) }),
         Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => json!({
-            "path": path_text(&path),
+            "path": path_text(path),
             "old_size": old_size,
             "new_size": new_size,
             "kept_start": kept_start,
             "kept_hash": hex(kept_hash),
         }),
-        Payload::Damaged { path, sealed, size } => json!({ "path": path_text(&path), "sealed": sealed, "size": size }),
+        Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
         Payload::ClockJump { system_ns, floor_ns } => json!({
             "system_time": rfc3339_ns(*system_ns),
             "system_ns": system_ns,
             "floor_ns": floor_ns,
         }),
         Payload::Access { path, uid, pid, command } => {
-            json!({ "path": path_text(&path), "uid": uid, "pid": pid, "command": command })
+            json!({ "path": path_text(path), "uid": uid, "pid": pid, "command": command })
         }
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {

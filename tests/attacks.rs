@@ -73,7 +73,10 @@ fn records_about<'a>(records: &'a [Value], kind: &str, path: &str) -> Vec<&'a Va
     records.iter().filter(|r| r["kind"] == kind && r["path"] == path).collect()
 }
 
+/// Append to a backing file directly, as root with CAP_LINUX_IMMUTABLE can (clearing wormfs'
+/// flags first).
 fn append_in_data_dir(path: &Path, bytes: &[u8]) {
+    unprotect(path);
     OpenOptions::new().append(true).open(path).unwrap().write_all(bytes).unwrap();
 }
 
@@ -89,7 +92,7 @@ fn open_append(path: &Path) -> std::io::Result<fs::File> {
 fn recreating_a_file_whose_backing_file_vanished_is_refused_and_the_history_stays() {
     let mut tm = TestMount::start();
     tm.create("v.log", b"orig\n");
-    fs::remove_file(tm.backing("v.log")).unwrap();
+    remove_in_data_dir(&tm.backing("v.log"));
 
     let forged = fs::write(tm.path("v.log"), b"forged\n");
     assert_errno(forged, EIO);
@@ -111,7 +114,7 @@ fn renaming_onto_a_name_whose_backing_file_vanished_is_refused() {
     tm.create("a.log", b"a\n");
     tm.create("b.log", b"b\n");
     std::thread::sleep(Duration::from_millis(1300));
-    fs::remove_file(tm.backing("b.log")).unwrap();
+    remove_in_data_dir(&tm.backing("b.log"));
     let before = Snapshot::of(tm.backing("a.log"));
     assert_errno(fs::rename(tm.path("a.log"), tm.path("b.log")), EPERM);
     before.assert_unchanged();
@@ -298,8 +301,16 @@ fn a_truncate_over_tampered_sealed_bytes_is_refused() {
     assert_found(&tm, "file.content_changed", "/t.log");
 }
 
+/// Remove a backing file directly, as root with CAP_LINUX_IMMUTABLE can.
+fn remove_in_data_dir(path: &Path) {
+    unprotect(path);
+    fs::remove_file(path).unwrap();
+}
+
+/// Change one byte of a backing file directly, as root with CAP_LINUX_IMMUTABLE can.
 fn flip_byte(path: &Path, offset: u64) {
     use std::os::unix::fs::FileExt;
+    unprotect(path);
     let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, offset).unwrap();
@@ -380,7 +391,7 @@ fn replaced_sealed_file(replace: impl FnOnce(&Path)) -> TestMount {
     tm.create("a.log", b"sealed\n");
     tm.stop();
     let backing = tm.backing("a.log");
-    fs::remove_file(&backing).unwrap();
+    remove_in_data_dir(&backing);
     replace(&backing);
     tm
 }
@@ -431,6 +442,7 @@ fn odd_nodes_and_hard_links_planted_in_the_data_dir_are_findings() {
     tm.stop();
     nix::unistd::mkfifo(&tm.backing("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", tm.backing("link")).unwrap();
+    unprotect(tm.backing("a.log"));
     fs::hard_link(tm.backing("a.log"), tm.backing("hard.log")).unwrap();
     let doc = assert_found(&tm, "file.not_a_file", "/pipe");
     assert!(kinds_about(&doc, "findings", "/link").contains(&"file.not_a_file".to_string()), "{doc:#}");
@@ -552,8 +564,8 @@ fn hostile_names_are_escaped_in_text_and_exact_in_json() {
     let hexes: Vec<&str> = records.iter().filter_map(|r| r["path_hex"].as_str()).collect();
     assert!(hexes.contains(&"6eff2e6c6f67") && hexes.contains(&"6efe2e6c6f67"), "{records:#?}");
 
-    fs::remove_file(tm.backing(ff)).unwrap();
-    fs::remove_file(tm.backing(fe)).unwrap();
+    remove_in_data_dir(&tm.backing(ff));
+    remove_in_data_dir(&tm.backing(fe));
     let mut cmd = Command::new(WORMFS);
     cmd.args(["verify", "--data"]).arg(tm.data()).arg("--state").arg(tm.state()).env_remove("RUST_LOG");
     let human = run_cmd(&mut cmd);
@@ -565,4 +577,70 @@ fn hostile_names_are_escaped_in_text_and_exact_in_json() {
     let (_, doc) = verify(&tm);
     let hexes: Vec<&str> = doc["findings"].as_array().unwrap().iter().filter_map(|f| f["path_hex"].as_str()).collect();
     assert_eq!(hexes.len(), 2, "{doc:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel's write-once flags
+// ---------------------------------------------------------------------------------------------
+
+/// `script` as root without CAP_LINUX_IMMUTABLE (dropped from the bounding set).
+fn without_cap_linux_immutable(script: &str) -> RunOutput {
+    run(&format!("capsh --drop=cap_linux_immutable -- -c {}", shell_quote(script)))
+}
+
+#[test]
+fn backing_files_are_append_only_while_open_and_immutable_once_sealed() {
+    let mut tm = TestMount::start();
+    let mut f = OpenOptions::new().create(true).append(true).mode(0o644).open(tm.path("k.log")).unwrap();
+    f.write_all(b"first\n").unwrap();
+    let backing = tm.backing("k.log");
+    let flags = lsattr(&backing);
+    assert!(flags.contains('a') && !flags.contains('i'), "append-only while open: {flags}");
+    // Even root cannot rewrite it in place while it is open.
+    let overwrite = run(&format!("printf X | dd of={} conv=notrunc status=none", q(&backing)));
+    overwrite.assert_failure("overwriting an append-only file in DATA_DIR");
+    assert_eq!(fs::read(&backing).unwrap(), b"first\n");
+    drop(f);
+
+    assert!(wait_until(Duration::from_secs(5), || lsattr(&backing).contains('i')), "immutable once sealed and closed");
+    let snap = Snapshot::of(&backing);
+    for (what, script) in [
+        ("append", format!("echo forged >> {}", q(&backing))),
+        ("rm", format!("rm -f {}", q(&backing))),
+        ("mv", format!("mv {} {}", q(&backing), q(tm.backing("moved.log")))),
+        ("truncate", format!("truncate -s 0 {}", q(&backing))),
+        ("chattr -i", format!("chattr -i {}", q(&backing))),
+    ] {
+        let out = without_cap_linux_immutable(&script);
+        out.assert_failure(&format!("{what} in DATA_DIR as root without CAP_LINUX_IMMUTABLE"));
+        assert!(out.stderr.contains("Operation not permitted"), "{what}: {out:#?}");
+        snap.assert_unchanged();
+    }
+    // Root with the capability can clear the flag: then verify is the proof.
+    run(&format!("chattr -i {}", q(&backing))).assert_success("chattr -i with the capability");
+    run(&format!("echo forged >> {}", q(&backing))).assert_success("append once the flag is cleared");
+    tm.stop();
+    assert_found(&tm, "file.appended_after_unmount", "/k.log");
+    tm.restart();
+    assert!(records_about(&tm.records(), "Damaged", "/k.log").len() == 1);
+}
+
+#[test]
+fn authorised_changes_clear_the_flags_and_set_them_back() {
+    let tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.create("a.log", b"0123456789");
+    tm.create("b.log", b"b\n");
+    tm.create("c.log", b"c\n");
+    std::thread::sleep(Duration::from_millis(1300));
+    // chmod, truncate and rename through the mount work and leave the file immutable.
+    fs::set_permissions(tm.path("a.log"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert!(lsattr(tm.backing("a.log")).contains('i'));
+    nix::unistd::truncate(&tm.path("a.log"), 4).unwrap();
+    assert!(lsattr(tm.backing("a.log")).contains('i'));
+    fs::rename(tm.path("b.log"), tm.path("renamed.log")).unwrap();
+    assert!(lsattr(tm.backing("renamed.log")).contains('i'));
+    fs::remove_file(tm.path("c.log")).unwrap();
+    assert_absent(tm.backing("c.log"));
+    tm.assert_append_works("a.log");
+    assert!(wait_until(Duration::from_secs(5), || lsattr(tm.backing("a.log")).contains('i')));
 }

@@ -10,7 +10,7 @@ use std::fs;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
-use core_harness::{caller, CoreMount, CoreSetup, FakeClock, ROOT};
+use core_harness::{caller, unprotect, CoreMount, CoreSetup, FakeClock, ROOT};
 use wormfs::core::fs::Sealed;
 use wormfs::core::history::{HistoryFinding, HistoryWarning};
 use wormfs::core::ledger::{Ledger, LedgerError};
@@ -167,6 +167,7 @@ fn tampering_with_sealed_bytes_is_found() {
     assert!(w.check().intact());
 
     let path = w.data().join("a.log");
+    unprotect(&path);
     let mut bytes = fs::read(&path).unwrap();
     bytes[15] ^= 1;
     fs::write(&path, &bytes).unwrap();
@@ -181,6 +182,7 @@ fn appending_behind_wormfs_after_unmount_is_found() {
     w.append(fh, b"abc");
     w.fs.release(fh).unwrap();
     w.fs.shutdown().unwrap();
+    unprotect(&w.data().join("a.log"));
     fs::write(w.data().join("a.log"), b"abcdef").unwrap();
     let findings = w.check().findings;
     assert!(matches!(&findings[..], [Finding::AppendedAfterUnmount { bytes: 3, .. }]), "{findings:?}");
@@ -192,6 +194,7 @@ fn a_file_shorter_than_sealed_refuses_appends_and_is_found() {
     let fh = w.create("a.log");
     w.append(fh, b"abcdef");
     w.fs.release(fh).unwrap();
+    unprotect(&w.data().join("a.log"));
     fs::write(w.data().join("a.log"), b"abc").unwrap();
     let ino = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap().ino;
     let err = w.fs.open(&caller(), ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
@@ -407,6 +410,7 @@ fn a_delete_record_written_early_is_a_finding() {
         &w.key,
     );
     w.store.commit(&forged, &[]).unwrap();
+    unprotect(&w.data().join("a.log"));
     fs::remove_file(w.data().join("a.log")).unwrap();
     let f = w.check().findings;
     assert!(matches!(&f[..], [Finding::History(HistoryFinding::ChangedBeforeExpiry { op: "delete", .. })]), "{f:?}");

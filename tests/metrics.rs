@@ -72,6 +72,7 @@ fn verify_writes_its_verdict_for_the_textfile_collector() {
     assert_eq!(v["wormfs_verify_intact"], 1.0);
     assert_eq!(v["wormfs_verify_findings"], 0.0);
     assert_eq!(v["wormfs_verify_bytes_checked"], 2.0);
+    unprotect(m.backing("a.log"));
     fs::write(m.backing("a.log"), b"y\n").unwrap();
     let mut cmd = m.wormfs_cmd(&["verify"]);
     cmd.arg("--data").arg(m.data()).arg("--metrics-file").arg(&out_file);

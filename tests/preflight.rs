@@ -23,6 +23,13 @@ struct Scratch {
     root: PathBuf,
 }
 
+impl Drop for Scratch {
+    /// A mount that started may have left sealed files immutable (chattr +i).
+    fn drop(&mut self) {
+        unprotect_tree(&self.root);
+    }
+}
+
 impl Scratch {
     fn new() -> Scratch {
         assert_root();

@@ -205,6 +205,8 @@ fn a_file_deleted_behind_wormfs_is_still_a_finding() {
     fs::write(m.path("a.log"), b"x\n").unwrap();
     m.stop();
     std::thread::sleep(RETENTION + Duration::from_millis(300));
+    // As root with CAP_LINUX_IMMUTABLE, who can clear the flag wormfs set.
+    unprotect(m.backing("a.log"));
     fs::remove_file(m.backing("a.log")).unwrap();
     let out = verify(&m);
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);

@@ -673,6 +673,8 @@ fn utimens_is_reflected_in_the_backing_file() {
 fn xattrs_on_the_backing_file_are_readable_through_the_mount() {
     let tm = TestMount::start();
     let f = tm.create("f.log", b"x\n");
+    // The sealed backing file is immutable: root clears that before setting an attribute there.
+    unprotect(tm.backing("f.log"));
     setxattr(&tm.backing("f.log"), "user.origin", b"backing store").unwrap();
 
     assert_eq!(getxattr(&f, "user.origin").unwrap(), b"backing store");
@@ -684,6 +686,7 @@ fn xattrs_on_the_backing_file_are_readable_through_the_mount() {
 fn setxattr_and_removexattr_are_refused() {
     let tm = TestMount::start();
     let f = tm.create("f.log", b"x\n");
+    unprotect(tm.backing("f.log"));
     setxattr(&tm.backing("f.log"), "user.origin", b"original").unwrap();
 
     tm.assert_refused("f.log", EPERM, "setxattr of a new name", || setxattr(&f, "user.new", b"v"));
@@ -781,8 +784,8 @@ fn file_flag_ioctls_are_refused_with_enotty() {
             Err(std::io::Error::last_os_error())
         }
     });
-    // FS_IMMUTABLE_FL / FS_APPEND_FL must not reach the backing file. (`move` closes the handle
-    // before the bytes are checked.)
+    // The caller's FS_IMMUTABLE_FL / FS_APPEND_FL must not reach the backing file, whose flags
+    // are wormfs' own. (`move` closes the handle before the bytes are checked.)
     tm.assert_refused("f.log", libc::ENOTTY, "FS_IOC_SETFLAGS", move || {
         let mut set: libc::c_long = 0x10 | 0x20;
         let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &mut set) };
@@ -797,7 +800,7 @@ fn file_flag_ioctls_are_refused_with_enotty() {
     let mut flags: libc::c_long = 0;
     let r = unsafe { libc::ioctl(backing.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
     assert_eq!(r, 0, "FS_IOC_GETFLAGS on the backing file");
-    assert_eq!(flags & (0x10 | 0x20), 0, "backing file became immutable/append-only");
+    assert_eq!(flags & (0x10 | 0x20), 0x10, "wormfs' immutable flag alone (sealed and closed), not the caller's");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -314,8 +314,15 @@ fn check_unit_contents() {
     }
     let mut caps = u.words("Service", "CapabilityBoundingSet");
     caps.sort();
-    let mut want =
-        vec!["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
+    let mut want = vec![
+        "CAP_SYS_ADMIN",
+        "CAP_CHOWN",
+        "CAP_FOWNER",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FSETID",
+        "CAP_LINUX_IMMUTABLE",
+    ];
     want.sort();
     assert_eq!(caps, want, "wormfs.service: CapabilityBoundingSet=");
     let keys = u.keys_anywhere();
@@ -700,6 +707,8 @@ impl Drop for UnitRun {
         if is_mount_point(&self.mnt) {
             force_unmount(&self.mnt);
         }
+        // Sealed files are immutable (chattr +i); the temp dir could not be removed otherwise.
+        unprotect_tree(&self.data);
     }
 }
 
@@ -738,6 +747,13 @@ fn exec_start_notifies_ready_once_mounted_and_stopping_at_sigterm() {
     // The backing file stays out of the user's reach (the 0700 parent), so only wormfs writes it.
     run_as(65534, 65534, &format!("echo tampered >> {}", q(u.data.join("pub/nobody.log"))))
         .assert_failure("another user writing the backing file directly");
+    // With the unit's capabilities the daemon sets the kernel's flags: sealed and closed files
+    // are immutable in the data directory.
+    assert!(
+        wait_until(Duration::from_secs(5), || lsattr(u.data.join("pub/nobody.log")).contains('i')),
+        "{}",
+        lsattr(u.data.join("pub/nobody.log"))
+    );
 
     u.stop();
     assert_eq!(
@@ -784,7 +800,9 @@ fn exec_start_notifies_ready_once_mounted_and_stopping_at_sigterm() {
     let out = verify(&u);
     out.assert_success("wormfs-verify.service's ExecStart on a clean store");
     assert!(out.stdout.contains("INTACT"), "{out:#?}");
-    // ... and exits non-zero (the unit fails) once a sealed byte is changed behind its back.
+    // ... and exits non-zero (the unit fails) once a sealed byte is changed behind its back (by
+    // root with CAP_LINUX_IMMUTABLE, who can clear the flag wormfs set).
+    unprotect(u.data.join("ready-1.log"));
     fs::OpenOptions::new()
         .write(true)
         .open(u.data.join("ready-1.log"))

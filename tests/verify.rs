@@ -314,6 +314,7 @@ impl Store {
 /// Invert one byte of a backing file in place.
 #[track_caller]
 fn flip_byte(path: &Path, offset: u64) {
+    unprotect(path);
     let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).unwrap();
@@ -472,6 +473,7 @@ fn a_flipped_last_byte_of_a_long_file_is_found_in_its_second_segment() {
 #[test]
 fn bytes_appended_to_a_backing_file_after_unmount_are_found() {
     let s = Store::build();
+    unprotect(s.m.backing("app.log"));
     let mut f = OpenOptions::new().append(true).open(s.m.backing("app.log")).unwrap();
     f.write_all(b"<13>forged line appended while unmounted\n").unwrap();
     drop(f);
@@ -487,6 +489,7 @@ fn a_truncated_backing_file_is_found() {
     let s = Store::build();
     let (start, end, _) = *s.seals("/sub/web.log").last().unwrap();
     let cut = start + (end - start) / 2;
+    unprotect(s.m.backing("sub/web.log"));
     let f = OpenOptions::new().write(true).open(s.m.backing("sub/web.log")).unwrap();
     f.set_len(cut).unwrap();
     drop(f);
@@ -500,6 +503,7 @@ fn a_truncated_backing_file_is_found() {
 #[test]
 fn a_deleted_backing_file_is_missing() {
     let s = Store::build();
+    unprotect(s.m.backing("big.bin"));
     fs::remove_file(s.m.backing("big.bin")).unwrap();
     let o = verify(&s.args_with_key(), 1);
     o.file_finding("file.missing", "/big.bin");
@@ -871,6 +875,7 @@ fn the_script_takes_its_defaults_from_the_env_file() {
     assert!(out.stderr.contains(&not_a_data_dir(&nowhere)), "--data must override WORMFS_DATA: {out:#?}");
 
     // Tampering found through the env file's defaults.
+    unprotect(s.m.backing("big.bin"));
     fs::remove_file(s.m.backing("big.bin")).unwrap();
     let out = script(Some(&env_file), &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{out:#?}");

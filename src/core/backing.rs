@@ -33,9 +33,27 @@ pub struct BackingEntry {
     pub file_type: u32,
 }
 
+/// `FS_APPEND_FL` and `FS_IMMUTABLE_FL` from linux/fs.h (what `chattr +a` and `+i` set).
+const FS_APPEND_FL: libc::c_int = 0x20;
+const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+
+/// The kernel's own write-once flags on a backing file: with them, nothing without
+/// CAP_LINUX_IMMUTABLE (root included) can rewrite, cut, remove or rename it in DATA_DIR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// No flag: for an authorised change (unlink, rename, truncate after expiry).
+    None,
+    /// FS_APPEND_FL, while wormfs has the file open for writing: appends only.
+    AppendOnly,
+    /// FS_IMMUTABLE_FL, once sealed and closed: no change at all.
+    Immutable,
+}
+
 #[derive(Debug)]
 pub struct DataDir {
     root: OwnedFd,
+    /// Whether the "no write-once flags here" warning was given (once per mount).
+    flags_warned: std::sync::atomic::AtomicBool,
 }
 
 fn beneath(flags: OFlag) -> OpenHow {
@@ -47,7 +65,7 @@ fn beneath(flags: OFlag) -> OpenHow {
 impl DataDir {
     pub fn open(dir: &Path) -> OsResult<DataDir> {
         let root = nix::fcntl::open(dir, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        Ok(DataDir { root })
+        Ok(DataDir { root, flags_warned: std::sync::atomic::AtomicBool::new(false) })
     }
 
     /// The directory holding `path` (as an `O_PATH` fd) and `path`'s last component.
@@ -69,7 +87,9 @@ impl DataDir {
     /// but a regular file is refused by the rules (`policy::open_node`), a directory is EISDIR.
     pub fn open_file(&self, path: &RelPath, writable: bool) -> FsResult<File> {
         let os = |e| FsError::os(path, e);
-        let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        // Writable handles append: all wormfs writes land at the end anyway, and an append-only
+        // file (FS_APPEND_FL) takes no other kind of writable open.
+        let access = if writable { OFlag::O_RDWR | OFlag::O_APPEND } else { OFlag::O_RDONLY };
         let fd = openat2(&self.root, path.as_at_path(), beneath(access | OFlag::O_NONBLOCK)).map_err(os)?;
         let mode = fstat(&fd).map_err(os)?.st_mode;
         match NodeKind::from_mode(mode) {
@@ -77,14 +97,17 @@ impl DataDir {
             kind => policy::open_node(kind.unwrap_or(NodeKind::File))
                 .map_err(|refusal| FsError::Refused { path: path.clone(), refusal })?,
         }
-        // O_NONBLOCK was only for the open itself.
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(os)?;
+        // O_NONBLOCK was only for the open itself (O_APPEND stays: an append-only file refuses
+        // to lose it).
+        let keep = if writable { OFlag::O_APPEND } else { OFlag::empty() };
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(keep)).map_err(os)?;
         Ok(File::from(fd))
     }
 
     /// Create a new, empty regular file; fails with EEXIST if the name is taken.
     pub fn create_file(&self, path: &RelPath, mode: u32) -> OsResult<File> {
-        let how = beneath(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR).mode(Mode::from_bits_truncate(mode));
+        let how = beneath(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_APPEND)
+            .mode(Mode::from_bits_truncate(mode));
         let fd = openat2(&self.root, path.as_at_path(), how)?;
         Ok(File::from(fd))
     }
@@ -113,6 +136,52 @@ impl DataDir {
         let (from_dir, from_name) = self.parent(from)?;
         let (to_dir, to_name) = self.parent(to)?;
         nix::fcntl::renameat2(&from_dir, from_name, &to_dir, to_name, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
+    }
+
+    /// Set the kernel's write-once flags of a regular file (`chattr +a` / `+i` / neither).
+    /// Where the data filesystem has no such flags, or the daemon lacks CAP_LINUX_IMMUTABLE,
+    /// says so once and carries on: wormfs' own rules and verify still hold.
+    pub fn protect(&self, path: &RelPath, to: Protection) {
+        if let Err(e) = self.set_flags(path, to) {
+            if !self.flags_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let why = match e {
+                    Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS => {
+                        "the data directory's filesystem has no append-only/immutable flags".to_string()
+                    }
+                    Errno::EPERM => "the daemon lacks CAP_LINUX_IMMUTABLE".to_string(),
+                    other => other.desc().to_string(),
+                };
+                log::warn!(
+                    "cannot set the kernel's write-once flags (first on {path}: {why}); files in the data directory are protected by wormfs' rules alone, and verify is the proof"
+                );
+            }
+        }
+    }
+
+    fn set_flags(&self, path: &RelPath, to: Protection) -> OsResult<()> {
+        let fd = openat2(&self.root, path.as_at_path(), beneath(OFlag::O_RDONLY | OFlag::O_NONBLOCK))?;
+        if fstat(&fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(()); // only files are sealed, so only files are flagged
+        }
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points at `flags`.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
+            return Err(Errno::last());
+        }
+        let wanted = (flags & !(FS_APPEND_FL | FS_IMMUTABLE_FL))
+            | match to {
+                Protection::None => 0,
+                Protection::AppendOnly => FS_APPEND_FL,
+                Protection::Immutable => FS_IMMUTABLE_FL,
+            };
+        if wanted == flags {
+            return Ok(());
+        }
+        // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points at `wanted`.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &wanted) } < 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
     }
 
     pub fn truncate(&self, path: &RelPath, size: u64) -> FsResult<()> {

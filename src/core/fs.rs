@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::sys::stat::FileStat;
 use nix::sys::time::TimeSpec;
 
-use super::backing::DataDir;
+use super::backing::{DataDir, Protection};
 use super::error::{io_errno, Damage, FsError, FsResult};
 use super::handles::{Access, FileHandle, HandleTable, OpenFile, OpenFiles, Writer};
 use super::history::History;
@@ -117,6 +117,10 @@ pub struct WormFs {
     /// Record every open for reading (`--audit-reads`).
     audit_reads: bool,
     metrics: Metrics,
+    /// Held while a backing file's kernel flags change together with what they follow (a
+    /// writer's arrival, a last close, an authorised change), so two of them never interleave.
+    /// Taken after `gate`, before the open-file table.
+    flag_lock: std::sync::Mutex<()>,
     /// Damage already recorded in the chain, so each is recorded once.
     damage: DamageLog,
     /// Shared by open() and by creating names; exclusive for the retention-gated changes
@@ -178,6 +182,7 @@ impl WormFs {
             audit_reads: false,
             metrics: Metrics::default(),
             damage: DamageLog::default(),
+            flag_lock: std::sync::Mutex::new(()),
             gate: std::sync::RwLock::new(()),
         })
     }
@@ -291,23 +296,47 @@ impl WormFs {
         if let Some(TimeSet::At(atime)) = changes.atime {
             self.atime_as_retention(&path, atime, caller)?;
         }
-        let os = |e| FsError::os(&path, e);
-        if let Some(mode) = changes.mode {
-            self.data.chmod(&path, mode).map_err(os)?;
-        }
-        if changes.uid.is_some() || changes.gid.is_some() {
-            self.data.chown(&path, changes.uid, changes.gid).map_err(os)?;
-        }
-        if changes.atime.is_some() || changes.mtime.is_some() {
-            self.data.utimens(&path, to_timespec(changes.atime), to_timespec(changes.mtime)).map_err(os)?;
+        let metadata = changes.mode.is_some() || changes.uid.is_some() || changes.gid.is_some();
+        if metadata || changes.atime.is_some() || changes.mtime.is_some() {
+            // Owner, mode and times change no content, but the kernel's flags would refuse them.
+            let _flags = lock(&self.flag_lock);
+            self.data.protect(&path, Protection::None);
+            let applied = self.apply_metadata(&path, changes);
+            self.rest(ino, &path);
+            applied?;
         }
         Ok(self.attr(&self.stat(&path)?))
+    }
+
+    fn apply_metadata(&self, path: &RelPath, changes: &AttrChanges) -> FsResult<()> {
+        let os = |e| FsError::os(path, e);
+        if let Some(mode) = changes.mode {
+            self.data.chmod(path, mode).map_err(os)?;
+        }
+        if changes.uid.is_some() || changes.gid.is_some() {
+            self.data.chown(path, changes.uid, changes.gid).map_err(os)?;
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            self.data.utimens(path, to_timespec(changes.atime), to_timespec(changes.mtime)).map_err(os)?;
+        }
+        Ok(())
+    }
+
+    /// Put a file's kernel flags back to what its state calls for: append-only while wormfs
+    /// has it open for writing, immutable otherwise. Only files with a history are flagged.
+    fn rest(&self, ino: u64, path: &RelPath) {
+        if !self.ledger.file(path).is_ok_and(|f| f.is_some()) {
+            return;
+        }
+        let writing = self.open_files.get(ino).is_some_and(|s| lock(&s).handles() > 0);
+        self.data.protect(path, if writing { Protection::AppendOnly } else { Protection::Immutable });
     }
 
     /// truncate(2)/ftruncate(2): a no-op to the current size; smaller only once retention has
     /// expired (recorded first); never larger. The ledger decides, under its lock.
     fn truncate(&self, ino: u64, path: &RelPath, to: u64, via: Option<u64>) -> FsResult<()> {
         let _gate = write(&self.gate);
+        let _flags = lock(&self.flag_lock);
         // A writable handle of the caller's own (ftruncate, `truncate -s` which opens the file
         // first) is no reason to refuse; any other handle is.
         let via = via.filter(|fh| self.files.get(*fh).is_some_and(|h| h.ino == ino));
@@ -333,7 +362,11 @@ impl WormFs {
         }
         let kept = self.kept_part(path, to)?;
         if self.ledger.truncate(path, size, to, open, kept).map_err(|e| gated(path, e))?.is_some() {
-            self.data.truncate(path, to)?;
+            self.data.protect(path, Protection::None);
+            let cut = self.data.truncate(path, to);
+            let rest = if state.is_some() { Protection::AppendOnly } else { Protection::Immutable };
+            self.data.protect(path, rest);
+            cut?;
             if let Some(state) = state.as_deref_mut() {
                 state.size = to;
                 state.sealed = to;
@@ -413,6 +446,7 @@ impl WormFs {
         self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
         self.record_create(&path, &attr)?;
+        self.data.protect(&path, Protection::Immutable);
         Ok(attr)
     }
 
@@ -471,6 +505,8 @@ impl WormFs {
                 self.own_new(&parent_path, &path, caller, mode & !umask)?;
                 let attr = self.remember(&path)?;
                 self.record_create(&path, &attr)?;
+                let _flags = lock(&self.flag_lock);
+                self.data.protect(&path, Protection::AppendOnly);
                 let opened = self.register_handle(caller, attr.ino, &path, file, flags)?;
                 Ok((attr, opened))
             }
@@ -493,7 +529,12 @@ impl WormFs {
         let st = self.stat(&path)?;
         let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
         self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
-        self.data.unlink(&path).map_err(|e| FsError::os(&path, e))
+        let _flags = lock(&self.flag_lock);
+        self.data.protect(&path, Protection::None);
+        self.data.unlink(&path).map_err(|e| {
+            self.data.protect(&path, Protection::Immutable);
+            FsError::os(&path, e)
+        })
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
@@ -507,6 +548,7 @@ impl WormFs {
         let _gate = write(&self.gate);
         let from = self.path_of(parent)?.join(name)?;
         let to = self.path_of(new_parent)?.join(new_name)?;
+        let _flags = lock(&self.flag_lock);
         let st = self.stat(&from)?;
         let ino = self.inodes.fuse_ino(st.st_ino);
         let target_exists = self.data.stat(&to).is_ok();
@@ -515,8 +557,12 @@ impl WormFs {
             policy::rename_dir(empty, target_exists, exchange).map_err(|r| refused(&from, r))?;
         } else {
             self.ledger.rename(&from, &to, self.is_open(ino), target_exists, exchange).map_err(|e| gated(&from, e))?;
+            self.data.protect(&from, Protection::None);
         }
-        self.data.rename_noreplace(&from, &to).map_err(|e| FsError::os(&from, e))?;
+        let renamed = self.data.rename_noreplace(&from, &to).map_err(|e| FsError::os(&from, e));
+        // The file is immutable again where it now is (or, if the rename failed, where it was).
+        self.data.protect(if renamed.is_ok() { &to } else { &from }, Protection::Immutable);
+        renamed?;
         self.inodes.moved(ino, &to);
         Ok(())
     }
@@ -558,7 +604,14 @@ impl WormFs {
             let command = command_name(caller.tid);
             self.ledger.access(&path, caller.uid, caller.tid, &command).map_err(|e| FsError::ledger(&path, e))?;
         }
-        let file = self.data.open_file(&path, writable)?;
+        // Immutable while sealed and closed; append-only while a writer has it open. The flag
+        // and the writer's arrival are one step, so a last close cannot make it immutable again
+        // between them.
+        let _flags = writable.then(|| lock(&self.flag_lock));
+        if writable {
+            self.data.protect(&path, Protection::AppendOnly);
+        }
+        let file = self.data.open_file(&path, writable).inspect_err(|_| self.rest(ino, &path))?;
         self.register_handle(caller, ino, &path, file, flags)
     }
 
@@ -719,9 +772,13 @@ impl WormFs {
         if h.writer().is_some() {
             // If the seal fails the state stays (with no handles), so the interval sealer, the
             // next open or unmount can still seal exactly the bytes wormfs saw written.
+            let _flags = lock(&self.flag_lock);
             self.open_files.detach(h.ino, |state| {
                 match seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        self.data.protect(&state.path, Protection::Immutable);
+                        true
+                    }
                     Err(e) => {
                         log::error!("sealing {} at close failed: {e}; retried at the next seal", state.path);
                         false
@@ -782,6 +839,11 @@ impl WormFs {
         let done = self.seal_open_files(SealCause::Unmount);
         if done.failed > 0 {
             return Err(FsError::Unsealed { files: done.failed });
+        }
+        // Files still open at unmount (a lazy unmount) are sealed now: immutable like the rest.
+        let _flags = lock(&self.flag_lock);
+        for shared in self.open_files.all() {
+            self.data.protect(&lock(&shared).path, Protection::Immutable);
         }
         self.ledger.unmount().map(|_| ()).map_err(|e| FsError::ledger(&RelPath::root(), e))
     }

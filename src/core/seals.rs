@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use log::{error, info, warn};
 
-use super::backing::DataDir;
+use super::backing::{DataDir, Protection};
 use super::error::{io_errno, Damage, FsError, FsResult};
 use super::handles::OpenFile;
 use super::history::{History, PriorRun};
@@ -199,7 +199,10 @@ fn recover_file(
     let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
     let sealed = history.files.get(path).map(|h| h.sealed);
     let (start, kind) = match policy::at_mount(prior, sealed, size, adopt_existing) {
-        AtMount::Nothing => return Ok(false),
+        AtMount::Nothing => {
+            data.protect(path, Protection::Immutable);
+            return Ok(false);
+        }
         AtMount::Damaged(found) => {
             damage.record(ledger, path, found)?;
             return Err(FsError::Damaged { path: path.clone(), damage: found });
@@ -210,6 +213,7 @@ fn recover_file(
     file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
     let segment_hash = hash_range(&file, path, start, size)?;
     let record = ledger.seal(path, start, size, segment_hash, kind).map_err(|e| FsError::ledger(path, e))?;
+    data.protect(path, Protection::Immutable);
     match kind {
         SealKind::Adopted => warn!("{path}: not in the chain; adopted its {size} bytes (record {})", record.seq()),
         _ => info!("{path}: sealed {} bytes left unsealed by an unclean stop (record {})", size - start, record.seq()),

@@ -764,7 +764,32 @@ impl Drop for TestMount {
         } else if is_mount_point(&self.mnt) {
             force_unmount(&self.mnt);
         }
+        // wormfs leaves sealed files immutable (chattr +i): clear that, or the temp dir's
+        // removal could not delete them.
+        unprotect_tree(&self.data);
     }
+}
+
+/// Clear the kernel's append-only and immutable flags below `dir`, as root with
+/// CAP_LINUX_IMMUTABLE can (and as an attacker with it would before tampering).
+pub fn unprotect_tree(dir: &Path) {
+    let _ = Command::new("chattr").args(["-R", "-f", "-i", "-a"]).arg(dir).stderr(Stdio::null()).status();
+}
+
+/// Clear the flags of one backing file, so a test can tamper with it the way root can.
+#[track_caller]
+pub fn unprotect(path: impl AsRef<Path>) {
+    let path = path.as_ref();
+    let out = run_cmd(Command::new("chattr").args(["-i", "-a"]).arg(path));
+    out.assert_success(&format!("chattr -i -a {}", path.display()));
+}
+
+/// The kernel's flags of a backing file as lsattr shows them (e.g. "----i---------e-------").
+#[track_caller]
+pub fn lsattr(path: impl AsRef<Path>) -> String {
+    let out = run_cmd(Command::new("lsattr").arg("-d").arg(path.as_ref()));
+    out.assert_success("lsattr");
+    out.stdout.split_whitespace().next().unwrap_or("").to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

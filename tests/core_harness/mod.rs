@@ -79,6 +79,24 @@ pub struct CoreMount {
     pub fs: WormFs,
 }
 
+impl Drop for CoreMount {
+    /// The core leaves sealed files immutable (chattr +i): clear that so the temp dir can go.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .args(["-R", "-f", "-i", "-a"])
+            .arg(self.dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Clear one file's append-only and immutable flags, as root with CAP_LINUX_IMMUTABLE can
+/// before tampering with it.
+pub fn unprotect(path: &Path) {
+    let status = std::process::Command::new("chattr").args(["-i", "-a"]).arg(path).status().unwrap();
+    assert!(status.success(), "chattr -i -a {}", path.display());
+}
+
 impl CoreMount {
     /// Open a new chain over an empty DATA_DIR: the Mount record, then recovery (of nothing).
     pub fn start(setup: CoreSetup) -> CoreMount {

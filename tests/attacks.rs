@@ -139,6 +139,8 @@ fn a_name_reused_after_an_authorised_delete_stays_clean() {
     let doc = assert_intact(&tm);
     assert!(doc["warnings"].as_array().unwrap().is_empty(), "{doc:#}");
     tm.restart();
+    assert!(!tm.log().contains("disagree with the chain"), "an honest index needs no repair:\n{}", tm.log());
+    assert!(!tm.log().contains("ERROR"), "{}", tm.log());
     assert_intact(&tm);
 }
 

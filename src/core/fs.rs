@@ -445,7 +445,7 @@ impl WormFs {
         }
         self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
-        self.record_create(&path, &attr)?;
+        self.record_create(&path, &attr).inspect_err(|_| self.forget_new(&path))?;
         self.data.protect(&path, Protection::Immutable);
         Ok(attr)
     }
@@ -458,6 +458,14 @@ impl WormFs {
         }
         self.damage.record(&self.ledger, path, Damage::Missing)?;
         Err(FsError::Damaged { path: path.clone(), damage: Damage::Missing })
+    }
+
+    /// A new file whose Create record could not be written goes again: a file in DATA_DIR with
+    /// no history would be damage to every later open.
+    fn forget_new(&self, path: &RelPath) {
+        if let Err(e) = self.data.unlink(path) {
+            log::error!("{path}: created without a Create record, and cannot be removed: {}", e.desc());
+        }
     }
 
     /// The Create record, once the file exists with its final owner and mode.
@@ -504,7 +512,7 @@ impl WormFs {
                 }
                 self.own_new(&parent_path, &path, caller, mode & !umask)?;
                 let attr = self.remember(&path)?;
-                self.record_create(&path, &attr)?;
+                self.record_create(&path, &attr).inspect_err(|_| self.forget_new(&path))?;
                 let _flags = lock(&self.flag_lock);
                 self.data.protect(&path, Protection::AppendOnly);
                 let opened = self.register_handle(caller, attr.ino, &path, file, flags)?;

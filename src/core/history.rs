@@ -498,6 +498,20 @@ mod tests {
             self.push(Payload::Recovered { segment, adopted })
         }
 
+        /// A Truncate of `path` from `old_size` to `new_size`, keeping `kept` from `kept_start`.
+        fn truncate(&mut self, path: &str, old_size: u64, new_size: u64, kept_start: u64, kept: &[u8]) -> u64 {
+            if let Some(state) = self.file_hash.get_mut(&p(path)) {
+                state.0 = new_size;
+            }
+            let kept_hash = sha256(kept);
+            self.push(Payload::Truncate { path: p(path), old_size, new_size, kept_start, kept_hash })
+        }
+
+        /// The ranges verify would re-hash for `path`.
+        fn ranges(&self, path: &str) -> Vec<(u64, u64)> {
+            self.history.files[&p(path)].ranges.iter().map(|r| (r.start, r.end)).collect()
+        }
+
         fn findings(&self) -> &[HistoryFinding] {
             &self.history.findings
         }
@@ -651,18 +665,10 @@ mod tests {
         c.create("a.log");
         c.seal("a.log", b"0123456789");
         c.time = 5000;
-        let seq = c.push(Payload::Truncate {
-            path: p("a.log"),
-            old_size: 10,
-            new_size: 5,
-            kept_start: 0,
-            kept_hash: sha256(b"01234"),
-        });
-        c.file_hash.get_mut(&p("a.log")).unwrap().0 = 5;
+        let seq = c.truncate("a.log", 10, 5, 0, b"01234");
         c.seal("a.log", b"abcde");
         assert_eq!(c.findings(), &[]);
-        let ranges: Vec<(u64, u64)> = c.history.files[&p("a.log")].ranges.iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(ranges, vec![(0, 5), (5, 10)], "the kept part and the new seal");
+        assert_eq!(c.ranges("a.log"), vec![(0, 5), (5, 10)], "the kept part and the new seal");
         assert_eq!(c.history.files[&p("a.log")].ranges[0].seq, seq);
     }
 
@@ -676,16 +682,9 @@ mod tests {
         c.time = 5000;
         assert_eq!(c.history.cut(&p("a.log"), 5).map(|(start, below)| (start, below.len())), Some((5, 1)));
         assert_eq!(c.history.cut(&p("a.log"), 7).map(|(start, below)| (start, below.len())), Some((5, 2)));
-        c.push(Payload::Truncate {
-            path: p("a.log"),
-            old_size: 10,
-            new_size: 5,
-            kept_start: 5,
-            kept_hash: sha256(b""),
-        });
+        c.truncate("a.log", 10, 5, 5, b"");
         assert_eq!(c.findings(), &[]);
-        let ranges: Vec<(u64, u64)> = c.history.files[&p("a.log")].ranges.iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(ranges, vec![(0, 5)]);
+        assert_eq!(c.ranges("a.log"), vec![(0, 5)]);
     }
 
     #[test]
@@ -695,13 +694,7 @@ mod tests {
         c.create("a.log");
         c.seal("a.log", b"0123456789");
         c.time = 5000;
-        let seq = c.push(Payload::Truncate {
-            path: p("a.log"),
-            old_size: 10,
-            new_size: 5,
-            kept_start: 5,
-            kept_hash: sha256(b""),
-        });
+        let seq = c.truncate("a.log", 10, 5, 5, b"");
         assert_eq!(c.findings(), &[HistoryFinding::TruncateMisplaced { path: p("a.log"), seq }]);
     }
 

@@ -203,7 +203,7 @@ pub fn record_line(r: &Record) -> String {
 pub fn log(store: &dyn Store, only: Option<&RelPath>, as_json: bool, out: &mut dyn Write) -> Result<(), InspectError> {
     let mut failure = None;
     store
-        .scan_records(1, &mut |seq, bytes| {
+        .scan_records(0, &mut |seq, bytes| {
             let record = match Record::decode(bytes) {
                 Ok(r) => r,
                 Err(e) => {

@@ -359,7 +359,7 @@ impl Replay {
         let mut history = History::default();
         let mut head_time = 0;
         store
-            .scan_records(1, &mut |stored_seq, bytes| {
+            .scan_records(0, &mut |stored_seq, bytes| {
                 if let Some(record) = checker.check(stored_seq, bytes) {
                     head_time = record.fields.time_ns;
                     history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
@@ -399,10 +399,15 @@ pub fn check_with(
     // What the records show is about the chain as a whole: reported whatever --path says.
     findings.extend(history_findings.into_iter().map(Finding::History));
     let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
-    if let Some(index_head) = store.head().map_err(VerifyError::Store)? {
-        if index_head.seq != chain_seq {
-            findings.push(Finding::HeadMismatch { index_seq: index_head.seq, chain_seq });
+    match store.head() {
+        Ok(Some(index_head)) if index_head.seq != chain_seq => {
+            findings.push(Finding::HeadMismatch { index_seq: index_head.seq, chain_seq })
         }
+        Ok(_) => {}
+        // A head removed (or garbled) while records remain: the index no longer says where the
+        // chain ends, which is exactly what a dropped tail would need.
+        Err(StoreError::Corrupt(_)) => findings.push(Finding::HeadMismatch { index_seq: 0, chain_seq }),
+        Err(e) => return Err(VerifyError::Store(e)),
     }
     if let Some((seq, hash)) = opts.expect_head {
         if let Some(detail) = expected_head_problem(store, seq, &hash)? {

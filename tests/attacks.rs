@@ -646,3 +646,58 @@ fn authorised_changes_clear_the_flags_and_set_them_back() {
     tm.assert_append_works("a.log");
     assert!(wait_until(Duration::from_secs(5), || lsattr(tm.backing("a.log")).contains('i')));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found by a red-team run against this branch
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn times_far_before_the_epoch_never_take_the_daemon_down() {
+    let tm = TestMount::builder().arg("--allow-other").start();
+    let shared = tm.mkdir("shared");
+    fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let file = shared.join("u.log");
+    run_as(1000, 1000, &format!("echo x >> {}", q(&file))).assert_success("a user's file");
+    let snap = Snapshot::of(tm.backing("shared/u.log"));
+    // These once panicked a worker each (the second took the mount down); they are ordinary
+    // (if odd) times now, applied like any other.
+    for _ in 0..3 {
+        run_as(1000, 1000, &format!("touch -a -d @-9223372036 {}", q(&file))).assert_success("an atime far back");
+        let utime = format!("python3 -c 'import os; os.utime({:?}, ns=(0, -(2**63)))'", file.to_str().unwrap());
+        run_as(1000, 1000, &utime).assert_success("the earliest mtime there is");
+    }
+    let mtime = fs::metadata(tm.backing("shared/u.log")).unwrap();
+    // Set as asked, as far back as the backing filesystem goes (ext4 stops at 1901).
+    assert!(std::os::unix::fs::MetadataExt::mtime(&mtime) < 0, "{mtime:?}");
+    snap.assert_unchanged();
+    tm.assert_still_works();
+    run_as(1000, 1000, &format!("echo y >> {}", q(&file))).assert_success("the user's file still takes appends");
+}
+
+/// Delete the index's meta "head" while unmounted (records stay).
+fn remove_index_head(state: &Path) {
+    let cfs = ["records", "files", "holds", "meta"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    let db = DB::open_cf_descriptors(&Options::default(), state.join("index"), cfs).expect("open the index");
+    db.delete_cf(db.cf_handle("meta").unwrap(), b"head").unwrap();
+}
+
+#[test]
+fn a_removed_index_head_is_refused_at_mount_and_never_written_over() {
+    let mut tm = TestMount::start();
+    tm.create("a.log", b"evidence\n");
+    tm.stop();
+    let before = tm.records();
+    remove_index_head(tm.state());
+
+    let (code, doc) = verify(&tm);
+    assert_eq!(code, 1, "a chain whose end the index no longer names: {doc:#}");
+    assert!(doc["counts"]["chain.head_mismatch"].as_u64() == Some(1), "{doc:#}");
+
+    let mut cmd = Command::new(WORMFS);
+    cmd.arg("mount").arg("--data").arg(tm.data()).arg("--state").arg(tm.state()).arg(tm.mnt()).env_remove("RUST_LOG");
+    let out = run_cmd(Command::new("timeout").arg("20").arg(cmd.get_program()).args(cmd.get_args()));
+    assert_eq!(out.status.code(), Some(1), "{out:#?}");
+    assert!(out.stderr.contains("corrupt") && out.stderr.contains("head"), "{out:#?}");
+    assert!(!is_mount_point(tm.mnt()));
+    assert_eq!(tm.records(), before, "no record was written over");
+}

@@ -326,6 +326,16 @@ mod tests {
     }
 
     #[test]
+    fn a_record_stored_at_key_zero_is_a_finding() {
+        let k = key(1);
+        let recs = chain(&k, 2);
+        let mut s = vec![(0, recs[0].encode())];
+        s.extend(stored(&recs));
+        let f = check(&k, &s).findings;
+        assert!(f.contains(&ChainFinding::Misplaced { key: 0, seq: 1 }), "{f:?}");
+    }
+
+    #[test]
     fn a_dropped_tail_is_only_visible_against_a_kept_head() {
         let k = key(1);
         let recs = chain(&k, 5);

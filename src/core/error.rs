@@ -37,6 +37,8 @@ pub enum FsError {
     NotWritable { path: RelPath },
     /// A directory where a file was expected.
     IsDirectory { path: RelPath },
+    /// A time too far from the epoch to set (more than 2^63 seconds either way).
+    TimeOutOfRange { path: RelPath },
     /// An lseek whence the daemon does not answer (the kernel answers the usual ones itself).
     UnsupportedWhence { path: RelPath, whence: i32 },
     /// No ioctls are served (chattr and friends see a filesystem without them).
@@ -114,7 +116,7 @@ impl FsError {
             FsError::Os { .. } | FsError::UnsupportedWhence { .. } | FsError::UnsupportedIoctl { .. } => {
                 Some(Level::Debug)
             }
-            FsError::XattrTooLarge { .. } => Some(Level::Debug),
+            FsError::XattrTooLarge { .. } | FsError::TimeOutOfRange { .. } => Some(Level::Debug),
             FsError::Refused { .. } => Some(Level::Info),
             FsError::Ledger { source: LedgerError::Refused(_), .. } => Some(Level::Info),
             FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
@@ -150,6 +152,7 @@ impl fmt::Display for FsError {
             }
             FsError::NotWritable { path } => write!(f, "{path}: write through a handle opened read-only"),
             FsError::IsDirectory { path } => write!(f, "{path}: is a directory"),
+            FsError::TimeOutOfRange { path } => write!(f, "{path}: a time too far from the epoch to set"),
             FsError::UnsupportedWhence { path, whence } => write!(f, "{path}: lseek whence {whence} is not served"),
             FsError::UnsupportedIoctl { path, cmd } => write!(f, "{path}: ioctl {cmd:#x} is not supported"),
             FsError::XattrTooLarge { path, len, buffer } => {

@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 use super::path::RelPath;
 use super::policy::{self, AtimeEffect, NodeKind, Refusal};
 use super::seals::{self, DamageLog, Recovery, SealCause};
-use super::segment::Hash;
+use super::segment::{Hash, SegmentHasher};
 use super::sync::{lock, read, write};
 use std::sync::Arc;
 
@@ -317,7 +317,10 @@ impl WormFs {
             self.data.chown(path, changes.uid, changes.gid).map_err(os)?;
         }
         if changes.atime.is_some() || changes.mtime.is_some() {
-            self.data.utimens(path, to_timespec(changes.atime), to_timespec(changes.mtime)).map_err(os)?;
+            let (Some(atime), Some(mtime)) = (to_timespec(changes.atime), to_timespec(changes.mtime)) else {
+                return Err(FsError::TimeOutOfRange { path: path.clone() });
+            };
+            self.data.utimens(path, atime, mtime).map_err(os)?;
         }
         Ok(())
     }
@@ -391,14 +394,22 @@ impl WormFs {
             )
         })?;
         let file = self.data.open_file(path, false)?;
+        // One read of each range: the kept part's hash is taken from the very bytes that were
+        // just proven to match their seal, never from a second read that could see them changed.
+        let mut kept_hash = SegmentHasher::default().finish();
         for r in &ranges {
-            if seals::hash_range(&file, path, r.start, r.end)? != r.hash {
+            let split = to.clamp(r.start, r.end);
+            let (head, whole) = seals::hash_range_split(&file, path, r.start, split, r.end)?;
+            if whole != r.hash {
                 let damage = Damage::Changed { start: r.start, end: r.end };
                 log::error!("{path}: {damage}");
                 return Err(FsError::Damaged { path: path.clone(), damage });
             }
+            if r.start == kept_start && kept_start < to {
+                kept_hash = head;
+            }
         }
-        Ok((kept_start, seals::hash_range(&file, path, kept_start, to)?))
+        Ok((kept_start, kept_hash))
     }
 
     /// SnapLock-style retention: setting a sealed file's atime to a future date asks to retain
@@ -979,21 +990,38 @@ fn command_name(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| "?".to_string(), |c| c.trim_end().to_string())
 }
 
+/// A stat time as a SystemTime; one the platform cannot hold (set directly in DATA_DIR to
+/// something absurd) shows as the epoch rather than failing the stat.
 fn to_time(secs: i64, nsecs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    let nanos = Duration::new(0, nsecs.clamp(0, 999_999_999) as u32);
+    let at = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
     } else {
-        UNIX_EPOCH - Duration::new(secs.unsigned_abs(), 0) + Duration::new(0, nsecs as u32)
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    };
+    at.and_then(|t| t.checked_add(nanos)).unwrap_or(UNIX_EPOCH)
 }
 
-fn to_timespec(t: Option<TimeSet>) -> TimeSpec {
-    match t {
+/// A requested time as the timespec utimensat takes, or None for one it cannot hold (more than
+/// 2^63 seconds from the epoch either way: any caller can ask for it, and it must not panic).
+fn to_timespec(t: Option<TimeSet>) -> Option<TimeSpec> {
+    Some(match t {
         None => TimeSpec::UTIME_OMIT,
         Some(TimeSet::Now) => TimeSpec::UTIME_NOW,
-        Some(TimeSet::At(when)) => match when.duration_since(UNIX_EPOCH) {
-            Ok(d) => TimeSpec::from_duration(d),
-            Err(before) => TimeSpec::from_duration(Duration::ZERO) - TimeSpec::from_duration(before.duration()),
-        },
-    }
+        Some(TimeSet::At(when)) => {
+            let (secs, nanos) = match when.duration_since(UNIX_EPOCH) {
+                Ok(d) => (i64::try_from(d.as_secs()).ok()?, i64::from(d.subsec_nanos())),
+                // Before the epoch: -d, as whole seconds below it plus a non-negative fraction.
+                Err(before) => {
+                    let d = before.duration();
+                    let secs = i64::try_from(d.as_secs()).ok()?.checked_neg()?;
+                    match d.subsec_nanos() {
+                        0 => (secs, 0),
+                        n => (secs.checked_sub(1)?, 1_000_000_000 - i64::from(n)),
+                    }
+                }
+            };
+            TimeSpec::new(secs, nanos)
+        }
+    })
 }

@@ -190,7 +190,7 @@ impl History {
     /// damage to the chain itself.
     pub fn replay(store: &dyn Store) -> StoreResult<History> {
         let mut history = History::default();
-        store.scan_records(1, &mut |_, bytes| {
+        store.scan_records(0, &mut |_, bytes| {
             if let Ok(record) = Record::decode(bytes) {
                 history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
             }

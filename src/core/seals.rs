@@ -17,7 +17,7 @@ use super::ledger::{Ledger, SealKind};
 use super::metrics::{Metrics, SealFailure};
 use super::path::RelPath;
 use super::policy::{self, AtMount};
-use super::segment::SegmentHasher;
+use super::segment::{Hash, SegmentHasher};
 use super::sync::lock;
 
 /// Why a seal is being written (for logs).
@@ -100,9 +100,9 @@ pub fn catch_up(ledger: &Ledger, damage: &DamageLog, path: &RelPath, file: &File
     Ok(size)
 }
 
-/// SHA-256 of bytes [start, end) of `file`, read from disk.
-pub fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8; 32]> {
-    let mut hasher = SegmentHasher::default();
+/// In one read of bytes [start, end): SHA-256 of [start, split) and of all of [start, end).
+pub fn hash_range_split(file: &File, path: &RelPath, start: u64, split: u64, end: u64) -> FsResult<(Hash, Hash)> {
+    let (mut head, mut whole) = (SegmentHasher::default(), SegmentHasher::default());
     let mut buf = vec![0u8; 1 << 20];
     let mut at = start;
     while at < end {
@@ -110,14 +110,43 @@ pub fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult
         match file.read_at(&mut buf[..want], at) {
             Ok(0) => return Err(FsError::Shrank { path: path.clone(), at, end }),
             Ok(n) => {
-                hasher.update(&buf[..n]);
+                let bytes = &buf[..n];
+                let in_head = (split.saturating_sub(at) as usize).min(n);
+                head.update(&bytes[..in_head]);
+                whole.update(bytes);
                 at += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(FsError::os(path, io_errno(&e))),
         }
     }
-    Ok(hasher.finish())
+    Ok((head.finish(), whole.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::segment::sha256;
+    use std::io::Write;
+
+    #[test]
+    fn one_read_gives_the_head_and_the_whole() {
+        let mut f = tempfile::tempfile().unwrap();
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&bytes).unwrap();
+        let p = RelPath::root();
+        for (start, split, end) in [(0, 0, 10), (0, 10, 10), (5, 2_000_000, 3_000_000), (7, 1 << 20, 1 << 21)] {
+            let (head, whole) = hash_range_split(&f, &p, start, split, end).unwrap();
+            assert_eq!(head, sha256(&bytes[start as usize..split as usize]), "{start} {split} {end}");
+            assert_eq!(whole, sha256(&bytes[start as usize..end as usize]));
+        }
+        assert!(matches!(hash_range_split(&f, &p, 0, 0, 3_000_001), Err(FsError::Shrank { .. })));
+    }
+}
+
+/// SHA-256 of bytes [start, end) of `file`, read from disk.
+pub fn hash_range(file: &File, path: &RelPath, start: u64, end: u64) -> FsResult<[u8; 32]> {
+    Ok(hash_range_split(file, path, start, start, end)?.1)
 }
 
 /// What mount-time recovery found.

@@ -12,7 +12,7 @@ pub fn to_errno(err: &FsError) -> Errno {
         FsError::UnknownInode(_) => Errno::ESTALE,
         FsError::UnknownHandle(_) | FsError::NotWritable { .. } => Errno::EBADF,
         FsError::BadName(BadName::TooLong) => Errno::ENAMETOOLONG,
-        FsError::BadName(_) | FsError::UnsupportedWhence { .. } => Errno::EINVAL,
+        FsError::BadName(_) | FsError::UnsupportedWhence { .. } | FsError::TimeOutOfRange { .. } => Errno::EINVAL,
         FsError::IsDirectory { .. } => Errno::EISDIR,
         FsError::UnsupportedIoctl { .. } => Errno::ENOTTY,
         FsError::XattrTooLarge { .. } => Errno::ERANGE,

@@ -88,6 +88,12 @@ impl Store for MemoryStore {
         // pass the check.
         let mut inner = self.lock();
         check_next_seq(inner.head.as_ref(), record.seq())?;
+        if inner.records.contains_key(&record.seq()) {
+            return Err(crate::core::store::StoreError::Corrupt(format!(
+                "record {} is already stored past the head",
+                record.seq()
+            )));
+        }
         inner.records.insert(record.seq(), record.encode());
         inner.head = Some(Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns });
         // Applied in order, like the puts and deletes of RocksStore's batch: a later update

@@ -167,6 +167,14 @@ impl RocksStore {
         Ok(out)
     }
 
+    fn any_record(&self) -> StoreResult<bool> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_RECORDS)?);
+        it.seek_to_first();
+        let any = it.valid();
+        it.status().map_err(|e| backend("scan records", e))?;
+        Ok(any)
+    }
+
     fn writable(&self) -> StoreResult<()> {
         if self.read_only {
             Err(StoreError::ReadOnly)
@@ -193,7 +201,15 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn head(&self) -> StoreResult<Option<Head>> {
-        self.get(CF_META, META_HEAD)?.map(|v| decode_head(&v)).transpose()
+        match self.get(CF_META, META_HEAD)? {
+            Some(v) => decode_head(&v).map(Some),
+            // No head is an empty chain only if there are no records: a head removed from an
+            // index that holds records would let the next commit write over record 1.
+            None if self.any_record()? => {
+                Err(StoreError::Corrupt("meta \"head\" is missing but the index holds records".into()))
+            }
+            None => Ok(None),
+        }
     }
 
     fn key_id(&self) -> StoreResult<Option<[u8; 8]>> {
@@ -231,6 +247,10 @@ impl Store for RocksStore {
         // The guard protects no data, so a poisoned lock is as good as a clean one.
         let _guard = self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         check_next_seq(self.head()?.as_ref(), record.seq())?;
+        // Never write over a stored record, whatever the head says.
+        if self.get(CF_RECORDS, &record.seq().to_be_bytes())?.is_some() {
+            return Err(StoreError::Corrupt(format!("record {} is already stored past the head", record.seq())));
+        }
 
         let head = Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns };
         let mut batch = WriteBatch::default();
@@ -663,6 +683,24 @@ mod tests {
         assert!(matches!(store.key_id(), Err(StoreError::Corrupt(_))));
         store.db.put_cf(store.cf(CF_RECORDS).unwrap(), b"abc", b"x").unwrap();
         assert!(matches!(store.scan_records(0, &mut |_, _| true), Err(StoreError::Corrupt(m)) if m.contains("616263")));
+    }
+
+    #[test]
+    fn a_removed_head_never_lets_a_commit_write_over_the_chain() {
+        let (_dir, store) = fresh();
+        conformance::round_trip(&store);
+        store.db.delete_cf(store.cf(CF_META).unwrap(), META_HEAD).unwrap();
+        assert!(matches!(store.head(), Err(StoreError::Corrupt(m)) if m.contains("missing")));
+        let before = conformance::scan_all(&store, 0);
+        assert!(matches!(store.commit(&record(1, Payload::Unmount), &[]), Err(StoreError::Corrupt(_))));
+        assert_eq!(conformance::scan_all(&store, 0), before, "record 1 is untouched");
+        // A head rewound below stored records: the record past it is not overwritten either.
+        let head = Head { seq: 1, hash: [0; 32], time_ns: 0 };
+        store.db.put_cf(store.cf(CF_META).unwrap(), META_HEAD, encode_head(&head)).unwrap();
+        assert!(
+            matches!(store.commit(&record(2, Payload::Unmount), &[]), Err(StoreError::Corrupt(m)) if m.contains("already stored"))
+        );
+        assert_eq!(conformance::scan_all(&store, 0), before);
     }
 
     #[test]

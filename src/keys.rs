@@ -61,7 +61,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
 
 /// Create a new key pair in `state_dir` (created if missing). Never overwrites.
 pub fn generate(state_dir: &StateDir) -> Result<VerifyingKey, KeyError> {
-    fs::create_dir_all(state_dir.path()).map_err(io_err(state_dir.path()))?;
+    crate::state_dir::create_private(state_dir.path()).map_err(io_err(state_dir.path()))?;
     let secret_path = state_dir.signing_key();
     let public_path = state_dir.public_key();
     // A lone signing.pub means the secret was lost: a new pair would silently replace the key
@@ -147,6 +147,11 @@ mod tests {
         assert_eq!(load_signing(&dir).unwrap().verifying_key(), public);
         assert_eq!(load_public(dir.public_key().to_str().unwrap()).unwrap(), public);
         assert!(matches!(generate(&dir), Err(KeyError::Exists(_))));
+
+        // A state directory keygen creates is root's alone: the chain names every file and reader.
+        let fresh = StateDir::new(tmp.path().join("new/state"));
+        generate(&fresh).unwrap();
+        assert_eq!(fs::metadata(fresh.path()).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

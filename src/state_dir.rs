@@ -54,6 +54,16 @@ impl std::error::Error for IndexOpenError {
     }
 }
 
+/// Create `path` (and missing parents) as a directory only its owner can enter, unless it
+/// exists: an existing directory keeps the mode its admin gave it.
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
 impl StateDir {
     pub fn new(path: impl Into<PathBuf>) -> StateDir {
         StateDir(path.into())

@@ -122,9 +122,10 @@ impl FsError {
             FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
                 Some(Level::Error)
             }
+            // Any user can send a bad name at will: worth a debug line, not a flood of warnings.
+            FsError::BadName(_) => Some(Level::Debug),
             FsError::UnknownInode(_)
             | FsError::UnknownHandle(_)
-            | FsError::BadName(_)
             | FsError::NotWritable { .. }
             | FsError::IsDirectory { .. } => Some(Level::Warn),
         }

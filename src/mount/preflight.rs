@@ -24,6 +24,13 @@ fn ensure_dir(path: &Path) -> Result<PathBuf, MountError> {
         .map_err(|err| MountError::Dir { path: path.to_path_buf(), err })
 }
 
+/// The state directory, created root-only if missing (it names every file, owner and reader).
+fn ensure_private_dir(path: &Path) -> Result<PathBuf, MountError> {
+    crate::state_dir::create_private(path)
+        .and_then(|_| path.canonicalize())
+        .map_err(|err| MountError::Dir { path: path.to_path_buf(), err })
+}
+
 fn overlap(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
@@ -65,7 +72,7 @@ pub(super) fn preflight(args: &MountArgs) -> Result<Checked, MountError> {
     }
 
     let data = ensure_dir(&args.data)?;
-    let state = ensure_dir(&args.state)?;
+    let state = ensure_private_dir(&args.state)?;
     // Again on canonical paths: symlinks may hide an overlap the spelled-out paths did not show.
     for (what, a, b) in [
         ("data directory and mountpoint", &data, &mountpoint),

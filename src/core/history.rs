@@ -38,10 +38,23 @@ pub enum Origin {
     Unknown,
 }
 
+impl Origin {
+    /// The record that began the history (0 when none did).
+    pub fn seq(&self) -> u64 {
+        match self {
+            Origin::Created { seq } | Origin::Adopted { seq } | Origin::Renamed { seq, .. } => *seq,
+            Origin::Unknown => 0,
+        }
+    }
+}
+
 /// One file's history as the chain tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHistory {
     pub origin: Origin,
+    /// The record that began this history where it first appeared (a rename keeps it), so the
+    /// warnings about it can be told from those about an earlier file of the same name.
+    pub began: u64,
     /// Seq of the Create (0 when adopted, renamed in from an adoption, or unknown).
     pub created_seq: u64,
     /// Ranges to re-hash, in file order; together they cover [0, sealed) unless the seals are
@@ -59,6 +72,7 @@ pub struct FileHistory {
 impl FileHistory {
     fn new(origin: Origin, created_seq: u64) -> FileHistory {
         FileHistory {
+            began: origin.seq(),
             origin,
             created_seq,
             ranges: Vec::new(),
@@ -270,6 +284,7 @@ impl History {
                     if let Some(damage) = self.damage.remove(from) {
                         self.damage.insert(to.clone(), damage);
                     }
+                    self.warnings_follow(from, to, moved.began);
                     self.ended.insert(from.clone(), Ended::RenamedTo { to: to.clone(), seq });
                     self.begin(to, seq, Origin::Renamed { from: from.clone(), seq }, moved.created_seq);
                     // The history moves whole: its seals, retention and damage follow it.
@@ -423,6 +438,26 @@ impl History {
             h.ranges.push(CheckedRange { seq, start: kept_start, end: new_size, hash: kept_hash });
         }
         h.sealed = new_size;
+        let began = h.began;
+        // A warning about bytes that were cut speaks only of the bytes that are left.
+        self.warnings.retain_mut(|w| match w {
+            HistoryWarning::RecoveredUnproven { path: p, start, end, seq: s } if p == path && *s >= began => {
+                *end = (*end).min(new_size);
+                *start < *end
+            }
+            _ => true,
+        });
+    }
+
+    /// The warnings about the history now at `from` (recorded since it began at `began`) move
+    /// with it to `to`, so each names the file where it is.
+    fn warnings_follow(&mut self, from: &RelPath, to: &RelPath, began: u64) {
+        for w in &mut self.warnings {
+            let (HistoryWarning::Adopted { path, seq } | HistoryWarning::RecoveredUnproven { path, seq, .. }) = w;
+            if path == from && *seq >= began {
+                *path = to.clone();
+            }
+        }
     }
 
     /// Where a kept part of a cut would start if `path` were truncated to `new_size` now: the
@@ -719,6 +754,31 @@ mod tests {
             c.findings(),
             &[HistoryFinding::ChangedUnderHold { path: p("d/a.log"), op: "rename", seq, hold: p("d") }]
         );
+    }
+
+    #[test]
+    fn warnings_follow_a_rename_and_shrink_with_a_truncate() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("p.log");
+        c.seal("p.log", b"sealed\n");
+        c.mount(); // after a crash
+        let seq = c.recovered("p.log", b"recovered tail\n", false);
+        c.time = 5000;
+        c.push(Payload::Rename { from: p("p.log"), to: p("q.log") });
+        assert_eq!(
+            c.history.warnings,
+            vec![HistoryWarning::RecoveredUnproven { path: p("q.log"), start: 7, end: 22, seq }],
+            "the warning names the file where it now is"
+        );
+        c.truncate("q.log", 22, 10, 7, b"rec");
+        assert_eq!(
+            c.history.warnings,
+            vec![HistoryWarning::RecoveredUnproven { path: p("q.log"), start: 7, end: 10, seq }]
+        );
+        c.truncate("q.log", 10, 5, 0, b"seale");
+        assert_eq!(c.history.warnings, vec![], "the recovered bytes are all cut away");
+        assert_eq!(c.findings(), &[]);
     }
 
     #[test]

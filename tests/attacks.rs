@@ -701,3 +701,25 @@ fn a_removed_index_head_is_refused_at_mount_and_never_written_over() {
     assert!(!is_mount_point(tm.mnt()));
     assert_eq!(tm.records(), before, "no record was written over");
 }
+
+#[test]
+fn bytes_appended_in_the_data_dir_while_a_writer_has_it_open_are_damage_never_sealed() {
+    let mut tm = TestMount::start();
+    let f = OpenOptions::new().create(true).append(true).mode(0o644).open(tm.path("o.log")).unwrap();
+    (&f).write_all(b"ours 1\n").unwrap();
+    // Append-only allows appends, by root too: the attacker's bytes land between wormfs' writes.
+    run(&format!("echo theirs >> {}", q(tm.backing("o.log")))).assert_success("append to an append-only file");
+    (&f).write_all(b"ours 2\n").unwrap();
+    // The close (which seals) finds the file is not the size wormfs wrote: EIO, nothing sealed.
+    let closed = nix::unistd::close(std::os::fd::IntoRawFd::into_raw_fd(f));
+    assert_eq!(closed, Err(nix::errno::Errno::EIO));
+    let records = tm.records();
+    assert!(records_about(&records, "Seal", "/o.log").is_empty(), "{records:#?}");
+    assert_eq!(records_about(&records, "Damaged", "/o.log").len(), 1, "{records:#?}");
+    assert_errno(open_append(&tm.path("o.log")), EIO);
+    tm.assert_still_works();
+    tm.stop();
+    assert_found(&tm, "file.damaged", "/o.log");
+    tm.restart();
+    assert_eq!(records_about(&tm.records(), "Damaged", "/o.log").len(), 1, "recorded once");
+}

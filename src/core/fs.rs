@@ -350,7 +350,7 @@ impl WormFs {
         let mut state = shared.as_ref().map(|s| lock(s));
         if let Some(state) = state.as_deref_mut() {
             // What this handle wrote is sealed first: a cut never passes over unsealed bytes.
-            seals::seal_open(&self.ledger, &self.metrics, state, SealCause::Fsync)?;
+            seals::seal_open(&self.ledger, &self.metrics, &self.damage, state, SealCause::Fsync)?;
         }
         let size = match state.as_deref() {
             Some(state) => state.size,
@@ -687,6 +687,9 @@ impl WormFs {
             return Err(FsError::NotWritable { path: h.path.clone() });
         };
         let mut state = lock(&writer.shared);
+        if let Some(damage) = state.damaged {
+            return Err(FsError::Damaged { path: h.path.clone(), damage });
+        }
         let at =
             policy::write_offset(state.size, offset, writer.append || append_now).map_err(|r| refused(&h.path, r))?;
         let mut written = 0usize;
@@ -747,7 +750,7 @@ impl WormFs {
         let h = self.handle(fh)?;
         if let Some(writer) = h.writer() {
             // Sealing fdatasyncs the file first; only fsync's metadata is left to do.
-            seals::seal_open(&self.ledger, &self.metrics, &mut lock(&writer.shared), SealCause::Fsync)?;
+            seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut lock(&writer.shared), SealCause::Fsync)?;
         }
         let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
         r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
@@ -778,7 +781,7 @@ impl WormFs {
         }
         let mut state = lock(&writer.shared);
         if state.handles() == 1 && state.unsealed() > 0 {
-            seals::seal_open(&self.ledger, &self.metrics, &mut state, SealCause::LastClose)?;
+            seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut state, SealCause::LastClose)?;
         }
         Ok(())
     }
@@ -793,7 +796,7 @@ impl WormFs {
             // next open or unmount can still seal exactly the bytes wormfs saw written.
             let _flags = lock(&self.flag_lock);
             self.open_files.detach(h.ino, |state| {
-                match seals::seal_open(&self.ledger, &self.metrics, state, SealCause::LastClose) {
+                match seals::seal_open(&self.ledger, &self.metrics, &self.damage, state, SealCause::LastClose) {
                     Ok(()) => {
                         self.data.protect(&state.path, Protection::Immutable);
                         true
@@ -817,7 +820,7 @@ impl WormFs {
             if state.unsealed() == 0 {
                 continue;
             }
-            match seals::seal_open(&self.ledger, &self.metrics, &mut state, cause) {
+            match seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut state, cause) {
                 Ok(()) => done.sealed += 1,
                 Err(e) => {
                     done.failed += 1;

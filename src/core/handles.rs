@@ -5,7 +5,7 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::error::FsResult;
+use super::error::{Damage, FsResult};
 use super::path::RelPath;
 use super::segment::SegmentHasher;
 use super::sync::lock;
@@ -23,12 +23,33 @@ pub struct OpenFile {
     pub file: File,
     /// When the oldest unsealed byte arrived (None when everything is sealed).
     pub unsealed_since: Option<std::time::SystemTime>,
+    /// Set when the backing file turned out changed behind wormfs' back while open: nothing
+    /// more is appended or sealed through this state.
+    pub damaged: Option<Damage>,
     handles: u32,
 }
 
 impl OpenFile {
     pub fn new(path: RelPath, file: File, size: u64) -> Self {
-        OpenFile { path, size, sealed: size, hasher: SegmentHasher::default(), file, unsealed_since: None, handles: 0 }
+        OpenFile {
+            path,
+            size,
+            sealed: size,
+            hasher: SegmentHasher::default(),
+            file,
+            unsealed_since: None,
+            damaged: None,
+            handles: 0,
+        }
+    }
+
+    /// Give up the unsealed bytes of a file found damaged: they are not sealed (the Damaged
+    /// record says so), and nothing is retried.
+    pub fn abandon(&mut self, damage: Damage) {
+        self.damaged = Some(damage);
+        self.sealed = self.size;
+        self.hasher = SegmentHasher::default();
+        self.unsealed_since = None;
     }
 
     pub fn unsealed(&self) -> u64 {

@@ -32,12 +32,29 @@ pub enum SealCause {
 /// Seal an open file's unsealed bytes: make them durable first, so a seal never covers bytes a
 /// crash could lose, then commit the record. The running hash is only reset once the record is
 /// committed, so a failed commit can be retried by the next seal.
-pub fn seal_open(ledger: &Ledger, metrics: &Metrics, state: &mut OpenFile, cause: SealCause) -> FsResult<()> {
+pub fn seal_open(
+    ledger: &Ledger,
+    metrics: &Metrics,
+    damage: &DamageLog,
+    state: &mut OpenFile,
+    cause: SealCause,
+) -> FsResult<()> {
     if state.unsealed() == 0 {
         return Ok(());
     }
     let started = std::time::Instant::now();
     let sealed = state.file.sync_data().map_err(|e| FsError::os(&state.path, io_errno(&e))).and_then(|()| {
+        // wormfs knows the size it wrote. A file that grew otherwise (bytes appended in DATA_DIR
+        // while it was open: its append-only flag lets root with the capability do that) does not
+        // hold what was hashed where the seal would say: record it, seal nothing, take no more.
+        let on_disk = state.file.metadata().map_err(|e| FsError::os(&state.path, io_errno(&e)))?.len();
+        if on_disk != state.size {
+            let (sealed, size) = (state.sealed, on_disk);
+            let found = if size > state.size { Damage::Grew { sealed, size } } else { Damage::Shrank { sealed, size } };
+            damage.record(ledger, &state.path, found)?;
+            state.abandon(found);
+            return Err(FsError::Damaged { path: state.path.clone(), damage: found });
+        }
         let segment_hash = state.hasher.clone().finish();
         ledger
             .seal(&state.path, state.sealed, state.size, segment_hash, SealKind::Written)

@@ -231,7 +231,16 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
             notify::notify(&format!("READY=1\nSTATUS=serving {} on {}", data.display(), mountpoint.display()));
         }
     });
-    let served = session.run();
+    let served = match session.run() {
+        // The kernel tears the connection down when the (possibly lazily detached) mount goes
+        // away; with several worker threads one of them can read that abort before another
+        // handles FUSE_DESTROY. Either way the mount ended.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            info!("the kernel closed the FUSE connection");
+            Ok(())
+        }
+        other => other,
+    };
     notify::notify("STOPPING=1");
     info!("unmounted {}", checked.mountpoint.display());
     // Seal every tail and write Unmount even if the session ended with an error.

@@ -243,14 +243,7 @@ pub struct Status {
 
 /// The record stored as `seq`, if it is there and decodes.
 fn record_at(store: &dyn Store, seq: u64) -> Result<Option<Record>, InspectError> {
-    let mut found = None;
-    store.scan_records(seq, &mut |key, bytes| {
-        if key == seq {
-            found = Record::decode(bytes).ok();
-        }
-        false
-    })?;
-    Ok(found)
+    Ok(store.record_bytes(seq)?.and_then(|bytes| Record::decode(&bytes).ok()))
 }
 
 /// The chain at a glance. Reads the index's meta and file states and two records (the head

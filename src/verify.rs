@@ -506,16 +506,8 @@ fn hash_files(data: &DataDir, jobs: &[(&RelPath, &FileHistory)], chain_closed: b
 
 /// Why the chain does not contain record `seq` with hash `hash`, if it does not.
 fn expected_head_problem(store: &dyn Store, seq: u64, hash: &Hash) -> Result<Option<String>, VerifyError> {
-    let mut found = None;
-    store
-        .scan_records(seq, &mut |key, bytes| {
-            if key == seq {
-                found = Some(crate::core::record::Record::decode(bytes).map(|r| r.fields.hash()));
-            }
-            false
-        })
-        .map_err(VerifyError::Store)?;
-    Ok(match found {
+    let found = store.record_bytes(seq).map_err(VerifyError::Store)?;
+    Ok(match found.map(|bytes| crate::core::record::Record::decode(&bytes).map(|r| r.fields.hash())) {
         None => Some("not in the chain: records were removed from its end".into()),
         Some(Err(e)) => Some(format!("undecodable ({e})")),
         Some(Ok(h)) if h != *hash => Some(format!(

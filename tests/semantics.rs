@@ -797,10 +797,15 @@ fn file_flag_ioctls_are_refused_with_enotty() {
     });
 
     let backing = File::open(tm.backing("f.log")).unwrap();
-    let mut flags: libc::c_long = 0;
-    let r = unsafe { libc::ioctl(backing.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
-    assert_eq!(r, 0, "FS_IOC_GETFLAGS on the backing file");
-    assert_eq!(flags & (0x10 | 0x20), 0x10, "wormfs' immutable flag alone (sealed and closed), not the caller's");
+    let flags = || {
+        let mut flags: libc::c_long = 0;
+        let r = unsafe { libc::ioctl(backing.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+        assert_eq!(r, 0, "FS_IOC_GETFLAGS on the backing file");
+        flags & (0x10 | 0x20)
+    };
+    // wormfs sets its own flag when the kernel releases the last handle, just after close(2).
+    wait_until(std::time::Duration::from_secs(5), || flags() == 0x10);
+    assert_eq!(flags(), 0x10, "wormfs' immutable flag alone (sealed and closed), not the caller's");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -357,7 +357,8 @@ fn chattr_fails_and_changes_no_flag_on_the_backing_file() {
     tm.create("app.log", b"data\n");
     // Sealed and closed: wormfs made the backing file immutable. chattr through the mount can
     // neither clear that nor add its own.
-    assert!(lsattr(tm.backing("app.log")).contains('i'));
+    // (Set when the kernel releases the last handle, a moment after close(2) returns.)
+    assert!(wait_until(Duration::from_secs(5), || lsattr(tm.backing("app.log")).contains('i')));
     tm.assert_tool_refused("app.log", EOPNOTSUPP, "chattr -i", || run(&format!("chattr -i {}", q(tm.path("app.log")))));
     tm.assert_tool_refused("app.log", EOPNOTSUPP, "chattr +a", || run(&format!("chattr +a {}", q(tm.path("app.log")))));
     // The file flag ioctls are not passed through (ENOTTY), which e2fsprogs reports as

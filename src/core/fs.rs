@@ -126,7 +126,6 @@ pub struct WormFs {
     /// Shared by open() and by creating names; exclusive for the retention-gated changes
     /// (unlink, rename, truncate), so no open can slip in between "nothing has it open" and the
     /// change, and no create lands in a directory between "it is empty" and its rename.
-    /// can slip in between "nothing has it open" and the change itself.
     gate: std::sync::RwLock<()>,
 }
 
@@ -344,8 +343,7 @@ impl WormFs {
         // first) is no reason to refuse; any other handle is.
         let via = via.filter(|fh| self.files.get(*fh).is_some_and(|h| h.ino == ino));
         let writer = via.and_then(|fh| self.files.get(fh));
-        let open = self.files.any_except(via, |h| h.ino == ino)
-            || (writer.is_none() && self.open_files.get(ino).is_some_and(|s| lock(&s).unsealed() > 0));
+        let open = self.is_open_except(ino, via);
         let shared = writer.as_ref().and_then(|h| h.writer()).map(|w| w.shared.clone());
         let mut state = shared.as_ref().map(|s| lock(s));
         if let Some(state) = state.as_deref_mut() {
@@ -402,7 +400,6 @@ impl WormFs {
             let (head, whole) = seals::hash_range_split(&file, path, r.start, split, r.end)?;
             if whole != r.hash {
                 let damage = Damage::Changed { start: r.start, end: r.end };
-                log::error!("{path}: {damage}");
                 return Err(FsError::Damaged { path: path.clone(), damage });
             }
             if r.start == kept_start && kept_start < to {
@@ -430,10 +427,18 @@ impl WormFs {
     }
 
     /// Whether any handle, for reading or writing, has inode `ino` open.
-    /// Bytes a last close could not seal count as open too: they must be sealed before the
-    /// file can go.
     fn is_open(&self, ino: u64) -> bool {
-        self.files.any(|h| h.ino == ino) || self.open_files.get(ino).is_some_and(|s| lock(&s).unsealed() > 0)
+        self.is_open_except(ino, None)
+    }
+
+    /// Whether any handle but `except` has `ino` open. Bytes a last close could not seal (a
+    /// state left with no handles) count as open too: they must be sealed before the file goes.
+    fn is_open_except(&self, ino: u64, except: Option<u64>) -> bool {
+        self.files.any_except(except, |h| h.ino == ino)
+            || self.open_files.get(ino).is_some_and(|s| {
+                let s = lock(&s);
+                s.handles() == 0 && s.unsealed() > 0
+            })
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
@@ -449,11 +454,7 @@ impl WormFs {
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
-        self.data.create_file(&path, mode & !umask & 0o7777).map_err(|e| FsError::os(&path, e))?;
-        if let Err(e) = self.history_must_have_ended(&path) {
-            let _ = self.data.unlink(&path);
-            return Err(e);
-        }
+        self.new_backing_file(&path, mode & !umask & 0o7777)?;
         self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
         self.record_create(&path, &attr).inspect_err(|_| self.forget_new(&path))?;
@@ -512,15 +513,8 @@ impl WormFs {
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
-        match self.data.create_file(&path, mode & !umask & 0o7777) {
+        match self.new_backing_file(&path, mode & !umask & 0o7777) {
             Ok(file) => {
-                // The name was free on disk (O_EXCL), but if the chain's history of it never
-                // ended, its file was removed behind wormfs' back: take the new one away again.
-                if let Err(e) = self.history_must_have_ended(&path) {
-                    drop(file);
-                    let _ = self.data.unlink(&path);
-                    return Err(e);
-                }
                 self.own_new(&parent_path, &path, caller, mode & !umask)?;
                 let attr = self.remember(&path)?;
                 self.record_create(&path, &attr).inspect_err(|_| self.forget_new(&path))?;
@@ -530,14 +524,27 @@ impl WormFs {
                 Ok((attr, opened))
             }
             // Lost a race with another creator: open what is there, like open(2) would.
-            Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
+            Err(FsError::Os { errno: Errno::EEXIST, .. }) if flags & libc::O_EXCL == 0 => {
                 let attr = self.remember(&path)?;
                 drop(gate); // open takes it again
                 let opened = self.open(caller, attr.ino, flags)?;
                 Ok((attr, opened))
             }
-            Err(e) => Err(FsError::os(&path, e)),
+            Err(e) => Err(e),
         }
+    }
+
+    /// A new, empty backing file (O_EXCL: EEXIST if the name is taken on disk). The name may be
+    /// free on disk while the chain's history of it never ended (its file was removed behind
+    /// wormfs' back): then the new file goes again and the create is refused as damage.
+    fn new_backing_file(&self, path: &RelPath, mode: u32) -> FsResult<std::fs::File> {
+        let file = self.data.create_file(path, mode).map_err(|e| FsError::os(path, e))?;
+        if let Err(e) = self.history_must_have_ended(path) {
+            drop(file);
+            let _ = self.data.unlink(path);
+            return Err(e);
+        }
+        Ok(file)
     }
 
     /// unlink of a file whose retention expired, no hold covers and nothing has open: the Delete
@@ -786,9 +793,9 @@ impl WormFs {
         Ok(())
     }
 
-    /// The last close of an open() (after close(2) returned). The last writer's close seals the file; a
-    /// failure cannot reach close(2) (the kernel ignores release errors), so it is logged and the
-    /// bytes are sealed at the next mount's recovery instead.
+    /// The last close of an open() (after close(2) returned). The last writer's close seals the
+    /// file; a failure cannot reach close(2) (the kernel ignores release errors), so it is logged
+    /// and the hashed bytes wait in memory for the interval sealer, the next open or unmount.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
         if h.writer().is_some() {
@@ -812,7 +819,7 @@ impl WormFs {
     }
 
     /// Seal every open file with unsealed bytes (the interval sealer and unmount call this).
-    /// Returns how many files were sealed; failures are logged and retried next time.
+    /// Says how many were sealed and how many failed; failures are logged and retried next time.
     pub fn seal_open_files(&self, cause: SealCause) -> Sealed {
         let mut done = Sealed::default();
         for shared in self.open_files.all() {
@@ -832,7 +839,6 @@ impl WormFs {
         done
     }
 
-    /// At mount, before serving: seal what reached DATA_DIR unsealed.
     /// At mount, before serving: replay the chain as it stands, make the index's file and hold
     /// tables say what it says (they are a cache, and may have been edited behind wormfs' back),
     /// write the Mount record with those repairs, then hold every file in DATA_DIR against its
@@ -854,8 +860,7 @@ impl WormFs {
         Ok(Started { mount_seq: mount.seq(), repaired, recovery })
     }
 
-    /// At unmount: seal every tail, then close the chain with an Unmount record.
-    /// An Unmount promises every tail is sealed, so it is written only when that is true; if a
+    /// At unmount: seal every tail, then close the chain with an Unmount record. An Unmount promises every tail is sealed, so it is written only when that is true; if a
     /// seal failed the chain stays open and the next mount recovers those bytes.
     pub fn shutdown(&self) -> FsResult<()> {
         let done = self.seal_open_files(SealCause::Unmount);

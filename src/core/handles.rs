@@ -134,11 +134,6 @@ impl<T> HandleTable<T> {
         lock(&self.live).len()
     }
 
-    /// Whether any live handle matches.
-    pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
-        self.any_except(None, pred)
-    }
-
     /// Whether any live handle other than `except` matches.
     pub fn any_except(&self, except: Option<u64>, pred: impl Fn(&T) -> bool) -> bool {
         lock(&self.live).iter().any(|(fh, h)| Some(*fh) != except && pred(h))

@@ -216,7 +216,7 @@ impl Ledger {
     }
 
     /// The Mount record; `repairs` bring the index's file and hold tables back in line with
-    /// the chain (see `mount::repairs`), committed with it.
+    /// the chain (`History::repairs`), committed with it.
     pub fn mount(&self, software: &str, data_dir: &[u8], repairs: Vec<IndexUpdate>) -> Result<Record, LedgerError> {
         let payload = Payload::Mount { software: software.into(), key_id: self.key_id(), data_dir: data_dir.to_vec() };
         let mut updates = repairs;

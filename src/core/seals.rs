@@ -91,14 +91,15 @@ impl DamageLog {
         }
     }
 
-    /// Record `damage` of `path` in the chain, unless it already is; log it either way.
+    /// Record `damage` of `path` in the chain, unless it already is. The caller reports the
+    /// error it goes on to return (a request's reply logs it, recovery lists it).
     pub fn record(&self, ledger: &Ledger, path: &RelPath, damage: Damage) -> FsResult<()> {
-        error!("{path}: {damage}");
         let Some((sealed, size)) = damage.sizes() else { return Ok(()) };
         if !lock(&self.recorded).insert((path.clone(), sealed, size)) {
             return Ok(());
         }
-        ledger.damaged(path, sealed, size).map_err(|e| FsError::ledger(path, e))?;
+        let record = ledger.damaged(path, sealed, size).map_err(|e| FsError::ledger(path, e))?;
+        error!("{path}: {damage} (recorded as damaged, record {})", record.seq());
         Ok(())
     }
 }
@@ -138,27 +139,6 @@ pub fn hash_range_split(file: &File, path: &RelPath, start: u64, split: u64, end
         }
     }
     Ok((head.finish(), whole.finish()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::segment::sha256;
-    use std::io::Write;
-
-    #[test]
-    fn one_read_gives_the_head_and_the_whole() {
-        let mut f = tempfile::tempfile().unwrap();
-        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        f.write_all(&bytes).unwrap();
-        let p = RelPath::root();
-        for (start, split, end) in [(0, 0, 10), (0, 10, 10), (5, 2_000_000, 3_000_000), (7, 1 << 20, 1 << 21)] {
-            let (head, whole) = hash_range_split(&f, &p, start, split, end).unwrap();
-            assert_eq!(head, sha256(&bytes[start as usize..split as usize]), "{start} {split} {end}");
-            assert_eq!(whole, sha256(&bytes[start as usize..end as usize]));
-        }
-        assert!(matches!(hash_range_split(&f, &p, 0, 0, 3_000_001), Err(FsError::Shrank { .. })));
-    }
 }
 
 /// SHA-256 of bytes [start, end) of `file`, read from disk.
@@ -265,4 +245,25 @@ fn recover_file(
         _ => info!("{path}: sealed {} bytes left unsealed by an unclean stop (record {})", size - start, record.seq()),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::segment::sha256;
+    use std::io::Write;
+
+    #[test]
+    fn one_read_gives_the_head_and_the_whole() {
+        let mut f = tempfile::tempfile().unwrap();
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&bytes).unwrap();
+        let p = RelPath::root();
+        for (start, split, end) in [(0, 0, 10), (0, 10, 10), (5, 2_000_000, 3_000_000), (7, 1 << 20, 1 << 21)] {
+            let (head, whole) = hash_range_split(&f, &p, start, split, end).unwrap();
+            assert_eq!(head, sha256(&bytes[start as usize..split as usize]), "{start} {split} {end}");
+            assert_eq!(whole, sha256(&bytes[start as usize..end as usize]));
+        }
+        assert!(matches!(hash_range_split(&f, &p, 0, 0, 3_000_001), Err(FsError::Shrank { .. })));
+    }
 }

@@ -145,6 +145,18 @@ pub trait Store: Send + Sync {
     /// because a checker must see exactly what is stored, damage included. `visit` returns
     /// false to stop early.
     fn scan_records(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()>;
+
+    /// The raw bytes stored as record `seq`, if any.
+    fn record_bytes(&self, seq: u64) -> StoreResult<Option<Vec<u8>>> {
+        let mut found = None;
+        self.scan_records(seq, &mut |key, bytes| {
+            if key == seq {
+                found = Some(bytes.to_vec());
+            }
+            false
+        })?;
+        Ok(found)
+    }
 }
 
 /// Wall-clock time as nanoseconds since the Unix epoch, UTC.

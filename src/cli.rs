@@ -33,10 +33,28 @@ pub struct Cli {
 pub enum Command {
     /// Mount DATA_DIR at MOUNTPOINT in the foreground; SIGINT/SIGTERM unmount cleanly.
     Mount(#[command(flatten)] MountArgs),
-    /// Create the ed25519 signing key in STATE_DIR and print the public key to keep elsewhere.
+    /// Create the keys in STATE_DIR: the first epoch key, whose public half (printed, as hex
+    /// and as a C2SP vkey) is the trust anchor verify needs, and the checkpoint key witnesses pin.
     Keygen {
         #[arg(long, value_name = "STATE_DIR")]
         state: PathBuf,
+        /// The log's name in its checkpoints' origin line and in the checkpoint key's name
+        /// (default wormfs/HOSTNAME). Permanent: witnesses pin it.
+        #[arg(long, value_name = "ORIGIN")]
+        origin: Option<String>,
+    },
+    /// Print a C2SP checkpoint of the chain as it stands, signed with the checkpoint key, and
+    /// with --witness get it cosigned.
+    Checkpoint {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// Submit it to this witness (its http:// URL and vkey); the cosignature is added to the
+        /// printed checkpoint. Repeatable. Fails if a witness refuses.
+        #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
+        witness: Vec<String>,
+        /// The size the witness last cosigned (default: asked of the witness).
+        #[arg(long, value_name = "SIZE", default_value_t = 0)]
+        old_size: u64,
     },
     /// Print the chain's records, oldest first, one a line.
     Log {
@@ -93,6 +111,16 @@ pub enum Command {
         /// record was dropped from the end since.
         #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
         expect_head: Option<(u64, [u8; 32])>,
+        /// A checkpoint kept elsewhere (a file): the chain must extend it. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        anchor: Vec<PathBuf>,
+        /// The checkpoint key's vkey (a file holding it, or the text); default
+        /// STATE_DIR/checkpoint.vkey.
+        #[arg(long, value_name = "FILE|VKEY")]
+        checkpoint_key: Option<String>,
+        /// Every anchor must carry a valid cosignature from this witness (its vkey). Repeatable.
+        #[arg(long, value_name = "VKEY")]
+        witness_key: Vec<String>,
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
@@ -155,15 +183,22 @@ pub struct Failure {
 pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Mount(args) => mount::run(&args).map_err(fail)?,
-        Command::Keygen { state } => {
+        Command::Keygen { state, origin } => {
             let state = StateDir::new(state);
-            let public = keys::generate(&state).map_err(fail)?;
-            println!("{}", crate::core::segment::hex(public.as_bytes()));
+            let origin = origin.unwrap_or_else(keys::default_origin);
+            let made = keys::generate(&state, &origin).map_err(fail)?;
+            println!("{}", crate::core::segment::hex(made.anchor.as_bytes()));
+            println!("{}", made.anchor_vkey);
+            println!("{}", made.checkpoint_vkey);
             eprintln!(
-                "wrote {} (secret, mode 0600) and {}; keep the public key above somewhere other than this machine",
-                state.signing_key().display(),
-                state.public_key().display()
+                "wrote the keys to {} (secrets mode 0600). Keep the first two lines (the trust anchor, for wormfs verify --pubkey) and the third (the checkpoint key, for witnesses and --checkpoint-key) somewhere other than this machine",
+                state.path().display()
             );
+        }
+        Command::Checkpoint { state, witness, old_size } => {
+            let state = StateDir::new(state);
+            let note = crate::checkpoint_cmd::run(&state, &witness, old_size).map_err(fail)?;
+            print!("{note}");
         }
         Command::Log { state, path, json } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
@@ -204,9 +239,29 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let entries = inspect::ls(&store, data.as_deref(), &prefix, &SystemClock).map_err(fail)?;
             inspect::print_ls(&entries, &mut std::io::stdout().lock()).map_err(fail)?;
         }
-        Command::Verify { data, state, pubkey, path, expect_head, json, metrics_file } => {
+        Command::Verify {
+            data,
+            state,
+            pubkey,
+            path,
+            expect_head,
+            anchor,
+            checkpoint_key,
+            witness_key,
+            json,
+            metrics_file,
+        } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
-            let options = verify_cmd::VerifyArgs { pubkey: pubkey.as_deref(), only, expect_head, json, metrics_file };
+            let options = verify_cmd::VerifyArgs {
+                pubkey: pubkey.as_deref(),
+                only,
+                expect_head,
+                anchors: anchor,
+                checkpoint_key,
+                witness_keys: witness_key,
+                json,
+                metrics_file,
+            };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
             return verify_cmd::run(&data, &StateDir::new(state), options)
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });

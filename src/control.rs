@@ -151,7 +151,8 @@ pub fn submit(state_dir: &StateDir, request: &Request) -> Result<String, SubmitE
 fn offline(state_dir: &StateDir, request: &Request) -> Result<String, SubmitError> {
     let store = state_dir.open_index().map_err(SubmitError::Index)?;
     let data_dir = store.data_dir().map_err(|e| SubmitError::Ledger(e.into()))?.ok_or(SubmitError::NeverMounted)?;
-    let key = keys::load_signing(state_dir).map_err(SubmitError::Key)?;
+    let expected = keys::chain_key_id(&store).map_err(|e| SubmitError::Ledger(e.into()))?;
+    let key = keys::load_signing(state_dir, expected).map_err(SubmitError::Key)?;
     // Holds and extensions do not seal, so the retention policy does not matter here.
     let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0))
         .map_err(SubmitError::Ledger)?;

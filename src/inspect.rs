@@ -117,6 +117,9 @@ pub fn record_json(r: &Record) -> Value {
             "kept_hash": hex(kept_hash),
         }),
         Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
+        Payload::KeyRotate { epoch, public_key, epoch_ns } => {
+            json!({ "epoch": epoch, "public_key": hex(public_key), "epoch_ns": epoch_ns })
+        }
         Payload::ClockJump { system_ns, floor_ns } => json!({
             "system_time": rfc3339_ns(*system_ns),
             "system_ns": system_ns,
@@ -195,6 +198,9 @@ pub fn record_line(r: &Record) -> String {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
         }
         Payload::Access { path, uid, pid, command } => format!("{path} read by uid {uid} pid {pid} ({command})"),
+        Payload::KeyRotate { epoch, public_key, epoch_ns } => {
+            format!("epoch {epoch} key {} ({} s)", hex(public_key), epoch_ns / 1_000_000_000)
+        }
     };
     format!("{:>8} {} {:<9} {}", f.seq, rfc3339_ns(f.time_ns), f.payload.kind().name(), what).trim_end().to_string()
 }

@@ -8,13 +8,19 @@
 //! - `mount`    — checks before mounting, key and index, recovery, the fuser session, signals,
 //!   clean unmount.
 //! - `sealer`   — the interval sealer thread (close, fsync and unmount seal in the core).
+//! - `checkpointer` — the key-epoch timer and the periodic checkpoint, written to a file and
+//!   syslog and submitted to witnesses; `ticker` is the thread all three timers run on.
+//! - `checkpoint` — C2SP checkpoints of the chain's Merkle tree: signing, reading, cosignatures.
+//!   `checkpoint_cmd` runs `wormfs checkpoint`.
+//! - `witness`  — submitting checkpoints to C2SP tlog-witnesses.
 //! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
 //! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
 //! - `verify`   — the checker: the chain and every sealed byte, with the public key alone;
 //!   `verify_cmd` runs it for `wormfs verify`, `verify_report` prints the human and JSON report.
 //! - `metrics`  — the Prometheus text file of the daemon's and verify's metrics.
-//! - `keys`     — the ed25519 key files in STATE_DIR.
+//! - `keys`     — the key files in STATE_DIR: the epoch key (rotated and destroyed by its
+//!   `FileVault`), the trust anchor, the checkpoint key.
 //! - `state_dir` — STATE_DIR's layout: index, control socket, key files, metrics file.
 //! - `fuse`     — the fuser `Filesystem` adapter: request → core call → reply; errno mapping.
 //! - `index`    — the `Store` on RocksDB (`rocks`) and its in-memory twin (`memory`).
@@ -25,13 +31,17 @@
 //!   - `history`  the one replay of records into per-file histories and what they show wrong,
 //!     used by recovery at mount and by verify;
 //!   - `ledger`   appending signed records with the file state they imply;
-//!   - `record`, `chain`, `segment`  the record format, signing and checking, hashing;
+//!   - `record`, `chain`, `segment`  the record format, signing and checking (key epochs
+//!     included), hashing; `merkle` the RFC 6962 tree over the records;
 //!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;
 //!   - `metrics`  the counters the core keeps as it works;
-//!   - `store`    the traits the core needs from outside (Store, Clock);
+//!   - `store`    the traits the core needs from outside (Store, Clock, KeyVault);
 //!   - `backing`  DATA_DIR access that can never escape DATA_DIR; `path` validated paths.
 
 pub mod admin;
+pub mod checkpoint;
+pub mod checkpoint_cmd;
+pub mod checkpointer;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -44,6 +54,8 @@ pub mod metrics;
 pub mod mount;
 pub mod sealer;
 pub mod state_dir;
+pub mod ticker;
 pub mod verify;
 pub mod verify_cmd;
 pub mod verify_report;
+pub mod witness;

@@ -90,6 +90,29 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
         &one(format!("{:.3}", g.oldest_unsealed_seconds)),
     );
     metric(&mut out, "wormfs_chain_head_seq", "gauge", "Seq of the newest record in the chain.", &one(head_seq));
+    metric(&mut out, "wormfs_key_rotations_total", "counter", "Key epochs begun (KeyRotate records).", &one(s.key_rotations));
+    metric(
+        &mut out,
+        "wormfs_key_rotation_failures_total",
+        "counter",
+        "Key rotations that failed; the old key keeps signing until one succeeds.",
+        &one(s.key_rotation_failures),
+    );
+    metric(&mut out, "wormfs_checkpoints_total", "counter", "Checkpoints signed and written.", &one(s.checkpoints));
+    metric(
+        &mut out,
+        "wormfs_witness_cosignatures_total",
+        "counter",
+        "Checkpoint cosignatures received from witnesses.",
+        &one(s.witness_cosignatures),
+    );
+    metric(
+        &mut out,
+        "wormfs_witness_failures_total",
+        "counter",
+        "Witness submissions that failed (down, refused, or a cosignature that does not verify); retried at the next checkpoint.",
+        &one(s.witness_failures),
+    );
     metric(
         &mut out,
         "wormfs_metrics_timestamp_seconds",

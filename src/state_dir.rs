@@ -12,10 +12,22 @@ use crate::index::RocksStore;
 pub const INDEX_DIR: &str = "index";
 /// The root-only unix socket admin commands use while mounted.
 pub const SOCKET_FILE: &str = "control.sock";
-/// The ed25519 secret seed, hex, mode 0600.
+/// The current epoch's ed25519 secret seed, hex, mode 0600 (keygen's key until the first
+/// rotation; each rotation replaces it and destroys the old one).
 pub const SIGNING_KEY_FILE: &str = "signing.key";
-/// The public key, hex, for verifiers.
+/// The next epoch's key while a rotation is under way (a crash may leave it; the next load
+/// keeps whichever of the two the chain names and destroys the other).
+pub const NEXT_SIGNING_KEY_FILE: &str = "signing.key.next";
+/// The trust anchor: epoch 0's public key, hex, for verifiers. Never changes.
 pub const PUBLIC_KEY_FILE: &str = "signing.pub";
+/// The same anchor as a C2SP verifier key (`name+id+base64`).
+pub const PUBLIC_VKEY_FILE: &str = "signing.vkey";
+/// The checkpoint key's ed25519 secret seed, hex, mode 0600 (long-lived: witnesses pin it).
+pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
+/// The checkpoint key as a C2SP verifier key; its name is the log's origin line.
+pub const CHECKPOINT_VKEY_FILE: &str = "checkpoint.vkey";
+/// The newest checkpoint the daemon signed, with the witnesses' cosignatures.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// The daemon's Prometheus text file unless `--metrics-file` says otherwise.
 pub const METRICS_FILE: &str = "metrics.prom";
 
@@ -85,8 +97,28 @@ impl StateDir {
         self.0.join(SIGNING_KEY_FILE)
     }
 
+    pub fn next_signing_key(&self) -> PathBuf {
+        self.0.join(NEXT_SIGNING_KEY_FILE)
+    }
+
     pub fn public_key(&self) -> PathBuf {
         self.0.join(PUBLIC_KEY_FILE)
+    }
+
+    pub fn public_vkey(&self) -> PathBuf {
+        self.0.join(PUBLIC_VKEY_FILE)
+    }
+
+    pub fn checkpoint_key(&self) -> PathBuf {
+        self.0.join(CHECKPOINT_KEY_FILE)
+    }
+
+    pub fn checkpoint_vkey(&self) -> PathBuf {
+        self.0.join(CHECKPOINT_VKEY_FILE)
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.0.join(CHECKPOINT_FILE)
     }
 
     pub fn metrics_file(&self) -> PathBuf {

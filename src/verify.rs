@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use crate::core::backing::DataDir;
-use crate::core::chain::{ChainChecker, ChainFinding, ChainReport};
+use crate::core::chain::{ChainChecker, ChainFinding, ChainReport, EpochView};
+use crate::core::merkle::Frontier;
 use crate::core::history::{CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin};
 use crate::core::path::RelPath;
 use crate::core::policy::{NodeKind, Refusal};
@@ -76,6 +77,25 @@ pub enum Finding {
         seq: u64,
         detail: String,
     },
+    /// A checkpoint (`--anchor`) covers more records than the chain holds: records were
+    /// dropped from its end (a rollback).
+    BehindAnchor {
+        anchor: String,
+        size: u64,
+        records: u64,
+    },
+    /// The chain's first `size` records are not the ones the checkpoint signed: history was
+    /// rewritten (a fork).
+    ForkedFromAnchor {
+        anchor: String,
+        size: u64,
+    },
+    /// A checkpoint given as an anchor that does not carry the signatures it must (the log's
+    /// checkpoint key, a required witness), or is not this log's: it proves nothing.
+    AnchorUnverified {
+        anchor: String,
+        why: String,
+    },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -91,6 +111,10 @@ pub enum Warning {
     /// A file whose Rename was recorded is still under its old name (a crash between the record
     /// and the rename; the next mount adopts it there).
     RenameNotCompleted { path: RelPath, from: RelPath, seq: u64 },
+    /// The chain claims to be mounted, but its newest epoch began long ago: the daemon stopped
+    /// without an Unmount (a crash or a kill), or records were dropped from its end. Anchors
+    /// tell which.
+    StaleEpoch { epoch: u64, since_ns: u64, epoch_ns: u64 },
 }
 
 impl Finding {
@@ -108,6 +132,9 @@ impl Finding {
                 ChainFinding::UnknownKey { .. } => "chain.unknown_key",
                 ChainFinding::TimeBackwards { .. } => "chain.time_backwards",
                 ChainFinding::SeqExhausted { .. } => "chain.seq_exhausted",
+                ChainFinding::WrongEpochKey { .. } => "chain.wrong_epoch_key",
+                ChainFinding::OutsideEpoch { .. } => "chain.outside_epoch",
+                ChainFinding::BadRotation { .. } => "chain.bad_rotation",
             },
             Finding::History(h) => match h {
                 HistoryFinding::Recreated { .. } => "file.recreated",
@@ -131,13 +158,21 @@ impl Finding {
             Finding::AppendedAfterUnmount { .. } => "file.appended_after_unmount",
             Finding::HeadMismatch { .. } => "chain.head_mismatch",
             Finding::ExpectedHeadMissing { .. } => "chain.expected_head_missing",
+            Finding::BehindAnchor { .. } => "chain.behind_anchor",
+            Finding::ForkedFromAnchor { .. } => "chain.forked_from_anchor",
+            Finding::AnchorUnverified { .. } => "anchor.unverified",
         }
     }
 
     /// The file the finding is about, if any.
     pub fn path(&self) -> Option<&RelPath> {
         match self {
-            Finding::Chain(_) | Finding::HeadMismatch { .. } | Finding::ExpectedHeadMissing { .. } => None,
+            Finding::Chain(_)
+            | Finding::HeadMismatch { .. }
+            | Finding::ExpectedHeadMissing { .. }
+            | Finding::BehindAnchor { .. }
+            | Finding::ForkedFromAnchor { .. }
+            | Finding::AnchorUnverified { .. } => None,
             Finding::History(h) => match h {
                 HistoryFinding::Recreated { path, .. }
                 | HistoryFinding::SealWithoutOrigin { path, .. }
@@ -170,16 +205,18 @@ impl Warning {
             Warning::UnsealedTail { .. } => "file.unsealed_tail",
             Warning::DeleteNotCompleted { .. } => "file.delete_not_completed",
             Warning::RenameNotCompleted { .. } => "file.rename_not_completed",
+            Warning::StaleEpoch { .. } => "chain.stale_epoch",
         }
     }
 
-    pub fn path(&self) -> &RelPath {
+    pub fn path(&self) -> Option<&RelPath> {
         match self {
             Warning::History(HistoryWarning::Adopted { path, .. })
             | Warning::History(HistoryWarning::RecoveredUnproven { path, .. })
             | Warning::UnsealedTail { path, .. }
             | Warning::DeleteNotCompleted { path, .. }
-            | Warning::RenameNotCompleted { path, .. } => path,
+            | Warning::RenameNotCompleted { path, .. } => Some(path),
+            Warning::StaleEpoch { .. } => None,
         }
     }
 }
@@ -256,6 +293,15 @@ impl fmt::Display for Finding {
                 write!(f, "the index says the newest record is {index_seq}, but the chain ends at record {chain_seq}")
             }
             Finding::ExpectedHeadMissing { seq, detail } => write!(f, "expected head record {seq}: {detail}"),
+            Finding::BehindAnchor { anchor, size, records } => write!(
+                f,
+                "checkpoint {anchor} covers {size} records but the chain holds {records}: records were dropped from its end"
+            ),
+            Finding::ForkedFromAnchor { anchor, size } => write!(
+                f,
+                "the chain's first {size} records are not the ones checkpoint {anchor} signed: history was rewritten"
+            ),
+            Finding::AnchorUnverified { anchor, why } => write!(f, "checkpoint {anchor} proves nothing: {why}"),
         }
     }
 }
@@ -287,6 +333,13 @@ impl fmt::Display for Warning {
                 f,
                 "{path}: renamed from {from} by record {seq}, but the file is still at {from} (stopped between record and rename)"
             ),
+            Warning::StaleEpoch { epoch, since_ns, epoch_ns } => write!(
+                f,
+                "the chain claims to be mounted, but its newest key epoch ({epoch}) began at {}, more than {} epochs of {} s ago: the daemon stopped uncleanly, or the newest records were dropped",
+                expiry(*since_ns),
+                STALE_EPOCHS,
+                epoch_ns / 1_000_000_000
+            ),
         }
     }
 }
@@ -304,7 +357,32 @@ pub struct Report {
     pub threads: usize,
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
+    /// The key epoch the chain ends in, and how many rotations led there.
+    pub epoch: EpochView,
+    pub rotations: u64,
+    /// The anchors the chain was found to extend: (name, tree size).
+    pub anchored: Vec<(String, u64)>,
 }
+
+impl Report {
+    /// The newest record signed by a key wormfs has destroyed: everything up to it is
+    /// forward-secure (0: nothing is, the chain never rotated its key).
+    pub fn forward_secure_through(&self) -> u64 {
+        self.epoch.since_seq
+    }
+}
+
+/// A checkpoint to hold the chain to (`--anchor`), its signatures already checked.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub name: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+/// A chain that claims to be mounted and whose newest epoch began this many epochs ago gets a
+/// warning: a running daemon rotates every epoch.
+pub const STALE_EPOCHS: u64 = 4;
 
 /// What to check and how to show progress.
 #[derive(Default)]
@@ -313,6 +391,12 @@ pub struct Options {
     pub path_prefix: Option<RelPath>,
     /// A head (seq, hash) noted at an earlier verify: it must still be in the chain.
     pub expect_head: Option<(u64, Hash)>,
+    /// Checkpoints the chain must extend.
+    pub anchors: Vec<Anchor>,
+    /// Findings about anchors that could not be used (bad signatures), reported as they are.
+    pub anchor_findings: Vec<Finding>,
+    /// The time now (ns), for the stale-epoch warning; None: no such warning.
+    pub now_ns: Option<u64>,
     /// Called from the hashing threads with the number of bytes just hashed.
     pub progress: Option<Box<dyn Fn(u64) + Sync>>,
 }
@@ -346,20 +430,37 @@ impl fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
-/// The chain checked record by record, and replayed into file histories.
+/// The chain checked record by record, replayed into file histories, and hashed into its
+/// Merkle tree (whose root is kept at each size in `sizes`).
 struct Replay {
     chain: ChainReport,
     history: History,
     head_time: u64,
+    /// The tree's root at each requested size the chain reaches.
+    roots: BTreeMap<u64, Hash>,
+    leaves: u64,
 }
 
 impl Replay {
-    fn of(store: &dyn Store, key: VerifyingKey) -> Result<Replay, VerifyError> {
+    fn of(store: &dyn Store, key: VerifyingKey, sizes: &BTreeSet<u64>) -> Result<Replay, VerifyError> {
         let mut checker = ChainChecker::new(key);
         let mut history = History::default();
         let mut head_time = 0;
+        // The leaves are the stored values in key order, exactly as a checkpoint hashed them:
+        // anything removed, added or changed before an anchor's size changes its root.
+        let mut tree = Frontier::default();
+        let mut roots = BTreeMap::new();
+        if sizes.contains(&0) {
+            roots.insert(0, tree.root());
+        }
         store
             .scan_records(0, &mut |stored_seq, bytes| {
+                if stored_seq > 0 {
+                    tree.push(bytes);
+                    if sizes.contains(&tree.size()) {
+                        roots.insert(tree.size(), tree.root());
+                    }
+                }
                 if let Some(record) = checker.check(stored_seq, bytes) {
                     head_time = record.fields.time_ns;
                     history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
@@ -367,8 +468,22 @@ impl Replay {
                 true
             })
             .map_err(VerifyError::Store)?;
-        Ok(Replay { chain: checker.finish(), history, head_time })
+        Ok(Replay { chain: checker.finish(), history, head_time, roots, leaves: tree.size() })
     }
+}
+
+/// What each anchor says about the chain: extended (Ok, kept in `anchored`), or a finding.
+fn check_anchors(anchors: &[Anchor], roots: &BTreeMap<u64, Hash>, records: u64) -> (Vec<Finding>, Vec<(String, u64)>) {
+    let mut findings = Vec::new();
+    let mut anchored = Vec::new();
+    for a in anchors {
+        match roots.get(&a.size) {
+            Some(root) if *root == a.root => anchored.push((a.name.clone(), a.size)),
+            Some(_) => findings.push(Finding::ForkedFromAnchor { anchor: a.name.clone(), size: a.size }),
+            None => findings.push(Finding::BehindAnchor { anchor: a.name.clone(), size: a.size, records }),
+        }
+    }
+    (findings, anchored)
 }
 
 /// Check the chain in `store` against `key` and the files in `data_dir`.
@@ -392,12 +507,16 @@ pub fn check_with(
 ) -> Result<Report, VerifyError> {
     let data = DataDir::open(data_dir)
         .map_err(|e| VerifyError::Io { path: data_dir.to_path_buf(), err: std::io::Error::from(e) })?;
-    let Replay { chain, history, head_time } = Replay::of(store, key)?;
+    let sizes: BTreeSet<u64> = opts.anchors.iter().map(|a| a.size).collect();
+    let Replay { chain, history, head_time, roots, leaves } = Replay::of(store, key, &sizes)?;
+    let (anchor_findings, anchored) = check_anchors(&opts.anchors, &roots, leaves);
     let closed = history.closed();
     let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
     let mut findings: Vec<Finding> = chain.findings.into_iter().map(Finding::Chain).collect();
     // What the records show is about the chain as a whole: reported whatever --path says.
     findings.extend(history_findings.into_iter().map(Finding::History));
+    findings.extend(opts.anchor_findings.iter().cloned());
+    findings.extend(anchor_findings);
     let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
     match store.head() {
         Ok(Some(index_head)) if index_head.seq != chain_seq => {
@@ -419,7 +538,7 @@ pub fn check_with(
     let hashed = hash_files(&data, &jobs, closed, opts);
 
     let mut warnings: Vec<Warning> =
-        history_warnings.into_iter().map(Warning::History).filter(|w| opts.covers(w.path())).collect();
+        history_warnings.into_iter().map(Warning::History).filter(|w| w.path().is_none_or(|p| opts.covers(p))).collect();
     let mut interrupted_renames = BTreeSet::new();
     for outcome in &hashed.outcomes {
         for finding in &outcome.findings {
@@ -462,6 +581,13 @@ pub fn check_with(
         }
     }
 
+    if let (Some(now), Some(epoch_ns), false) = (opts.now_ns, chain.epoch.epoch_ns, closed) {
+        let stale_at = chain.epoch.since_ns.saturating_add(epoch_ns.saturating_mul(STALE_EPOCHS));
+        if now > stale_at {
+            warnings.push(Warning::StaleEpoch { epoch: chain.epoch.epoch, since_ns: chain.epoch.since_ns, epoch_ns });
+        }
+    }
+
     Ok(Report {
         records: chain.records,
         head: chain.head.map(|(seq, hash)| (seq, hash, head_time)),
@@ -471,6 +597,9 @@ pub fn check_with(
         threads: hashed.threads,
         findings,
         warnings,
+        epoch: chain.epoch,
+        rotations: chain.rotations,
+        anchored,
     })
 }
 

@@ -11,13 +11,18 @@ use crate::core::RelPath;
 use crate::inspect::{self, InspectError};
 use crate::keys::{self, KeyError};
 use crate::state_dir::StateDir;
-use crate::verify::{self, Options, VerifyError};
+use crate::checkpoint::{self, WitnessKey};
+use crate::core::store::{Clock, SystemClock};
+use crate::verify::{self, Anchor, Finding, Options, VerifyError};
 use crate::verify_report::{KeySource, Verdict};
 
 #[derive(Debug)]
 pub enum VerifyCmdError {
     NoDataDir(std::path::PathBuf),
     NoPublicKey(std::path::PathBuf),
+    NoCheckpointKey(std::path::PathBuf),
+    BadWitnessKey(String),
+    Anchor { path: std::path::PathBuf, err: std::io::Error },
     Index(InspectError),
     Key(KeyError),
     Check(VerifyError),
@@ -33,6 +38,13 @@ impl fmt::Display for VerifyCmdError {
             VerifyCmdError::NoPublicKey(p) => {
                 write!(f, "cannot verify: no public key at {}; pass --pubkey FILE|HEX", p.display())
             }
+            VerifyCmdError::NoCheckpointKey(p) => write!(
+                f,
+                "cannot check anchors: no checkpoint key at {}; pass --checkpoint-key FILE|VKEY",
+                p.display()
+            ),
+            VerifyCmdError::BadWitnessKey(v) => write!(f, "cannot verify: --witness-key {v:?} is not a witness vkey"),
+            VerifyCmdError::Anchor { path, err } => write!(f, "cannot verify: anchor {}: {err}", path.display()),
             VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Key(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Check(e) => write!(f, "cannot verify: {e}"),
@@ -48,13 +60,59 @@ pub struct VerifyArgs<'a> {
     pub pubkey: Option<&'a str>,
     pub only: Option<RelPath>,
     pub expect_head: Option<(u64, [u8; 32])>,
+    /// Checkpoint files the chain must extend.
+    pub anchors: Vec<std::path::PathBuf>,
+    /// The checkpoint key's vkey (file or text); default STATE_DIR/checkpoint.vkey.
+    pub checkpoint_key: Option<String>,
+    /// Witnesses whose cosignature every anchor must carry (vkeys).
+    pub witness_keys: Vec<String>,
     pub json: bool,
     pub metrics_file: Option<std::path::PathBuf>,
 }
 
+/// The anchors whose signatures check out, and a finding for each that does not.
+fn read_anchors(
+    state: &StateDir,
+    files: &[std::path::PathBuf],
+    checkpoint_key: Option<&str>,
+    witness_keys: &[String],
+) -> Result<(Vec<Anchor>, Vec<Finding>), VerifyCmdError> {
+    if files.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let spec = match checkpoint_key {
+        Some(spec) => spec.to_string(),
+        None => {
+            let path = state.checkpoint_vkey();
+            if !path.exists() {
+                return Err(VerifyCmdError::NoCheckpointKey(path));
+            }
+            path.to_string_lossy().into_owned()
+        }
+    };
+    let text = std::fs::read_to_string(&spec).unwrap_or(spec.clone());
+    let (origin, log_key) =
+        keys::parse_vkey(text.trim()).ok_or_else(|| VerifyCmdError::Key(KeyError::Malformed(spec.into())))?;
+    let witnesses = witness_keys
+        .iter()
+        .map(|v| WitnessKey::parse(v).ok_or_else(|| VerifyCmdError::BadWitnessKey(v.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut anchors = Vec::new();
+    let mut findings = Vec::new();
+    for path in files {
+        let text = std::fs::read(path).map_err(|err| VerifyCmdError::Anchor { path: path.clone(), err })?;
+        let name = path.display().to_string();
+        match checkpoint::read(&text, &origin, &log_key, &witnesses) {
+            Ok(cp) => anchors.push(Anchor { name, size: cp.size, root: cp.root }),
+            Err(why) => findings.push(Finding::AnchorUnverified { anchor: name, why }),
+        }
+    }
+    Ok((anchors, findings))
+}
+
 /// Returns the exit status: 0 intact, 1 findings.
 pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
-    let VerifyArgs { pubkey, only, expect_head, json, metrics_file } = args;
+    let VerifyArgs { pubkey, only, expect_head, anchors, checkpoint_key, witness_keys, json, metrics_file } = args;
     if !data.is_dir() {
         return Err(VerifyCmdError::NoDataDir(data.to_path_buf()));
     }
@@ -71,7 +129,9 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
     };
     let store = inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?;
 
-    let mut opts = Options { path_prefix: only, expect_head, progress: None };
+    let (anchors, anchor_findings) = read_anchors(state, &anchors, checkpoint_key.as_deref(), &witness_keys)?;
+    let now_ns = Some(SystemClock.now_ns());
+    let mut opts = Options { path_prefix: only, expect_head, anchors, anchor_findings, now_ns, progress: None };
     let bar = if std::io::stderr().is_terminal() {
         let total = verify::sealed_bytes(&store, &opts).map_err(VerifyCmdError::Check)?;
         let bar = ProgressBar::new(total);

@@ -83,6 +83,22 @@ impl Verdict<'_> {
             None => writeln!(out, "head:      (empty chain)")?,
         }
         writeln!(out, "records:   {}", r.records)?;
+        if r.rotations == 0 {
+            writeln!(out, "keys:      one key, never rotated (epoch 0): no record is forward-secure yet")?;
+        } else {
+            writeln!(
+                out,
+                "keys:      epoch {} since record {} at {} ({} rotations); records 1..={} are forward-secure (their keys were destroyed)",
+                r.epoch.epoch,
+                r.epoch.since_seq,
+                rfc3339_ns(r.epoch.since_ns),
+                r.rotations,
+                r.forward_secure_through()
+            )?;
+        }
+        for (name, size) in &r.anchored {
+            writeln!(out, "anchor:    {name}: the chain extends its {size} records")?;
+        }
         writeln!(
             out,
             "files:     {} checked, {} bytes hashed in {:.2}s ({:.0} MB/s, {} threads)",
@@ -120,6 +136,15 @@ impl Verdict<'_> {
             },
             "head": r.head.map(|(seq, hash, ns)| json!({ "seq": seq, "hash": hex(&hash), "time": rfc3339_ns(ns), "time_ns": ns })),
             "records": r.records,
+            "epoch": {
+                "epoch": r.epoch.epoch,
+                "since_seq": r.epoch.since_seq,
+                "since": rfc3339_ns(r.epoch.since_ns),
+                "epoch_ns": r.epoch.epoch_ns,
+                "rotations": r.rotations,
+                "forward_secure_through": r.forward_secure_through(),
+            },
+            "anchors": r.anchored.iter().map(|(name, size)| json!({ "anchor": name, "size": size })).collect::<Vec<_>>(),
             "files": r.files,
             "bytes_hashed": r.bytes_hashed,
             "seconds": r.hash_time.as_secs_f64(),
@@ -147,6 +172,15 @@ fn finding_json(f: &Finding) -> Value {
             ChainFinding::UnknownKey { seq, key_id } => json!({ "seq": seq, "key_id": hex(key_id) }),
             ChainFinding::TimeBackwards { seq, previous_ns, time_ns } => {
                 json!({ "seq": seq, "previous_ns": previous_ns, "time_ns": time_ns })
+            }
+            ChainFinding::WrongEpochKey { seq, signed_by, epoch } => {
+                json!({ "seq": seq, "signed_by_epoch": signed_by, "epoch": epoch })
+            }
+            ChainFinding::OutsideEpoch { seq, epoch, time_ns, until_ns } => {
+                json!({ "seq": seq, "epoch": epoch, "time_ns": time_ns, "valid_until_ns": until_ns })
+            }
+            ChainFinding::BadRotation { seq, epoch, expected, why } => {
+                json!({ "seq": seq, "epoch": epoch, "expected_epoch": expected, "why": why })
             }
         },
         Finding::History(h) => match h {
@@ -176,6 +210,11 @@ fn finding_json(f: &Finding) -> Value {
         Finding::Unreadable { reason, .. } => json!({ "reason": reason }),
         Finding::HeadMismatch { index_seq, chain_seq } => json!({ "index_seq": index_seq, "chain_seq": chain_seq }),
         Finding::ExpectedHeadMissing { seq, .. } => json!({ "seq": seq }),
+        Finding::BehindAnchor { anchor, size, records } => {
+            json!({ "anchor": anchor, "anchor_size": size, "records": records })
+        }
+        Finding::ForkedFromAnchor { anchor, size } => json!({ "anchor": anchor, "anchor_size": size }),
+        Finding::AnchorUnverified { anchor, why } => json!({ "anchor": anchor, "why": why }),
     };
     merge(&mut v, extra, f.path());
     v
@@ -183,17 +222,20 @@ fn finding_json(f: &Finding) -> Value {
 
 fn warning_json(w: &Warning) -> Value {
     let mut v = json!({ "kind": w.kind(), "message": w.to_string() });
-    let (extra, path) = match w {
-        Warning::UnsealedTail { path, bytes } => (json!({ "bytes": bytes }), path),
-        Warning::History(HistoryWarning::Adopted { path, seq }) | Warning::DeleteNotCompleted { path, seq } => {
-            (json!({ "seq": seq }), path)
+    let extra = match w {
+        Warning::UnsealedTail { bytes, .. } => json!({ "bytes": bytes }),
+        Warning::History(HistoryWarning::Adopted { seq, .. }) | Warning::DeleteNotCompleted { seq, .. } => {
+            json!({ "seq": seq })
         }
-        Warning::History(HistoryWarning::RecoveredUnproven { path, start, end, seq }) => {
-            (json!({ "start": start, "end": end, "seq": seq }), path)
+        Warning::History(HistoryWarning::RecoveredUnproven { start, end, seq, .. }) => {
+            json!({ "start": start, "end": end, "seq": seq })
         }
-        Warning::RenameNotCompleted { path, from, seq } => (json!({ "seq": seq, "from": path_text(from) }), path),
+        Warning::RenameNotCompleted { from, seq, .. } => json!({ "seq": seq, "from": path_text(from) }),
+        Warning::StaleEpoch { epoch, since_ns, epoch_ns } => {
+            json!({ "epoch": epoch, "since": rfc3339_ns(*since_ns), "epoch_ns": epoch_ns })
+        }
     };
-    merge(&mut v, extra, Some(path));
+    merge(&mut v, extra, w.path());
     v
 }
 

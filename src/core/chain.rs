@@ -44,6 +44,15 @@ pub enum ChainFinding {
     /// A record (or a stored key) at seq u64::MAX: nothing can follow it, and no honest chain
     /// gets there.
     SeqExhausted { seq: u64 },
+    /// A record signed by the key of another epoch than the one it falls in (a key kept past
+    /// its rotation, or a record moved across one).
+    WrongEpochKey { seq: u64, signed_by: u64, epoch: u64 },
+    /// A record dated after its epoch's key stopped being valid (2 × epoch length after the
+    /// KeyRotate that began it): a key kept after it should have been destroyed.
+    OutsideEpoch { seq: u64, epoch: u64, time_ns: u64, until_ns: u64 },
+    /// A KeyRotate that does not begin the next epoch (one is missing or repeated), or that
+    /// certifies no usable key.
+    BadRotation { seq: u64, epoch: u64, expected: u64, why: &'static str },
 }
 
 impl std::fmt::Display for ChainFinding {
@@ -66,17 +75,66 @@ impl std::fmt::Display for ChainFinding {
                 write!(f, "record {seq}: time {time_ns} is before the previous record's {previous_ns}")
             }
             ChainFinding::SeqExhausted { seq } => write!(f, "record {seq}: no record can follow the largest seq"),
+            ChainFinding::WrongEpochKey { seq, signed_by, epoch } => {
+                write!(f, "record {seq}: signed by the key of epoch {signed_by}, but it falls in epoch {epoch}")
+            }
+            ChainFinding::OutsideEpoch { seq, epoch, time_ns, until_ns } => write!(
+                f,
+                "record {seq}: dated {} in epoch {epoch}, whose key was valid only until {}",
+                super::timefmt::rfc3339_ns(*time_ns),
+                super::timefmt::rfc3339_ns(*until_ns)
+            ),
+            ChainFinding::BadRotation { seq, epoch, expected, why } => {
+                write!(f, "record {seq}: a key rotation to epoch {epoch} where epoch {expected} was due: {why}")
+            }
         }
     }
 }
+
+/// One key epoch as the checker follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochView {
+    pub epoch: u64,
+    pub key: VerifyingKey,
+    /// The KeyRotate that began it (0 for epoch 0, whose key is the trust anchor).
+    pub since_seq: u64,
+    pub since_ns: u64,
+    /// Its length as its KeyRotate declared; None for epoch 0, which has no time limit.
+    pub epoch_ns: Option<u64>,
+}
+
+impl EpochView {
+    /// The first time its key may no longer sign (None: no limit).
+    pub fn valid_until_ns(&self) -> Option<u64> {
+        self.epoch_ns.map(|e| self.since_ns.saturating_add(e.saturating_mul(2)))
+    }
+}
+
+/// How many retired epoch keys a record with a bad signature is tried against, to tell a key
+/// used outside its epoch from a forgery.
+const RETIRED_KEYS_TRIED: usize = 64;
 
 /// Checks records one at a time, in stored order, so a chain of any length is checked in
 /// constant memory. Feed every stored (key, bytes) pair to `check`, then call `finish`.
 ///
 /// Every number here comes from stored bytes, so none is trusted to leave room for `+ 1`.
+///
+/// Keys: the chain begins signed by the trust anchor (epoch 0, the key `keygen` made). Each
+/// KeyRotate is signed by the key of the epoch it ends and certifies the next epoch's key, which
+/// signs every record after it. While mounted, a record dated at or after its epoch's
+/// `valid_until_ns` is a finding; exempt are Mount records, records between an Unmount and the
+/// next Mount (offline admin commands), and the KeyRotate right after a Mount (after a stop, the
+/// key on disk is older than its window and signs only the Mount and that rotation).
 #[derive(Debug)]
 pub struct ChainChecker {
-    key: VerifyingKey,
+    current: EpochView,
+    /// The keys of earlier epochs, newest last (at most `RETIRED_KEYS_TRIED`).
+    retired: Vec<(u64, VerifyingKey)>,
+    rotations: u64,
+    /// Between a Mount and an Unmount.
+    mounted: bool,
+    /// The previous record was a Mount.
+    after_mount: bool,
     /// The newest record accepted in order: its seq and hash (None before the first).
     last: Option<(u64, Hash)>,
     /// Whether the next record should link to `last` (false after an undecodable record).
@@ -89,9 +147,14 @@ pub struct ChainChecker {
 }
 
 impl ChainChecker {
-    pub fn new(key: VerifyingKey) -> Self {
+    /// A checker trusting `anchor`, the key the chain began with.
+    pub fn new(anchor: VerifyingKey) -> Self {
         ChainChecker {
-            key,
+            current: EpochView { epoch: 0, key: anchor, since_seq: 0, since_ns: 0, epoch_ns: None },
+            retired: Vec::new(),
+            rotations: 0,
+            mounted: false,
+            after_mount: false,
             last: None,
             linked: true,
             expected_seq: Some(1),
@@ -133,14 +196,14 @@ impl ChainChecker {
             self.findings.push(ChainFinding::BadHash { seq });
         }
         let signature = Signature::from_bytes(&record.signature);
-        if self.key.verify(&computed, &signature).is_err() {
-            self.findings.push(ChainFinding::BadSignature { seq });
+        if self.current.key.verify(&computed, &signature).is_err() {
+            let by = self.retired.iter().rev().find(|(_, k)| k.verify(&computed, &signature).is_ok());
+            self.findings.push(match by {
+                Some((signed_by, _)) => ChainFinding::WrongEpochKey { seq, signed_by: *signed_by, epoch: self.current.epoch },
+                None => ChainFinding::BadSignature { seq },
+            });
         }
-        if let Payload::Mount { key_id: id, .. } = &record.fields.payload {
-            if *id != key_id(&self.key) {
-                self.findings.push(ChainFinding::UnknownKey { seq, key_id: *id });
-            }
-        }
+        self.check_epoch(seq, record.fields.time_ns, &record.fields.payload);
         if record.fields.time_ns < self.prev_time {
             self.findings.push(ChainFinding::TimeBackwards {
                 seq,
@@ -178,9 +241,67 @@ impl ChainChecker {
         Some(record)
     }
 
+    /// The key rules of one record (signed by `current`, already checked): its time inside the
+    /// epoch, a Mount naming the epoch's key, and a KeyRotate moving to the next epoch.
+    fn check_epoch(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
+        let exempt = matches!(payload, Payload::Mount { .. })
+            || !self.mounted
+            || (matches!(payload, Payload::KeyRotate { .. }) && self.after_mount);
+        if let Some(until_ns) = self.current.valid_until_ns().filter(|until| !exempt && time_ns >= *until) {
+            self.findings.push(ChainFinding::OutsideEpoch { seq, epoch: self.current.epoch, time_ns, until_ns });
+        }
+        match payload {
+            Payload::Mount { key_id: id, .. } => {
+                if *id != key_id(&self.current.key) {
+                    self.findings.push(ChainFinding::UnknownKey { seq, key_id: *id });
+                }
+                self.mounted = true;
+            }
+            Payload::Unmount => self.mounted = false,
+            Payload::KeyRotate { epoch, public_key, epoch_ns } => self.rotate(seq, time_ns, *epoch, public_key, *epoch_ns),
+            _ => {}
+        }
+        self.after_mount = matches!(payload, Payload::Mount { .. });
+    }
+
+    fn rotate(&mut self, seq: u64, time_ns: u64, epoch: u64, public_key: &[u8; 32], epoch_ns: u64) {
+        let expected = self.current.epoch.saturating_add(1);
+        let bad = |why| ChainFinding::BadRotation { seq, epoch, expected, why };
+        if epoch != expected {
+            self.findings.push(bad("epochs must follow one another"));
+        }
+        if epoch_ns == 0 {
+            self.findings.push(bad("it declares no epoch length"));
+        }
+        let key = match VerifyingKey::from_bytes(public_key) {
+            Ok(key) if key.is_weak() => return self.findings.push(bad("a weak key, under which anyone can sign")),
+            Ok(key) if key == self.current.key => return self.findings.push(bad("the key is not new")),
+            Ok(key) => key,
+            Err(_) => return self.findings.push(bad("not an ed25519 public key")),
+        };
+        // Followed even when the rotation itself is a finding, so the records after it are
+        // checked against the key they claim, not all reported as forgeries.
+        let old = std::mem::replace(
+            &mut self.current,
+            EpochView { epoch, key, since_seq: seq, since_ns: time_ns, epoch_ns: (epoch_ns > 0).then_some(epoch_ns) },
+        );
+        self.retired.push((old.epoch, old.key));
+        if self.retired.len() > RETIRED_KEYS_TRIED {
+            self.retired.remove(0);
+        }
+        self.rotations += 1;
+    }
+
     /// The findings, and the head as checked (seq, hash) when there were records.
     pub fn finish(self) -> ChainReport {
-        ChainReport { records: self.records, head: self.last, findings: self.findings }
+        ChainReport {
+            records: self.records,
+            head: self.last,
+            findings: self.findings,
+            epoch: self.current,
+            rotations: self.rotations,
+            mounted: self.mounted,
+        }
     }
 }
 
@@ -189,6 +310,12 @@ pub struct ChainReport {
     pub records: u64,
     pub head: Option<(u64, Hash)>,
     pub findings: Vec<ChainFinding>,
+    /// The epoch the chain ends in: every record up to its KeyRotate (`since_seq`) was signed by
+    /// a key wormfs has since destroyed.
+    pub epoch: EpochView,
+    pub rotations: u64,
+    /// The chain ends mounted (no Unmount after the last Mount).
+    pub mounted: bool,
 }
 
 #[cfg(test)]

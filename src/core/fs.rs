@@ -22,6 +22,7 @@ use super::path::RelPath;
 use super::policy::{self, AtimeEffect, NodeKind, Refusal};
 use super::seals::{self, DamageLog, Recovery, SealCause};
 use super::segment::{Hash, SegmentHasher};
+use super::store::KeyVault;
 use super::sync::{lock, read, write};
 use std::sync::Arc;
 
@@ -123,6 +124,9 @@ pub struct WormFs {
     flag_lock: std::sync::Mutex<()>,
     /// Damage already recorded in the chain, so each is recorded once.
     damage: DamageLog,
+    /// Where the epoch key lives and how long an epoch is (None: the key never rotates, as in
+    /// the core's tests that do not need it).
+    epochs: Option<(Arc<dyn KeyVault>, u64)>,
     /// Shared by open() and by creating names; exclusive for the retention-gated changes
     /// (unlink, rename, truncate), so no open can slip in between "nothing has it open" and the
     /// change, and no create lands in a directory between "it is empty" and its rename.
@@ -179,6 +183,7 @@ impl WormFs {
             dirs: HandleTable::default(),
             open_files: OpenFiles::default(),
             audit_reads: false,
+            epochs: None,
             metrics: Metrics::default(),
             damage: DamageLog::default(),
             flag_lock: std::sync::Mutex::new(()),
@@ -209,6 +214,35 @@ impl WormFs {
     pub fn with_read_audit(mut self, on: bool) -> Self {
         self.audit_reads = on;
         self
+    }
+
+    /// Rotate the signing key at every mount and every `epoch_ns` (`rotate_key`).
+    pub fn with_key_epochs(mut self, vault: Arc<dyn KeyVault>, epoch_ns: u64) -> Self {
+        self.epochs = Some((vault, epoch_ns.max(1)));
+        self
+    }
+
+    /// Begin a new key epoch now (the mount does, and the epoch timer when one is due).
+    pub fn rotate_key(&self) -> Result<(), LedgerError> {
+        let Some((vault, epoch_ns)) = &self.epochs else { return Ok(()) };
+        match self.ledger.rotate(vault.as_ref(), *epoch_ns) {
+            Ok(_) => {
+                self.metrics.key_rotations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.key_rotation_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// How long until the current epoch ends (zero: it has), by the chain's clock; None when
+    /// keys do not rotate.
+    pub fn next_rotation_in(&self) -> Option<std::time::Duration> {
+        let (_, epoch_ns) = self.epochs.as_ref()?;
+        let ends = self.ledger.epoch().since_ns.saturating_add(*epoch_ns);
+        Some(std::time::Duration::from_nanos(ends.saturating_sub(self.ledger.now())))
     }
 
     fn path_of(&self, ino: u64) -> FsResult<RelPath> {
@@ -854,6 +888,9 @@ impl WormFs {
             );
         }
         let mount = self.ledger.mount(software, data_dir, repairs).map_err(|e| FsError::ledger(&root, e))?;
+        // Before anything else is signed: the key that lay on disk while wormfs was down signs
+        // only the Mount and the rotation away from it.
+        self.rotate_key().map_err(|e| FsError::ledger(&root, e))?;
         self.damage.seed(&history);
         // A failed recovery leaves the chain open (no Unmount): its tails are not all sealed.
         let recovery = seals::recover(&self.ledger, &self.data, &history, &self.damage, adopt_existing)?;

@@ -313,7 +313,7 @@ impl History {
                 self.findings.push(HistoryFinding::Damaged { path: path.clone(), seq, sealed: *sealed, size: *size });
                 self.damage.insert(path.clone(), (seq, *sealed, *size));
             }
-            Payload::ClockJump { .. } | Payload::Access { .. } => {}
+            Payload::ClockJump { .. } | Payload::Access { .. } | Payload::KeyRotate { .. } => {}
         }
     }
 
@@ -328,10 +328,14 @@ impl History {
             self.findings.push(HistoryFinding::WhileUnmounted { seq, kind: payload.kind().name() });
         }
         // Recovery writes only Recovered and Damaged records (and a ClockJump if the clock is
-        // behind); anything else means serving has begun.
+        // behind, a KeyRotate at its start); anything else means serving has begun.
         if let Phase::Up { recovering: true, prior } = self.phase {
-            let still =
-                matches!(payload, Payload::Recovered { .. } | Payload::Damaged { .. } | Payload::ClockJump { .. });
+            // The mount's KeyRotate comes before recovery's records, so recovery is signed by
+            // the new key and not by the one that lay on disk while wormfs was down.
+            let still = matches!(
+                payload,
+                Payload::Recovered { .. } | Payload::Damaged { .. } | Payload::ClockJump { .. } | Payload::KeyRotate { .. }
+            );
             if !still {
                 self.phase = Phase::Up { prior, recovering: false };
             }

@@ -14,7 +14,10 @@ use super::policy::{self, HoldRefusal, Refusal};
 use super::record::{Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
-use super::store::{next_seq, Clock, FileState, Head, HoldState, IndexUpdate, Store, StoreError};
+use super::merkle;
+use super::store::{
+    next_seq, Clock, EpochState, FileState, Head, HoldState, IndexUpdate, KeyVault, Store, StoreError, VaultError,
+};
 use super::sync::lock;
 
 #[derive(Debug)]
@@ -43,6 +46,8 @@ pub enum LedgerError {
         start: u64,
         sealed: u64,
     },
+    /// The next epoch's key could not be made or kept: the chain stays in its epoch.
+    Rotation(VaultError),
 }
 
 impl fmt::Display for LedgerError {
@@ -64,6 +69,7 @@ impl fmt::Display for LedgerError {
             LedgerError::SealDoesNotContinue { path, start, sealed } => {
                 write!(f, "{path}: a seal from byte {start} does not continue the sealed size {sealed}")
             }
+            LedgerError::Rotation(e) => write!(f, "cannot rotate the signing key: {e}"),
         }
     }
 }
@@ -72,6 +78,7 @@ impl std::error::Error for LedgerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LedgerError::Store(e) => Some(e),
+            LedgerError::Rotation(e) => Some(e),
             _ => None,
         }
     }
@@ -96,18 +103,25 @@ pub enum SealKind {
 
 pub struct Ledger {
     store: Arc<dyn Store>,
-    key: SigningKey,
     clock: Arc<dyn Clock>,
     policy: RetentionPolicy,
     head: Mutex<ChainTime>,
 }
 
-/// The head, and whether the system clock is currently behind it (so a ClockJump record is
+/// What appending needs, behind one lock: the head, the key that signs the next record and its
+/// epoch, and whether the system clock is currently behind the head (so a ClockJump record is
 /// written once per episode, not before every record).
-#[derive(Debug)]
 struct ChainTime {
     head: Option<Head>,
+    key: SigningKey,
+    epoch: EpochState,
     clock_behind: bool,
+}
+
+impl fmt::Debug for ChainTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainTime").field("head", &self.head).field("epoch", &self.epoch).finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Ledger {
@@ -117,7 +131,9 @@ impl fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Attach to the chain in `store`, which must be empty or signed under `key`.
+    /// Attach to the chain in `store`, which must be empty or signed now under `key`: the
+    /// key of its current epoch (`Store::epoch`), or before any rotation the key the chain was
+    /// begun with. An index without a Merkle tree (made before wormfs kept one) gets it here.
     pub fn open(
         store: Arc<dyn Store>,
         key: SigningKey,
@@ -125,17 +141,31 @@ impl Ledger {
         policy: RetentionPolicy,
     ) -> Result<Ledger, LedgerError> {
         let ours = key_id(&key.verifying_key());
-        match store.key_id()? {
-            Some(index) if index != ours => return Err(LedgerError::KeyMismatch { index, ours }),
-            Some(_) => {}
-            None => store.set_key_id(ours)?,
+        let epoch = match (store.epoch()?, store.key_id()?) {
+            (Some(epoch), _) => epoch,
+            (None, Some(first)) => EpochState { epoch: 0, key_id: first, since_ns: 0 },
+            (None, None) => {
+                store.set_key_id(ours)?;
+                EpochState { epoch: 0, key_id: ours, since_ns: 0 }
+            }
+        };
+        if epoch.key_id != ours {
+            return Err(LedgerError::KeyMismatch { index: epoch.key_id, ours });
         }
         let head = store.head()?;
-        Ok(Ledger { store, key, clock, policy, head: Mutex::new(ChainTime { head, clock_behind: false }) })
+        merkle::backfill(store.as_ref(), head.map_or(0, |h| h.seq))?;
+        let chain = ChainTime { head, key, epoch, clock_behind: false };
+        Ok(Ledger { store, clock, policy, head: Mutex::new(chain) })
     }
 
+    /// The id of the key that signs the next record.
     pub fn key_id(&self) -> [u8; 8] {
-        key_id(&self.key.verifying_key())
+        lock(&self.head).epoch.key_id
+    }
+
+    /// The current key epoch.
+    pub fn epoch(&self) -> EpochState {
+        lock(&self.head).epoch
     }
 
     pub fn head(&self) -> Option<Head> {
@@ -176,7 +206,14 @@ impl Ledger {
         &self,
         build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), LedgerError>,
     ) -> Result<Record, LedgerError> {
-        let mut chain = lock(&self.head);
+        self.append_locked(&mut lock(&self.head), build)
+    }
+
+    fn append_locked(
+        &self,
+        chain: &mut ChainTime,
+        build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), LedgerError>,
+    ) -> Result<Record, LedgerError> {
         let floor = chain.head.map_or(0, |h| h.time_ns);
         let now = self.clock.now_ns();
         // Never go back in time: a clock set backwards must not make a record look older than
@@ -188,7 +225,7 @@ impl Ledger {
                     (floor - now) / 1_000_000
                 );
                 let jump = Payload::ClockJump { system_ns: now, floor_ns: floor };
-                self.commit_locked(&mut chain, floor, jump, Vec::new())?;
+                self.commit_locked(chain, floor, jump, Vec::new())?;
                 chain.clock_behind = true;
             }
         } else {
@@ -197,7 +234,7 @@ impl Ledger {
         let time_ns = retention::chain_now(now, floor);
         let seq = next_seq(chain.head.as_ref())?;
         let (payload, updates) = build(seq, time_ns)?;
-        Ok(self.commit_locked(&mut chain, time_ns, payload, updates)?)
+        Ok(self.commit_locked(chain, time_ns, payload, updates)?)
     }
 
     fn commit_locked(
@@ -209,9 +246,39 @@ impl Ledger {
     ) -> Result<Record, StoreError> {
         let seq = next_seq(chain.head.as_ref())?;
         let prev_hash = chain.head.map_or(ZERO_HASH, |h| h.hash);
-        let record = sign(Unsigned { seq, time_ns, payload, prev_hash }, &self.key);
+        let record = sign(Unsigned { seq, time_ns, payload, prev_hash }, &chain.key);
+        let mut updates = updates;
+        updates.push(merkle::hashes_for(self.store.as_ref(), seq, &record.encode())?);
         self.store.commit(&record, &updates)?;
         chain.head = Some(Head { seq, hash: record.hash, time_ns });
+        Ok(record)
+    }
+
+    /// Move the signing key to a new epoch: the next key is made and kept durably by `vault`,
+    /// a KeyRotate signed by the current key certifies it, and only once that record is
+    /// committed does the new key sign and the old one get destroyed. `epoch_ns` is the epoch's
+    /// length; the new key may sign nothing dated `2 × epoch_ns` or more after this record.
+    pub fn rotate(&self, vault: &dyn KeyVault, epoch_ns: u64) -> Result<Record, LedgerError> {
+        let next = vault.generate().map_err(LedgerError::Rotation)?;
+        vault.stage(&next).map_err(LedgerError::Rotation)?;
+        let public_key = next.verifying_key().to_bytes();
+        let next_id = key_id(&next.verifying_key());
+        let mut chain = lock(&self.head);
+        let epoch = chain.epoch.epoch + 1;
+        let mut new_epoch = None;
+        let record = self.append_locked(&mut chain, |_, time_ns| {
+            let state = EpochState { epoch, key_id: next_id, since_ns: time_ns };
+            new_epoch = Some(state);
+            Ok((Payload::KeyRotate { epoch, public_key, epoch_ns }, vec![IndexUpdate::Epoch(state)]))
+        })?;
+        chain.key = next;
+        chain.epoch = new_epoch.expect("the record was built");
+        drop(chain);
+        // The chain already names the new key: a failure here leaves the old key on disk (the
+        // next mount destroys it), never a chain signed by a key that is gone.
+        if let Err(e) = vault.promote() {
+            log::error!("the old signing key of epoch {} could not be destroyed: {e}", epoch - 1);
+        }
         Ok(record)
     }
 

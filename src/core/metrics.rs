@@ -57,6 +57,14 @@ pub struct Metrics {
     /// Cumulative counts per bucket of SEAL_BUCKETS, then +Inf.
     seal_buckets: [AtomicU64; SEAL_BUCKETS.len() + 1],
     seal_seconds_micros: AtomicU64,
+    /// Key epochs begun (KeyRotate records), and rotations that failed (the key stayed).
+    pub key_rotations: AtomicU64,
+    pub key_rotation_failures: AtomicU64,
+    /// Checkpoints signed and written, cosignatures received, and witness submissions that
+    /// failed (down, refused, or an answer that did not verify).
+    pub checkpoints: AtomicU64,
+    pub witness_cosignatures: AtomicU64,
+    pub witness_failures: AtomicU64,
 }
 
 /// A consistent-enough copy for export.
@@ -71,6 +79,11 @@ pub struct Snapshot {
     /// Cumulative (le) counts for SEAL_BUCKETS then +Inf.
     pub seal_buckets: Vec<u64>,
     pub seal_seconds: f64,
+    pub key_rotations: u64,
+    pub key_rotation_failures: u64,
+    pub checkpoints: u64,
+    pub witness_cosignatures: u64,
+    pub witness_failures: u64,
 }
 
 impl Metrics {
@@ -118,6 +131,11 @@ impl Metrics {
             refused: lock(&self.refused).clone(),
             seal_buckets,
             seal_seconds: self.seal_seconds_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            key_rotations: self.key_rotations.load(Ordering::Relaxed),
+            key_rotation_failures: self.key_rotation_failures.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            witness_cosignatures: self.witness_cosignatures.load(Ordering::Relaxed),
+            witness_failures: self.witness_failures.load(Ordering::Relaxed),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod handles;
 pub mod history;
 pub mod inodes;
 pub mod ledger;
+pub mod merkle;
 pub mod metrics;
 pub mod path;
 pub mod policy;

@@ -20,8 +20,8 @@ pub const SIGNATURE_LEN: usize = 64;
 /// An upper bound that keeps a hostile length field from making us allocate gigabytes.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
 
-/// Record kinds, as their one-byte tags. Tags 9 (KeyRotate) and 10 (Checkpoint) are reserved;
-/// a verifier must treat an unknown tag as an error.
+/// Record kinds, as their one-byte tags. Tag 10 is reserved; a verifier must treat an unknown
+/// tag as an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
@@ -33,6 +33,7 @@ pub enum Kind {
     Delete = 6,
     Hold = 7,
     Retention = 8,
+    KeyRotate = 9,
     Rename = 11,
     Truncate = 12,
     ClockJump = 13,
@@ -51,6 +52,7 @@ impl Kind {
             6 => Kind::Delete,
             7 => Kind::Hold,
             8 => Kind::Retention,
+            9 => Kind::KeyRotate,
             11 => Kind::Rename,
             12 => Kind::Truncate,
             13 => Kind::ClockJump,
@@ -70,6 +72,7 @@ impl Kind {
             Kind::Delete => "Delete",
             Kind::Hold => "Hold",
             Kind::Retention => "Retention",
+            Kind::KeyRotate => "KeyRotate",
             Kind::Rename => "Rename",
             Kind::Truncate => "Truncate",
             Kind::ClockJump => "ClockJump",
@@ -130,6 +133,15 @@ pub enum Payload {
         reason: String,
         uid: u32,
     },
+    /// The signing key moved to a new epoch: signed by the key of the epoch that ends here, it
+    /// certifies `public_key` as the key of `epoch`, which signs every record after this one until
+    /// the next KeyRotate, and none dated `2 × epoch_ns` or more after this record. Its
+    /// `prev_hash` is the head the old key certifies last.
+    KeyRotate {
+        epoch: u64,
+        public_key: [u8; 32],
+        epoch_ns: u64,
+    },
     /// A file's retention was extended to `retain_until_ns` by `uid`.
     Retention {
         path: RelPath,
@@ -185,6 +197,7 @@ impl Payload {
             Payload::Delete { .. } => Kind::Delete,
             Payload::Hold { .. } => Kind::Hold,
             Payload::Retention { .. } => Kind::Retention,
+            Payload::KeyRotate { .. } => Kind::KeyRotate,
             Payload::Rename { .. } => Kind::Rename,
             Payload::Truncate { .. } => Kind::Truncate,
             Payload::ClockJump { .. } => Kind::ClockJump,
@@ -266,6 +279,11 @@ impl Payload {
                 put_bytes(out, from.as_os_str().as_bytes());
                 put_bytes(out, to.as_os_str().as_bytes());
             }
+            Payload::KeyRotate { epoch, public_key, epoch_ns } => {
+                out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(public_key);
+                out.extend_from_slice(&epoch_ns.to_be_bytes());
+            }
             Payload::Truncate { path, old_size, new_size, kept_start, kept_hash } => {
                 put_bytes(out, path.as_os_str().as_bytes());
                 out.extend_from_slice(&old_size.to_be_bytes());
@@ -316,6 +334,7 @@ impl Payload {
             },
             Kind::Retention => Payload::Retention { path: r.path()?, retain_until_ns: r.u64()?, uid: r.u32()? },
             Kind::Rename => Payload::Rename { from: r.path()?, to: r.path()? },
+            Kind::KeyRotate => Payload::KeyRotate { epoch: r.u64()?, public_key: r.fixed()?, epoch_ns: r.u64()? },
             Kind::Truncate => {
                 let (path, old_size, new_size, kept_start, kept_hash) =
                     (r.path()?, r.u64()?, r.u64()?, r.u64()?, r.fixed()?);
@@ -572,6 +591,7 @@ mod tests {
             Payload::ClockJump { system_ns: 5, floor_ns: 9 },
             Payload::Access { path: path("a.log"), uid: 1000, pid: 4242, command: "cat".into() },
             Payload::Damaged { path: path("a.log"), sealed: 10, size: 12 },
+            Payload::KeyRotate { epoch: 3, public_key: [8; 32], epoch_ns: 900_000_000_000 },
         ]
     }
 
@@ -634,8 +654,8 @@ mod tests {
         bytes[0] = 2;
         assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownVersion(2)));
         let mut bytes = record(Payload::Unmount).encode();
-        bytes[17] = 9;
-        assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownKind(9)));
+        bytes[17] = 10;
+        assert_eq!(Record::decode(&bytes), Err(DecodeError::UnknownKind(10)));
         let bad = Payload::Create { path: RelPath::root(), mode: 0, uid: 0, gid: 0 };
         assert_eq!(Record::decode(&record(bad).encode()), Err(DecodeError::BadPath));
     }

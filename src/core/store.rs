@@ -42,6 +42,22 @@ pub enum IndexUpdate {
     /// The data directory the chain covers, as the newest Mount record names it (so the offline
     /// tools find it without scanning the chain).
     DataDir(Vec<u8>),
+    /// The signing key's epoch moved on (a KeyRotate record).
+    Epoch(EpochState),
+    /// The Merkle tree's stored hashes the record adds (`core::merkle`), from stored-hash index
+    /// `first` on.
+    TreeHashes { first: u64, hashes: Vec<Hash> },
+}
+
+/// Which key signs the chain now: the epoch of the newest KeyRotate (0 before the first, when
+/// the key is the one `keygen` made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochState {
+    pub epoch: u64,
+    /// `chain::key_id` of the epoch's public key.
+    pub key_id: [u8; 8],
+    /// The time of the KeyRotate that began it (0 for epoch 0).
+    pub since_ns: u64,
 }
 
 /// The newest record of the chain.
@@ -129,6 +145,17 @@ pub trait Store: Send + Sync {
     /// The data directory the newest Mount recorded (None before the first mount).
     fn data_dir(&self) -> StoreResult<Option<Vec<u8>>>;
 
+    /// The epoch of the key that signs the chain now (None before the first rotation).
+    fn epoch(&self) -> StoreResult<Option<EpochState>>;
+
+    /// The Merkle tree's stored hashes at these stored-hash indexes (`core::merkle`); one that
+    /// is not stored is `StoreError::Corrupt`.
+    fn tree_hashes(&self, indexes: &[u64]) -> StoreResult<Vec<Hash>>;
+
+    /// Store tree hashes without a record, synced: only to build the tree of an index made
+    /// before wormfs kept one (`merkle::backfill`).
+    fn put_tree_hashes(&self, first: u64, hashes: &[Hash]) -> StoreResult<()>;
+
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>>;
 
     /// Every file the index knows, in path order.
@@ -170,5 +197,38 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ns(&self) -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    }
+}
+
+/// Where the daemon keeps the epoch signing key (`crate::keys` keeps it in STATE_DIR). A
+/// rotation stages the next key durably, commits the KeyRotate that certifies it, then
+/// promotes it, which destroys the old key: at no point is the chain signed by a key that a
+/// crash could lose, and after promote no copy of the old key is left.
+pub trait KeyVault: Send + Sync + fmt::Debug {
+    /// A new key from the system's random source.
+    fn generate(&self) -> Result<ed25519_dalek::SigningKey, VaultError>;
+    /// Make `next` durable beside the current key.
+    fn stage(&self, next: &ed25519_dalek::SigningKey) -> Result<(), VaultError>;
+    /// The record certifying the staged key is committed: make it the current key and destroy
+    /// the old one (overwritten, synced, unlinked).
+    fn promote(&self) -> Result<(), VaultError>;
+}
+
+/// A key vault operation that failed, with the system's error.
+#[derive(Debug)]
+pub struct VaultError {
+    pub doing: String,
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.doing, self.source)
+    }
+}
+
+impl std::error::Error for VaultError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }

@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::core::path::RelPath;
 use crate::core::record::Record;
-use crate::core::store::{FileState, Head, HoldState, IndexUpdate, Store, StoreResult};
+use crate::core::segment::Hash;
+use crate::core::store::{EpochState, FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
 
 use super::check_next_seq;
 
@@ -28,6 +29,8 @@ struct Inner {
     head: Option<Head>,
     key_id: Option<[u8; 8]>,
     data_dir: Option<Vec<u8>>,
+    epoch: Option<EpochState>,
+    tree: BTreeMap<u64, Hash>,
 }
 
 impl MemoryStore {
@@ -71,6 +74,28 @@ impl Store for MemoryStore {
         Ok(self.lock().data_dir.clone())
     }
 
+    fn epoch(&self) -> StoreResult<Option<EpochState>> {
+        Ok(self.lock().epoch)
+    }
+
+    fn tree_hashes(&self, indexes: &[u64]) -> StoreResult<Vec<Hash>> {
+        let inner = self.lock();
+        indexes
+            .iter()
+            .map(|i| {
+                inner.tree.get(i).copied().ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing")))
+            })
+            .collect()
+    }
+
+    fn put_tree_hashes(&self, first: u64, hashes: &[Hash]) -> StoreResult<()> {
+        let mut inner = self.lock();
+        for (i, h) in (first..).zip(hashes) {
+            inner.tree.insert(i, *h);
+        }
+        Ok(())
+    }
+
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
         Ok(self.lock().files.get(path).copied())
     }
@@ -89,7 +114,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         check_next_seq(inner.head.as_ref(), record.seq())?;
         if inner.records.contains_key(&record.seq()) {
-            return Err(crate::core::store::StoreError::Corrupt(format!(
+            return Err(StoreError::Corrupt(format!(
                 "record {} is already stored past the head",
                 record.seq()
             )));
@@ -113,6 +138,12 @@ impl Store for MemoryStore {
                     inner.holds.remove(path);
                 }
                 IndexUpdate::DataDir(dir) => inner.data_dir = Some(dir.clone()),
+                IndexUpdate::Epoch(epoch) => inner.epoch = Some(*epoch),
+                IndexUpdate::TreeHashes { first, hashes } => {
+                    for (i, h) in (*first..).zip(hashes) {
+                        inner.tree.insert(i, *h);
+                    }
+                }
             }
         }
         Ok(())

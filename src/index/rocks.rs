@@ -32,7 +32,7 @@ use rocksdb::{
 use crate::core::path::RelPath;
 use crate::core::record::Record;
 use crate::core::segment::{hex, Hash};
-use crate::core::store::{FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
+use crate::core::store::{EpochState, FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
 
 use super::check_next_seq;
 
@@ -40,12 +40,18 @@ const CF_RECORDS: &str = "records";
 const CF_FILES: &str = "files";
 const CF_HOLDS: &str = "holds";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 4] = [CF_RECORDS, CF_FILES, CF_HOLDS, CF_META];
+/// The Merkle tree's stored hashes (`core::merkle`), keyed by stored-hash index (u64 BE).
+/// Added after format 1 was released: created when a read-write open finds it missing.
+const CF_TREE: &str = "tree";
+const COLUMN_FAMILIES: [&str; 5] = [CF_RECORDS, CF_FILES, CF_HOLDS, CF_META, CF_TREE];
 
 const META_HEAD: &[u8] = b"head";
 const META_KEY_ID: &[u8] = b"key_id";
 const META_FORMAT: &[u8] = b"format";
 const META_DATA_DIR: &[u8] = b"data_dir";
+/// The current key epoch: epoch u64 ‖ key_id[8] ‖ since_ns u64.
+const META_EPOCH: &[u8] = b"epoch";
+const EPOCH_LEN: usize = 8 + 8 + 8;
 
 /// The layout above. Bumped when it changes, so an old binary refuses a newer index instead of
 /// misreading it.
@@ -99,6 +105,9 @@ impl RocksStore {
         require_existing(index_dir)?;
         let mut opts = db_options();
         opts.create_if_missing(false);
+        // An index from before the tree column family gains it here (empty; `merkle::backfill`
+        // fills it from the records).
+        opts.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&opts, index_dir, cf_descriptors())
             .map_err(|e| backend(&format!("open index in {}", index_dir.display()), e))?;
         let store = RocksStore { db, read_only: false, commit_lock: Mutex::new(()) };
@@ -121,7 +130,11 @@ impl RocksStore {
         require_existing(index_dir)?;
         // false: a live daemon always has a WAL file, and that is exactly what we must read.
         let error_if_log_file_exist = false;
-        let db = DB::open_cf_descriptors_read_only(&db_options(), index_dir, cf_descriptors(), error_if_log_file_exist)
+        // Only the column families the index has: one made before the tree existed lacks it,
+        // and a read-only open cannot create it (its tree reads then fail as corrupt).
+        let present = DB::list_cf(&db_options(), index_dir).unwrap_or_default();
+        let descriptors = cf_descriptors().into_iter().filter(|d| present.iter().any(|p| p == d.name())).collect::<Vec<_>>();
+        let db = DB::open_cf_descriptors_read_only(&db_options(), index_dir, descriptors, error_if_log_file_exist)
             .map_err(|e| backend(&format!("open index in {} read-only", index_dir.display()), e))?;
         let store = RocksStore { db, read_only: true, commit_lock: Mutex::new(()) };
         store.check_format()?;
@@ -229,6 +242,42 @@ impl Store for RocksStore {
         Ok(self.get(CF_META, META_DATA_DIR)?.map(|v| v.to_vec()))
     }
 
+    fn epoch(&self) -> StoreResult<Option<EpochState>> {
+        let Some(value) = self.get(CF_META, META_EPOCH)? else {
+            return Ok(None);
+        };
+        if value.len() != EPOCH_LEN {
+            return Err(StoreError::Corrupt(format!("meta \"epoch\" has {} bytes, expected {EPOCH_LEN}", value.len())));
+        }
+        let mut r = Fields(&value);
+        Ok(Some(EpochState { epoch: r.u64(), key_id: r.take(), since_ns: r.u64() }))
+    }
+
+    fn tree_hashes(&self, indexes: &[u64]) -> StoreResult<Vec<Hash>> {
+        let cf = self.cf(CF_TREE)?;
+        let keys: Vec<[u8; 8]> = indexes.iter().map(|i| i.to_be_bytes()).collect();
+        let values = self.db.batched_multi_get_cf(cf, &keys, false);
+        indexes
+            .iter()
+            .zip(values)
+            .map(|(i, value)| match value.map_err(|e| backend("read the tree", e))? {
+                Some(v) => <[u8; 32]>::try_from(&v[..])
+                    .map_err(|_| StoreError::Corrupt(format!("tree hash {i} has {} bytes, expected 32", v.len()))),
+                None => Err(StoreError::Corrupt(format!("tree hash {i} is missing"))),
+            })
+            .collect()
+    }
+
+    fn put_tree_hashes(&self, first: u64, hashes: &[Hash]) -> StoreResult<()> {
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        let cf = self.cf(CF_TREE)?;
+        for (i, h) in (first..).zip(hashes) {
+            batch.put_cf(cf, i.to_be_bytes(), h);
+        }
+        self.write_synced(batch)
+    }
+
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>> {
         let key = path.as_os_str().as_bytes();
         self.get(CF_FILES, key)?.map(|v| decode_file_state(key, &v)).transpose()
@@ -269,6 +318,13 @@ impl Store for RocksStore {
                 }
                 IndexUpdate::RemoveHold(path) => batch.delete_cf(self.cf(CF_HOLDS)?, path.as_os_str().as_bytes()),
                 IndexUpdate::DataDir(dir) => batch.put_cf(self.cf(CF_META)?, META_DATA_DIR, dir),
+                IndexUpdate::Epoch(epoch) => batch.put_cf(self.cf(CF_META)?, META_EPOCH, encode_epoch(epoch)),
+                IndexUpdate::TreeHashes { first, hashes } => {
+                    let cf = self.cf(CF_TREE)?;
+                    for (i, h) in (*first..).zip(hashes) {
+                        batch.put_cf(cf, i.to_be_bytes(), h);
+                    }
+                }
             }
         }
         self.write_synced(batch)
@@ -319,6 +375,14 @@ fn require_existing(index_dir: &Path) -> StoreResult<()> {
     } else {
         Err(StoreError::Missing(index_dir.to_path_buf()))
     }
+}
+
+fn encode_epoch(epoch: &EpochState) -> [u8; EPOCH_LEN] {
+    let mut out = [0u8; EPOCH_LEN];
+    out[..8].copy_from_slice(&epoch.epoch.to_be_bytes());
+    out[8..16].copy_from_slice(&epoch.key_id);
+    out[16..].copy_from_slice(&epoch.since_ns.to_be_bytes());
+    out
 }
 
 fn encode_head(head: &Head) -> [u8; HEAD_LEN] {

@@ -30,8 +30,13 @@ use crate::fuse::FuseAdapter;
 use crate::index::RocksStore;
 use crate::keys::{self, KeyError};
 use crate::metrics::MetricsWriter;
-use crate::sealer::IntervalSealer;
+use crate::checkpoint::{LogSigner, WitnessKey};
+use crate::checkpointer;
+use crate::keys::FileVault;
+use crate::sealer;
 use crate::state_dir::StateDir;
+use crate::ticker::Ticker;
+use crate::witness::Witness;
 
 use preflight::{preflight, Checked};
 
@@ -71,6 +76,17 @@ pub struct MountArgs {
     /// Prometheus text file rewritten every few seconds (default STATE_DIR/metrics.prom).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Length of a key epoch: the signing key is replaced (and the old one destroyed) this often
+    /// by the wall clock, and at every mount (e.g. 15m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_interval)]
+    pub key_epoch: Duration,
+    /// Sign a checkpoint of the chain this often: written to STATE_DIR/checkpoint, to syslog,
+    /// and submitted to every --witness.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval)]
+    pub checkpoint_interval: Duration,
+    /// A C2SP tlog-witness to submit checkpoints to: its http:// URL and its vkey. Repeatable.
+    #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
+    pub witness: Vec<String>,
     /// An empty directory to mount on.
     pub mountpoint: PathBuf,
 }
@@ -112,6 +128,8 @@ pub enum MountError {
     },
     Recovery(FsError),
     Config(ConfigError),
+    /// A --witness whose vkey is not a C2SP cosignature/v1 key.
+    BadWitness(String),
 }
 
 impl fmt::Display for MountError {
@@ -150,6 +168,9 @@ impl fmt::Display for MountError {
             ),
             MountError::Recovery(e) => write!(f, "starting the chain and recovery at mount failed: {e}"),
             MountError::Config(e) => write!(f, "bad configuration: {e}"),
+            MountError::BadWitness(v) => {
+                write!(f, "--witness: {v:?} is not a witness vkey (NAME+ID+BASE64 of a type 0x04 ed25519 key)")
+            }
         }
     }
 }
@@ -172,11 +193,19 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let fallback = parse_duration_ns(DEFAULT_RETENTION).unwrap_or(0);
     let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
         .map_err(MountError::Config)?;
-    let key = keys::load_signing(&state).map_err(MountError::Key)?;
+    let witnesses = witnesses(&args.witness)?;
+    let (origin, checkpoint_key) = keys::load_checkpoint_key(&state).map_err(MountError::Key)?;
     let store = open_index(&checked, &state)?;
+    let index_err = |err| MountError::Index { path: state.index(), err };
+    let key = keys::load_signing(&state, keys::chain_key_id(store.as_ref()).map_err(index_err)?)
+        .map_err(MountError::Key)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
+    let epoch_ns = u64::try_from(args.key_epoch.as_nanos()).unwrap_or(u64::MAX);
     let filesystem = Arc::new(
-        WormFs::new(&checked.data, ledger.clone()).map_err(MountError::Core)?.with_read_audit(args.audit_reads),
+        WormFs::new(&checked.data, ledger.clone())
+            .map_err(MountError::Core)?
+            .with_read_audit(args.audit_reads)
+            .with_key_epochs(Arc::new(FileVault::new(state.clone())), epoch_ns),
     );
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let data_dir = checked.data.as_os_str().as_encoded_bytes();
@@ -190,7 +219,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");
     }
     // From here on, every way out closes the chain: seal every tail, then an Unmount record.
-    let mut daemon = Daemon { fs: filesystem.clone(), socket: None, sealer: None, metrics: None, torn_down: false };
+    let mut daemon = Daemon { fs: filesystem.clone(), socket: None, timers: Vec::new(), metrics: None, torn_down: false };
 
     daemon.socket = Some(
         control::serve(&state, ledger.clone(), checked.data.clone())
@@ -220,7 +249,13 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         .spawn(move || wait_for_stop(signals, &mountpoint))
         .map_err(MountError::Session)?;
 
-    daemon.sealer = Some(IntervalSealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?);
+    daemon.timers.push(sealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?);
+    daemon.timers.push(checkpointer::start_epochs(filesystem.clone()).map_err(MountError::Session)?);
+    let signer = LogSigner::new(origin, checkpoint_key);
+    daemon.timers.push(
+        checkpointer::start(filesystem.clone(), state.clone(), signer, witnesses, args.checkpoint_interval)
+            .map_err(MountError::Session)?,
+    );
     let metrics_file = args.metrics_file.clone().unwrap_or_else(|| state.metrics_file());
     daemon.metrics = Some(MetricsWriter::start(filesystem.clone(), metrics_file).map_err(MountError::Session)?);
     // Ready only once the mount answers: a stat of its root is served by run() below.
@@ -253,20 +288,21 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
 struct Daemon {
     fs: Arc<WormFs>,
     socket: Option<PathBuf>,
-    sealer: Option<IntervalSealer>,
+    /// The interval sealer, the epoch timer and the checkpointer.
+    timers: Vec<Ticker>,
     metrics: Option<MetricsWriter>,
     torn_down: bool,
 }
 
 impl Daemon {
-    /// Stop the interval sealer, hand admin commands back to the index (remove the socket),
+    /// Stop the timers, hand admin commands back to the index (remove the socket),
     /// seal every tail and write the Unmount record, then write the metrics one last time.
     fn tear_down(&mut self) -> Result<(), FsError> {
         if std::mem::replace(&mut self.torn_down, true) {
             return Ok(());
         }
-        if let Some(sealer) = self.sealer.take() {
-            sealer.stop();
+        for timer in self.timers.drain(..) {
+            timer.stop();
         }
         if self.fs.open_handles() > 0 {
             warn!("{} file handles were still open at unmount", self.fs.open_handles());
@@ -288,6 +324,18 @@ impl Drop for Daemon {
             log::error!("closing the chain failed: {e}");
         }
     }
+}
+
+/// The --witness URL VKEY pairs.
+fn witnesses(args: &[String]) -> Result<Vec<Witness>, MountError> {
+    args.chunks(2)
+        .map(|pair| match pair {
+            [url, vkey] => WitnessKey::parse(vkey)
+                .map(|key| Witness::new(url, key))
+                .ok_or_else(|| MountError::BadWitness(vkey.clone())),
+            _ => Err(MountError::BadWitness(String::new())),
+        })
+        .collect()
 }
 
 /// Open the index, or create it for a new chain — but never over existing data unless told to.

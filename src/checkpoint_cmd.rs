@@ -1,0 +1,53 @@
+//! `wormfs checkpoint`: sign a checkpoint of the chain as it stands (the index read-only, so
+//! also beside a running daemon) and, with --witness, get it cosigned.
+
+use std::fmt;
+
+use crate::checkpoint::{self, CheckpointError, LogSigner, WitnessKey};
+use crate::keys::{self, KeyError};
+use crate::state_dir::{IndexOpenError, StateDir};
+use crate::witness::{Witness, WitnessError};
+
+#[derive(Debug)]
+pub enum CheckpointCmdError {
+    Key(KeyError),
+    Index(IndexOpenError),
+    Sign(CheckpointError),
+    BadWitness(String),
+    Witness { name: String, err: WitnessError },
+}
+
+impl fmt::Display for CheckpointCmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointCmdError::Key(e) => write!(f, "{e}"),
+            CheckpointCmdError::Index(e) => write!(f, "{e}"),
+            CheckpointCmdError::Sign(e) => write!(f, "{e}"),
+            CheckpointCmdError::BadWitness(v) => write!(f, "--witness: {v:?} is not a witness vkey"),
+            CheckpointCmdError::Witness { name, err } => write!(f, "witness {name}: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointCmdError {}
+
+/// The signed (and cosigned) checkpoint note.
+pub fn run(state: &StateDir, witness_args: &[String], old_size: u64) -> Result<String, CheckpointCmdError> {
+    let (origin, key) = keys::load_checkpoint_key(state).map_err(CheckpointCmdError::Key)?;
+    let store = state.open_index_read_only().map_err(CheckpointCmdError::Index)?;
+    let mut cp = checkpoint::sign(&store, &LogSigner::new(origin, key)).map_err(CheckpointCmdError::Sign)?;
+    for pair in witness_args.chunks(2) {
+        let [url, vkey] = pair else { return Err(CheckpointCmdError::BadWitness(String::new())) };
+        let key = WitnessKey::parse(vkey).ok_or_else(|| CheckpointCmdError::BadWitness(vkey.clone()))?;
+        let mut witness = Witness::new(url, key);
+        witness.cosigned_size = old_size;
+        let line = witness
+            .cosign(&store, &cp)
+            .map_err(|err| CheckpointCmdError::Witness { name: witness.key.name.clone(), err })?;
+        cp.add_cosignature(&line).map_err(|e| CheckpointCmdError::Witness {
+            name: witness.key.name.clone(),
+            err: WitnessError::BadCosignature(e),
+        })?;
+    }
+    Ok(String::from_utf8_lossy(&cp.to_note()).into_owned())
+}

@@ -1,0 +1,156 @@
+//! Submitting checkpoints to C2SP tlog-witnesses (`POST <url>/add-checkpoint`): the old size
+//! the witness last cosigned, a consistency proof from it, and the signed checkpoint; the
+//! answer is the witness' cosignature line, checked before it is kept.
+//!
+//! Plain `http://` only: a witness behind TLS is reached through a local TLS proxy (the README
+//! says so). The client is a minimal HTTP/1.1 exchange over one connection.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::checkpoint::{cosignature_verifies, Checkpoint, WitnessKey};
+use crate::core::merkle;
+use crate::core::store::{Store, StoreError};
+use crate::keys::base64_encode;
+
+/// How long a witness gets to connect and to answer: it must never hold up the daemon long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub enum WitnessError {
+    BadUrl(String),
+    Unreachable(std::io::Error),
+    /// The witness' last cosigned size is not the one we sent (409): it says which it is.
+    Conflict { their_size: u64 },
+    /// The witness has cosigned a larger tree than ours: our chain lost records (a rollback),
+    /// or this is another log under the same origin.
+    Ahead { their_size: u64, ours: u64 },
+    /// Another refusal: the HTTP status and the witness' message.
+    Refused { status: u16, body: String },
+    /// A 200 whose body is not a valid cosignature from the witness' key on our checkpoint.
+    BadCosignature(String),
+    Proof(StoreError),
+}
+
+impl fmt::Display for WitnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WitnessError::BadUrl(u) => write!(f, "{u:?} is not an http://HOST:PORT[/PREFIX] URL"),
+            WitnessError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            WitnessError::Conflict { their_size } => write!(f, "it last cosigned tree size {their_size}"),
+            WitnessError::Ahead { their_size, ours } => write!(
+                f,
+                "it has cosigned tree size {their_size}, larger than this chain's {ours}: records were dropped from the chain, or another log uses this origin"
+            ),
+            WitnessError::Refused { status, body } => write!(f, "refused ({status}): {}", body.trim()),
+            WitnessError::BadCosignature(b) => write!(f, "its answer is not a valid cosignature: {:?}", b.trim()),
+            WitnessError::Proof(e) => write!(f, "cannot prove consistency: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WitnessError {}
+
+/// One witness the log submits to, and the tree size it last cosigned (0 until it says).
+#[derive(Debug, Clone)]
+pub struct Witness {
+    pub url: String,
+    pub key: WitnessKey,
+    pub cosigned_size: u64,
+}
+
+impl Witness {
+    pub fn new(url: &str, key: WitnessKey) -> Witness {
+        Witness { url: url.trim_end_matches('/').to_string(), key, cosigned_size: 0 }
+    }
+
+    /// Get `cp` cosigned: submit it from the size this witness last cosigned, and once more
+    /// from the size it names if that differs. Returns the verified cosignature line.
+    pub fn cosign(&mut self, store: &dyn Store, cp: &Checkpoint) -> Result<String, WitnessError> {
+        let mut old = self.cosigned_size.min(cp.size);
+        for attempt in 0..2 {
+            match self.add_checkpoint(store, cp, old) {
+                Ok(line) => {
+                    self.cosigned_size = cp.size;
+                    return Ok(line);
+                }
+                Err(WitnessError::Conflict { their_size }) if their_size > cp.size => {
+                    return Err(WitnessError::Ahead { their_size, ours: cp.size })
+                }
+                Err(WitnessError::Conflict { their_size }) if attempt == 0 && their_size != old => old = their_size,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(WitnessError::Conflict { their_size: old })
+    }
+
+    fn add_checkpoint(&self, store: &dyn Store, cp: &Checkpoint, old: u64) -> Result<String, WitnessError> {
+        let proof = merkle::consistency_proof(store, old, cp.size).map_err(WitnessError::Proof)?;
+        let mut body = format!("old {old}\n");
+        for hash in &proof {
+            body.push_str(&base64_encode(hash));
+            body.push('\n');
+        }
+        body.push('\n');
+        let mut body = body.into_bytes();
+        body.extend_from_slice(&cp.to_note());
+        let (status, answer) = post(&format!("{}/add-checkpoint", self.url), &body)?;
+        match status {
+            200 if cosignature_verifies(cp, &self.key, &answer) => Ok(answer.trim_end().to_string()),
+            200 => Err(WitnessError::BadCosignature(answer)),
+            409 => match answer.trim().parse() {
+                Ok(their_size) => Err(WitnessError::Conflict { their_size }),
+                Err(_) => Err(WitnessError::Refused { status, body: answer }),
+            },
+            _ => Err(WitnessError::Refused { status, body: answer }),
+        }
+    }
+}
+
+/// POST `body` to an http:// URL; the status and the body of the answer.
+fn post(url: &str, body: &[u8]) -> Result<(u16, String), WitnessError> {
+    let bad = || WitnessError::BadUrl(url.to_string());
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = host.to_socket_addrs().map_err(WitnessError::Unreachable)?.next().ok_or_else(bad)?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(WitnessError::Unreachable)?;
+    stream.set_read_timeout(Some(TIMEOUT)).and_then(|_| stream.set_write_timeout(Some(TIMEOUT))).map_err(WitnessError::Unreachable)?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(WitnessError::Unreachable)?;
+    let mut answer = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut answer).map_err(WitnessError::Unreachable)?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| WitnessError::Refused { status: 0, body: text.to_string() })?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| WitnessError::Refused { status: 0, body: head.to_string() })?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+}
+
+/// A chunked body's data (small answers; a malformed one yields what could be read).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

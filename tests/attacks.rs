@@ -218,7 +218,7 @@ fn bytes_left_by_a_crash_are_sealed_at_recovery_with_a_warning_naming_the_range(
 
 /// Add `path` to the index's `files` column family as if wormfs knew it with `sealed` bytes.
 fn plant_index_entry(state: &Path, path: &str, sealed: u64) {
-    let cfs = ["records", "files", "holds", "meta"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    let cfs = ["records", "files", "holds", "meta", "tree"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     let db = DB::open_cf_descriptors(&Options::default(), state.join("index"), cfs).expect("open the index");
     let mut value = vec![1u8];
     value.extend_from_slice(&sealed.to_be_bytes());
@@ -676,7 +676,7 @@ fn times_far_before_the_epoch_never_take_the_daemon_down() {
 
 /// Delete the index's meta "head" while unmounted (records stay).
 fn remove_index_head(state: &Path) {
-    let cfs = ["records", "files", "holds", "meta"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    let cfs = ["records", "files", "holds", "meta", "tree"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     let db = DB::open_cf_descriptors(&Options::default(), state.join("index"), cfs).expect("open the index");
     db.delete_cf(db.cf_handle("meta").unwrap(), b"head").unwrap();
 }

@@ -471,4 +471,110 @@ mod tests {
         assert!(report.findings.is_empty());
         assert_eq!(report.head.map(|h| h.0), Some(3));
     }
+
+    /// Records built one at a time, each signed by the key given.
+    struct Builder {
+        records: Vec<Record>,
+    }
+
+    impl Builder {
+        fn push(&mut self, time_ns: u64, payload: Payload, k: &SigningKey) -> &mut Self {
+            let seq = self.records.len() as u64 + 1;
+            let prev_hash = self.records.last().map_or(ZERO_HASH, |r| r.hash);
+            self.records.push(sign(Unsigned { seq, time_ns, payload, prev_hash }, k));
+            self
+        }
+
+        fn mount(&mut self, time_ns: u64, k: &SigningKey) -> &mut Self {
+            let payload = Payload::Mount { software: "t".into(), key_id: key_id(&k.verifying_key()), data_dir: vec![] };
+            self.push(time_ns, payload, k)
+        }
+
+        fn rotate(&mut self, time_ns: u64, epoch: u64, from: &SigningKey, to: &SigningKey) -> &mut Self {
+            let payload = Payload::KeyRotate { epoch, public_key: to.verifying_key().to_bytes(), epoch_ns: 100 };
+            self.push(time_ns, payload, from)
+        }
+
+        fn check(&self, anchor: &SigningKey) -> ChainReport {
+            check(anchor, &stored(&self.records))
+        }
+    }
+
+    fn access(n: u32) -> Payload {
+        Payload::Access { path: RelPath::parse(OsStr::new("a.log")).unwrap(), uid: n, pid: 1, command: "cat".into() }
+    }
+
+    #[test]
+    fn rotations_verify_with_the_first_key_alone() {
+        let (k0, k1, k2) = (key(1), key(2), key(3));
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0).rotate(1001, 1, &k0, &k1).push(1050, access(1), &k1);
+        b.rotate(1100, 2, &k1, &k2).push(1150, access(2), &k2).push(1200, Payload::Unmount, &k2);
+        // Offline, long after the window: still the epoch-2 key, and allowed.
+        b.push(9000, access(3), &k2);
+        // The next mount: Mount and its rotation by the old key, past its window.
+        let k3 = key(4);
+        b.mount(9100, &k2).rotate(9101, 3, &k2, &k3).push(9102, access(4), &k3);
+        let report = b.check(&k0);
+        assert_eq!(report.findings, vec![]);
+        assert_eq!(report.rotations, 3);
+        assert_eq!((report.epoch.epoch, report.epoch.since_seq), (3, 9));
+        assert_eq!(report.epoch.key, k3.verifying_key());
+    }
+
+    #[test]
+    fn a_key_used_outside_its_epoch_is_named() {
+        let (k0, k1) = (key(1), key(2));
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0).rotate(1001, 1, &k0, &k1);
+        // The old key, kept by an attacker, signs a record after the rotation.
+        b.push(1010, access(1), &k0);
+        let report = b.check(&k0);
+        assert_eq!(report.findings, vec![ChainFinding::WrongEpochKey { seq: 3, signed_by: 0, epoch: 1 }]);
+    }
+
+    #[test]
+    fn a_record_past_its_epochs_window_is_caught_while_mounted() {
+        let (k0, k1) = (key(1), key(2));
+        let mut b = Builder { records: Vec::new() };
+        // Epoch 1 began at 1001 and lasts 100: its key may sign until 1201.
+        b.mount(1000, &k0).rotate(1001, 1, &k0, &k1).push(1200, access(1), &k1).push(1201, access(2), &k1);
+        let report = b.check(&k0);
+        assert_eq!(report.findings, vec![ChainFinding::OutsideEpoch { seq: 4, epoch: 1, time_ns: 1201, until_ns: 1201 }]);
+    }
+
+    #[test]
+    fn a_skipped_repeated_or_weak_rotation_is_a_finding() {
+        let (k0, k1, k2) = (key(1), key(2), key(3));
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0).rotate(1001, 2, &k0, &k1);
+        assert!(matches!(b.check(&k0).findings[..], [ChainFinding::BadRotation { seq: 2, epoch: 2, expected: 1, .. }]));
+
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0).rotate(1001, 1, &k0, &k0);
+        assert!(matches!(b.check(&k0).findings[..], [ChainFinding::BadRotation { why: "the key is not new", .. }]));
+
+        // The identity point is a weak key: anyone can sign under it.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0);
+        b.push(1001, Payload::KeyRotate { epoch: 1, public_key: identity, epoch_ns: 100 }, &k0);
+        b.push(1002, access(1), &k2);
+        let f = b.check(&k0).findings;
+        assert!(f.iter().any(|f| matches!(f, ChainFinding::BadRotation { why: "a weak key, under which anyone can sign", .. })), "{f:?}");
+        assert!(f.contains(&ChainFinding::BadSignature { seq: 3 }), "{f:?}");
+        let _ = k1;
+    }
+
+    #[test]
+    fn a_mount_naming_another_key_than_its_epochs_is_unknown() {
+        let (k0, k1) = (key(1), key(2));
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0).rotate(1001, 1, &k0, &k1).push(1002, Payload::Unmount, &k1);
+        // A Mount that names keygen's key, signed with epoch 1's key.
+        let payload = Payload::Mount { software: "t".into(), key_id: key_id(&k0.verifying_key()), data_dir: vec![] };
+        b.push(1003, payload, &k1);
+        assert!(matches!(b.check(&k0).findings[..], [ChainFinding::UnknownKey { seq: 4, .. }]));
+    }
 }

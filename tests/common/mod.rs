@@ -20,6 +20,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub mod witness;
+
 /// The binary under test.
 pub const WORMFS: &str = env!("CARGO_BIN_EXE_wormfs");
 
@@ -656,6 +658,14 @@ impl TestMount {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart needs the daemon stopped first");
         self.spawn();
+    }
+
+    /// Mount again after `stop`, with `args` added to the mount's arguments (kept for later
+    /// restarts too).
+    #[track_caller]
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(OsString::from));
+        self.restart();
     }
 
     /// Crash the daemon (SIGKILL: no seal, no Unmount record) and clear the dead mount.

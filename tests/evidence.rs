@@ -1,0 +1,332 @@
+//! Evidence that survives a root compromise, through a real mount: key epochs (the old key is
+//! destroyed, a record signed or dated outside its epoch is caught), checkpoints held against
+//! the chain (a rollback or a rewritten history is caught), and a real C2SP witness
+//! (`aics-witness`) that cosigns extensions and refuses forks and rollbacks.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use serde_json::Value;
+
+use common::witness::Witness;
+use common::*;
+use wormfs::core::chain;
+use wormfs::core::record::{Payload, Record};
+
+/// `wormfs verify --json` trusting the anchor key kept in STATE_DIR/signing.pub (as a copy an
+/// admin kept elsewhere), with `extra` arguments: (exit status, report).
+fn verify(tm: &TestMount, extra: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(WORMFS);
+    cmd.arg("verify").arg("--data").arg(tm.data()).arg("--state").arg(tm.state());
+    cmd.arg("--pubkey").arg(tm.state().join("signing.pub")).arg("--json").args(extra).env_remove("RUST_LOG");
+    let out = run_cmd(&mut cmd);
+    let doc: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {out:#?}"));
+    (out.status.code().expect("verify exited by a signal"), doc)
+}
+
+fn kinds(doc: &Value) -> Vec<String> {
+    doc["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect()
+}
+
+fn open_index(state: &Path) -> DB {
+    let cfs = ["records", "files", "holds", "meta", "tree"].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    DB::open_cf_descriptors(&Options::default(), state.join("index"), cfs).expect("open the index")
+}
+
+fn get_record(db: &DB, seq: u64) -> Record {
+    let bytes = db.get_cf(db.cf_handle("records").unwrap(), seq.to_be_bytes()).unwrap().expect("record");
+    Record::decode(&bytes).expect("decodes")
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The checkpoint key's vkey and the log's origin, as keygen wrote them.
+fn checkpoint_vkey(tm: &TestMount) -> String {
+    fs::read_to_string(tm.state().join("checkpoint.vkey")).unwrap().trim().to_string()
+}
+
+fn origin(vkey: &str) -> String {
+    vkey.split('+').next().unwrap().to_string()
+}
+
+/// `wormfs checkpoint` written to a file in scratch.
+fn take_checkpoint(tm: &TestMount, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["checkpoint"];
+    args.extend_from_slice(extra);
+    let out = run_cmd(&mut tm.wormfs_cmd(&args));
+    out.assert_success("wormfs checkpoint");
+    let path = tm.scratch().join(name);
+    fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+fn checkpoint_size(note: &str) -> u64 {
+    note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("not a checkpoint: {note:?}"))
+}
+
+#[test]
+fn epochs_verify_with_the_first_key_alone_and_no_old_key_is_left() {
+    let tm = TestMount::builder().arg("--key-epoch").arg("1s").start();
+    let anchor = fs::read_to_string(tm.state().join("signing.pub")).unwrap();
+    // Watch the key file as an attacker with root would, collecting every epoch key it held.
+    let mut seen = Vec::new();
+    for i in 0..45 {
+        if i % 3 == 0 {
+            tm.append("app.log", format!("line {i}\n").as_bytes());
+        }
+        if let Ok(text) = fs::read_to_string(tm.state().join("signing.key")) {
+            if !seen.contains(&text) {
+                seen.push(text);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut tm = tm;
+    tm.stop();
+    let rotations = tm.records().iter().filter(|r| r["kind"] == "KeyRotate").count();
+    assert!(rotations >= 4, "a 1 s epoch over 4.5 s, plus the mount's: {rotations} rotations");
+    assert!(seen.len() >= 3, "the key file changed as epochs passed: {} keys seen", seen.len());
+
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 0, "verified with only the first public key: {doc:#}");
+    assert_eq!(doc["epoch"]["rotations"].as_u64(), Some(rotations as u64));
+    assert!(doc["epoch"]["forward_secure_through"].as_u64().unwrap() > 1, "{doc:#}");
+    assert_eq!(fs::read_to_string(tm.state().join("signing.pub")).unwrap(), anchor, "the trust anchor never changes");
+
+    // No old epoch key is left anywhere in STATE_DIR: key files, RocksDB's tables and logs.
+    let current = fs::read_to_string(tm.state().join("signing.key")).unwrap();
+    assert!(!tm.state().join("signing.key.next").exists());
+    let old: Vec<&String> = seen.iter().filter(|k| **k != current).collect();
+    assert!(!old.is_empty());
+    for file in files_under(tm.state()) {
+        let bytes = fs::read(&file).unwrap();
+        for key in &old {
+            let seed = wormfs::core::segment::from_hex(key).unwrap();
+            assert!(
+                !contains(&bytes, key.trim().as_bytes()) && !contains(&bytes, &seed),
+                "an old epoch key is still in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_record_forged_with_the_current_key_in_an_earlier_epoch_is_caught() {
+    let mut tm = TestMount::builder().arg("--key-epoch").arg("1s").start();
+    for i in 0..8 {
+        tm.append("app.log", format!("line {i}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    tm.stop();
+    let records = tm.records();
+    let rotations: Vec<u64> =
+        records.iter().filter(|r| r["kind"] == "KeyRotate").map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(rotations.len() >= 3, "{rotations:?}");
+    // The attacker holds the current key (it is on disk) and rewrites a Seal of an earlier
+    // epoch: between the first two timer rotations.
+    let current = SigningKey::from_bytes(
+        &wormfs::core::segment::from_hex(&fs::read_to_string(tm.state().join("signing.key")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let target = records
+        .iter()
+        .find(|r| {
+            let seq = r["seq"].as_u64().unwrap();
+            r["kind"] == "Seal" && seq > rotations[0] && seq < *rotations.last().unwrap()
+        })
+        .map(|r| r["seq"].as_u64().unwrap())
+        .expect("a seal in an earlier epoch");
+    {
+        let db = open_index(tm.state());
+        let mut fields = get_record(&db, target).fields;
+        if let Payload::Seal(s) = &mut fields.payload {
+            s.retain_until_ns = 1;
+        }
+        let forged = chain::sign(fields, &current);
+        db.put_cf(db.cf_handle("records").unwrap(), target.to_be_bytes(), forged.encode()).unwrap();
+    }
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 1, "{doc:#}");
+    let at_target: Vec<&Value> = doc["findings"].as_array().unwrap().iter().filter(|f| f["seq"] == target).collect();
+    assert!(at_target.iter().any(|f| f["kind"] == "chain.bad_signature"), "{doc:#}");
+
+    // The same key, a new record at the end dated back into an earlier epoch.
+    {
+        let db = open_index(tm.state());
+        let head = records.last().unwrap()["seq"].as_u64().unwrap();
+        let last = get_record(&db, head);
+        let early = get_record(&db, rotations[0]).fields.time_ns + 1;
+        let fields = wormfs::core::record::Unsigned {
+            seq: head + 1,
+            time_ns: early,
+            payload: Payload::Unmount,
+            prev_hash: last.fields.hash(),
+        };
+        let forged = chain::sign(fields, &current);
+        db.put_cf(db.cf_handle("records").unwrap(), (head + 1).to_be_bytes(), forged.encode()).unwrap();
+    }
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 1);
+    assert!(kinds(&doc).contains(&"chain.time_backwards".to_string()), "{doc:#}");
+}
+
+#[test]
+fn a_key_kept_past_its_epoch_is_caught_signing_later_records() {
+    let mut tm = TestMount::builder().arg("--key-epoch").arg("1s").start();
+    tm.append("app.log", b"first\n");
+    // The attacker copies the epoch key while the daemon runs...
+    let stolen = fs::read_to_string(tm.state().join("signing.key")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    tm.append("app.log", b"second\n");
+    tm.stop();
+    let stolen = SigningKey::from_bytes(&wormfs::core::segment::from_hex(&stolen).unwrap().try_into().unwrap());
+    // ...and after rotations re-signs the last record with it.
+    let head = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+    {
+        let db = open_index(tm.state());
+        let forged = chain::sign(get_record(&db, head).fields, &stolen);
+        db.put_cf(db.cf_handle("records").unwrap(), head.to_be_bytes(), forged.encode()).unwrap();
+    }
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 1);
+    let f = doc["findings"].as_array().unwrap().iter().find(|f| f["seq"] == head).expect("a finding at the head");
+    assert_eq!(f["kind"], "chain.wrong_epoch_key", "{doc:#}");
+}
+
+#[test]
+fn a_chain_cut_back_is_caught_against_a_later_anchor() {
+    let mut tm = TestMount::start();
+    tm.append("a.log", b"one\n");
+    tm.append("a.log", b"two\n");
+    tm.stop();
+    let anchor = take_checkpoint(&tm, "anchor", &[]);
+    let (code, doc) = verify(&tm, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["anchors"][0]["size"].as_u64(), Some(checkpoint_size(&fs::read_to_string(&anchor).unwrap())));
+
+    // Drop the newest record and move the index's head back to the one before: nothing inside
+    // the chain says a record is missing.
+    {
+        let db = open_index(tm.state());
+        let head = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+        let prev = get_record(&db, head - 1);
+        db.delete_cf(db.cf_handle("records").unwrap(), head.to_be_bytes()).unwrap();
+        let mut value = (head - 1).to_be_bytes().to_vec();
+        value.extend_from_slice(&prev.fields.hash());
+        value.extend_from_slice(&prev.fields.time_ns.to_be_bytes());
+        db.put_cf(db.cf_handle("meta").unwrap(), b"head", value).unwrap();
+    }
+    let (code, doc) = verify(&tm, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(kinds(&doc).contains(&"chain.behind_anchor".to_string()), "{doc:#}");
+
+    // An anchor that is not signed by the log's checkpoint key proves nothing.
+    let text = fs::read_to_string(&anchor).unwrap();
+    let forged = tm.scratch().join("forged");
+    fs::write(&forged, text.replacen(&format!("\n{}\n", checkpoint_size(&text)), "\n1\n", 1)).unwrap();
+    let (_, doc) = verify(&tm, &["--anchor", forged.to_str().unwrap()]);
+    assert!(kinds(&doc).contains(&"anchor.unverified".to_string()), "{doc:#}");
+}
+
+#[test]
+fn a_real_witness_cosigns_extensions_and_refuses_forks_and_rollbacks() {
+    let mut tm = TestMount::start();
+    let log_vkey = checkpoint_vkey(&tm);
+    let witness = Witness::start(&origin(&log_vkey), &log_vkey);
+    tm.stop();
+    let mut tm = tm;
+    tm.restart_with(&["--checkpoint-interval", "1s", "--witness", &witness.url, &witness.vkey]);
+    tm.append("a.log", b"one\n");
+
+    // The daemon's checkpoint file gets the witness' cosignature.
+    let cosigned = |tm: &TestMount, min: u64| {
+        let path = tm.state().join("checkpoint");
+        wait_until(Duration::from_secs(15), || {
+            fs::read_to_string(&path)
+                .is_ok_and(|t| t.contains(&format!("— {} ", witness.name)) && checkpoint_size(&t) >= min)
+        })
+        .then(|| fs::read_to_string(&path).unwrap())
+    };
+    let first = cosigned(&tm, 1).unwrap_or_else(|| panic!("no cosigned checkpoint: {}", tm.log()));
+    let first_size = checkpoint_size(&first);
+    let anchor = tm.scratch().join("first");
+    fs::write(&anchor, &first).unwrap();
+
+    // An extension is cosigned too.
+    tm.append("a.log", b"two\n");
+    tm.append("b.log", b"three\n");
+    let later = cosigned(&tm, first_size + 1).unwrap_or_else(|| panic!("the extension was not cosigned: {}", tm.log()));
+    assert!(checkpoint_size(&later) > first_size);
+    assert_eq!(witness.log_status(&origin(&log_vkey))["size"].as_u64().map(|s| s >= checkpoint_size(&later)), Some(true));
+    tm.stop();
+
+    let a = anchor.to_str().unwrap();
+    let (code, doc) = verify(&tm, &["--anchor", a, "--witness-key", &witness.vkey]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["anchors"].as_array().unwrap().len(), 1);
+
+    // A rollback: drop records from the end; the witness has cosigned a larger tree.
+    let head = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+    {
+        let db = open_index(tm.state());
+        for seq in (first_size + 1)..=head {
+            db.delete_cf(db.cf_handle("records").unwrap(), seq.to_be_bytes()).unwrap();
+        }
+        let prev = get_record(&db, first_size);
+        let mut value = first_size.to_be_bytes().to_vec();
+        value.extend_from_slice(&prev.fields.hash());
+        value.extend_from_slice(&prev.fields.time_ns.to_be_bytes());
+        db.put_cf(db.cf_handle("meta").unwrap(), b"head", value).unwrap();
+    }
+    let out = run_cmd(&mut tm.wormfs_cmd(&["checkpoint", "--witness", &witness.url, &witness.vkey]));
+    out.assert_failure("a rolled-back chain's checkpoint");
+    assert!(out.stderr.contains("larger than this chain's"), "{out:#?}");
+
+    // A fork: the whole chain rebuilt from the start (new index, adopted files, re-signed with
+    // the keys the attacker holds) is caught against the anchor and refused by the witness.
+    fs::remove_dir_all(tm.state().join("index")).unwrap();
+    unprotect_tree(tm.data());
+    tm.restart_with(&["--adopt-existing"]);
+    tm.append("c.log", &vec![b'x'; 100]);
+    for i in 0..(first_size as usize) {
+        tm.append("c.log", format!("{i}\n").as_bytes());
+    }
+    tm.stop();
+    let (code, doc) = verify(&tm, &["--anchor", a]);
+    assert_eq!(code, 1);
+    assert!(kinds(&doc).contains(&"chain.forked_from_anchor".to_string()), "{doc:#}");
+    let size_before = witness.log_status(&origin(&log_vkey))["size"].as_u64();
+    for old in ["0".to_string(), first_size.to_string()] {
+        let out =
+            run_cmd(&mut tm.wormfs_cmd(&["checkpoint", "--witness", &witness.url, &witness.vkey, "--old-size", &old]));
+        out.assert_failure("a forked chain's checkpoint");
+        assert!(out.stderr.contains("witness"), "{out:#?}");
+    }
+    assert_eq!(witness.log_status(&origin(&log_vkey))["size"].as_u64(), size_before, "the witness kept its view");
+}

@@ -206,12 +206,7 @@ impl Verifier for LogVerifier {
 
 /// A checkpoint read from a file, its signatures checked: signed by the log key (`origin`,
 /// `log_key`), and cosigned by every witness in `required`.
-pub fn read(
-    text: &[u8],
-    origin: &str,
-    log_key: &VerifyingKey,
-    required: &[WitnessKey],
-) -> Result<Checkpoint, String> {
+pub fn read(text: &[u8], origin: &str, log_key: &VerifyingKey, required: &[WitnessKey]) -> Result<Checkpoint, String> {
     let note = Note::from_bytes(text).map_err(|e| format!("not a signed note ({e})"))?;
     let body = std::str::from_utf8(note.text()).map_err(|_| "its text is not UTF-8".to_string())?;
     let mut lines = body.lines();
@@ -231,7 +226,7 @@ pub fn read(
     let mut verifiers: Vec<Box<dyn Verifier>> = vec![Box::new(log)];
     verifiers.extend(required.iter().map(|w| Box::new(CosignatureVerifier(w.clone())) as Box<dyn Verifier>));
     let known = VerifierList::new(verifiers);
-    let (verified, _) = note.verify(&known).map_err(|e| format!("its signatures do not verify ({e})"))?;
+    let (verified, others) = note.verify(&known).map_err(|e| format!("its signatures do not verify ({e})"))?;
     if !verified.iter().any(|s| s.name() == origin && s.id() == log_id) {
         return Err("it is not signed by this log's checkpoint key".into());
     }
@@ -240,7 +235,10 @@ pub fn read(
             return Err(format!("it carries no cosignature from witness {}", w.name));
         }
     }
-    Ok(Checkpoint { origin: origin.to_string(), size, root, signatures: verified })
+    // Every signature is kept (a cosignature from a witness not asked about travels on), the
+    // verified ones first.
+    let signatures = verified.into_iter().chain(others).collect();
+    Ok(Checkpoint { origin: origin.to_string(), size, root, signatures })
 }
 
 /// Whether `line` is a valid cosignature by `witness` on `cp`.

@@ -72,6 +72,35 @@ pub enum Command {
         #[arg(long, value_name = "STATE_DIR")]
         state: PathBuf,
     },
+    /// Write a file's receipt: its seal records with their inclusion proofs against a signed
+    /// checkpoint, so it can be checked alone with `wormfs verify-receipt`.
+    Receipt {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// Prove against this checkpoint (e.g. one a witness cosigned); default
+        /// STATE_DIR/checkpoint when it covers the file, else one signed now.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Write the receipt here instead of to standard output.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The file, as a path inside the mount (e.g. /app/2026-11-22.log).
+        path: String,
+    },
+    /// Check one file against its receipt with only the checkpoint key. Exit 0: the file is
+    /// exactly what was sealed; 1: it is not; 2: could not check.
+    VerifyReceipt {
+        /// The checkpoint key's vkey (a file holding it, or the text), as keygen printed it.
+        #[arg(long, value_name = "FILE|VKEY")]
+        key: String,
+        /// The receipt's checkpoint must carry a valid cosignature from this witness. Repeatable.
+        #[arg(long, value_name = "VKEY")]
+        witness_key: Vec<String>,
+        /// The file to check (a copy anywhere).
+        file: PathBuf,
+        /// Its receipt.
+        receipt: PathBuf,
+    },
     /// Legal holds: while one covers a file it cannot be deleted, renamed or truncated.
     Hold {
         #[command(subcommand)]
@@ -194,6 +223,19 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 "wrote the keys to {} (secrets mode 0600). Keep the first two lines (the trust anchor, for wormfs verify --pubkey) and the third (the checkpoint key, for witnesses and --checkpoint-key) somewhere other than this machine",
                 state.path().display()
             );
+        }
+        Command::Receipt { state, checkpoint, out, path } => {
+            let rel = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
+            let text = crate::receipt_cmd::make(&StateDir::new(state), &rel, checkpoint.as_deref()).map_err(fail)?;
+            match out {
+                Some(file) => std::fs::write(&file, text).map_err(|e| fail(format!("{}: {e}", file.display())))?,
+                None => print!("{text}"),
+            }
+        }
+        Command::VerifyReceipt { key, witness_key, file, receipt } => {
+            let mut out = std::io::stdout().lock();
+            return crate::receipt_cmd::verify(&file, &receipt, &key, &witness_key, &mut out)
+                .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
         Command::Checkpoint { state, witness, old_size } => {
             let state = StateDir::new(state);

@@ -68,7 +68,9 @@ impl fmt::Display for KeyError {
                 hex(found),
                 hex(chain)
             ),
-            KeyError::BadOrigin(o) => write!(f, "{o:?} cannot be a log origin: it must be non-empty, without spaces or '+'"),
+            KeyError::BadOrigin(o) => {
+                write!(f, "{o:?} cannot be a log origin: it must be non-empty, without spaces or '+'")
+            }
         }
     }
 }
@@ -160,10 +162,11 @@ fn random_seed() -> Result<[u8; 32], KeyError> {
 /// Write a secret seed as hex to a new file, mode 0600 from creation, synced.
 fn write_secret(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
     // create_new + mode 0600 at creation: the secret is never on disk with wider permissions.
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|err| match err.kind() {
-        io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
-        _ => KeyError::Io { path: path.to_path_buf(), err },
-    })?;
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
+            _ => KeyError::Io { path: path.to_path_buf(), err },
+        })?;
     writeln!(f, "{}", hex(key.as_bytes())).and_then(|_| f.sync_all()).map_err(io_err(path))
 }
 
@@ -216,30 +219,27 @@ pub fn load_signing(state_dir: &StateDir, expected: Option<[u8; 8]>) -> Result<S
     let have_current = current.exists();
     let current_key = if have_current { Some(read_secret(&current)?) } else { None };
     let next_key = if next.exists() { Some(read_secret(&next)?) } else { None };
-    let matches = |k: &Option<SigningKey>| match (k, expected) {
-        (Some(k), Some(id)) => key_id(&k.verifying_key()) == id,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    if matches(&current_key) {
+    let is_chains = |k: &SigningKey| expected.is_none_or(|id| key_id(&k.verifying_key()) == id);
+    if let Some(key) = current_key.as_ref().filter(|k| is_chains(k)) {
         if next_key.is_some() {
             destroy(&next).map_err(io_err(&next))?;
         }
-        return Ok(current_key.expect("matched"));
+        return Ok(key.clone());
     }
-    if next_key.is_some() && expected.is_some() && matches(&next_key) {
+    if let Some(key) = next_key.filter(|k| expected.is_some() && is_chains(k)) {
         // The rotation was committed but not promoted: finish it.
         if have_current {
             destroy(&current).map_err(io_err(&current))?;
         }
         fs::rename(&next, &current).map_err(io_err(&current))?;
         sync_dir(state_dir.path())?;
-        return Ok(next_key.expect("matched"));
+        return Ok(key);
     }
     match (current_key, expected) {
-        (None, _) => Err(KeyError::Missing(current)),
-        (Some(k), Some(id)) => Err(KeyError::NotTheChainsKey { path: current, found: key_id(&k.verifying_key()), chain: id }),
-        (Some(_), None) => unreachable!("any key matches a chain not begun"),
+        (Some(k), Some(id)) => {
+            Err(KeyError::NotTheChainsKey { path: current, found: key_id(&k.verifying_key()), chain: id })
+        }
+        _ => Err(KeyError::Missing(current)),
     }
 }
 
@@ -271,25 +271,31 @@ fn vault_err(doing: &str, path: &Path) -> impl FnOnce(io::Error) -> VaultError {
 
 impl KeyVault for FileVault {
     fn generate(&self) -> Result<SigningKey, VaultError> {
-        random_seed().map(|seed| SigningKey::from_bytes(&seed)).map_err(|e| VaultError {
-            doing: "get random bytes".into(),
-            source: io::Error::other(e.to_string()),
-        })
+        random_seed()
+            .map(|seed| SigningKey::from_bytes(&seed))
+            .map_err(|e| VaultError { doing: "get random bytes".into(), source: io::Error::other(e.to_string()) })
     }
 
     fn stage(&self, next: &SigningKey) -> Result<(), VaultError> {
         let path = self.state_dir.next_signing_key();
         // A staged key the chain never certified (a rotation that failed) is worthless.
         destroy(&path).map_err(vault_err("destroy the uncertified", &path))?;
-        write_secret(&path, next).map_err(|e| VaultError { doing: format!("write {}", path.display()), source: io::Error::other(e.to_string()) })?;
-        fs::File::open(self.state_dir.path()).and_then(|d| d.sync_all()).map_err(vault_err("sync", self.state_dir.path()))
+        write_secret(&path, next).map_err(|e| VaultError {
+            doing: format!("write {}", path.display()),
+            source: io::Error::other(e.to_string()),
+        })?;
+        fs::File::open(self.state_dir.path())
+            .and_then(|d| d.sync_all())
+            .map_err(vault_err("sync", self.state_dir.path()))
     }
 
     fn promote(&self) -> Result<(), VaultError> {
         let (current, next) = (self.state_dir.signing_key(), self.state_dir.next_signing_key());
         destroy(&current).map_err(vault_err("destroy the old key", &current))?;
         fs::rename(&next, &current).map_err(vault_err("promote the new key to", &current))?;
-        fs::File::open(self.state_dir.path()).and_then(|d| d.sync_all()).map_err(vault_err("sync", self.state_dir.path()))
+        fs::File::open(self.state_dir.path())
+            .and_then(|d| d.sync_all())
+            .map_err(vault_err("sync", self.state_dir.path()))
     }
 }
 

@@ -13,6 +13,8 @@
 //! - `checkpoint` — C2SP checkpoints of the chain's Merkle tree: signing, reading, cosignatures.
 //!   `checkpoint_cmd` runs `wormfs checkpoint`.
 //! - `witness`  — submitting checkpoints to C2SP tlog-witnesses.
+//! - `receipt`  — one file's seal records with inclusion proofs, checked with the checkpoint
+//!   key alone; `receipt_cmd` runs `wormfs receipt` and `wormfs verify-receipt`.
 //! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
 //! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
@@ -52,6 +54,8 @@ pub mod inspect;
 pub mod keys;
 pub mod metrics;
 pub mod mount;
+pub mod receipt;
+pub mod receipt_cmd;
 pub mod sealer;
 pub mod state_dir;
 pub mod ticker;

@@ -90,7 +90,13 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
         &one(format!("{:.3}", g.oldest_unsealed_seconds)),
     );
     metric(&mut out, "wormfs_chain_head_seq", "gauge", "Seq of the newest record in the chain.", &one(head_seq));
-    metric(&mut out, "wormfs_key_rotations_total", "counter", "Key epochs begun (KeyRotate records).", &one(s.key_rotations));
+    metric(
+        &mut out,
+        "wormfs_key_rotations_total",
+        "counter",
+        "Key epochs begun (KeyRotate records).",
+        &one(s.key_rotations),
+    );
     metric(
         &mut out,
         "wormfs_key_rotation_failures_total",

@@ -12,8 +12,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::core::backing::DataDir;
 use crate::core::chain::{ChainChecker, ChainFinding, ChainReport, EpochView};
-use crate::core::merkle::Frontier;
 use crate::core::history::{CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin};
+use crate::core::merkle::Frontier;
 use crate::core::path::RelPath;
 use crate::core::policy::{NodeKind, Refusal};
 use crate::core::segment::{Hash, SegmentHasher};
@@ -537,8 +537,11 @@ pub fn check_with(
     let jobs: Vec<(&RelPath, &FileHistory)> = files.iter().filter(|(p, _)| opts.covers(p)).collect();
     let hashed = hash_files(&data, &jobs, closed, opts);
 
-    let mut warnings: Vec<Warning> =
-        history_warnings.into_iter().map(Warning::History).filter(|w| w.path().is_none_or(|p| opts.covers(p))).collect();
+    let mut warnings: Vec<Warning> = history_warnings
+        .into_iter()
+        .map(Warning::History)
+        .filter(|w| w.path().is_none_or(|p| opts.covers(p)))
+        .collect();
     let mut interrupted_renames = BTreeSet::new();
     for outcome in &hashed.outcomes {
         for finding in &outcome.findings {

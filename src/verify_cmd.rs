@@ -7,12 +7,12 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::checkpoint::{self, WitnessKey};
+use crate::core::store::{Clock, SystemClock};
 use crate::core::RelPath;
 use crate::inspect::{self, InspectError};
 use crate::keys::{self, KeyError};
 use crate::state_dir::StateDir;
-use crate::checkpoint::{self, WitnessKey};
-use crate::core::store::{Clock, SystemClock};
 use crate::verify::{self, Anchor, Finding, Options, VerifyError};
 use crate::verify_report::{KeySource, Verdict};
 
@@ -38,11 +38,9 @@ impl fmt::Display for VerifyCmdError {
             VerifyCmdError::NoPublicKey(p) => {
                 write!(f, "cannot verify: no public key at {}; pass --pubkey FILE|HEX", p.display())
             }
-            VerifyCmdError::NoCheckpointKey(p) => write!(
-                f,
-                "cannot check anchors: no checkpoint key at {}; pass --checkpoint-key FILE|VKEY",
-                p.display()
-            ),
+            VerifyCmdError::NoCheckpointKey(p) => {
+                write!(f, "cannot check anchors: no checkpoint key at {}; pass --checkpoint-key FILE|VKEY", p.display())
+            }
             VerifyCmdError::BadWitnessKey(v) => write!(f, "cannot verify: --witness-key {v:?} is not a witness vkey"),
             VerifyCmdError::Anchor { path, err } => write!(f, "cannot verify: anchor {}: {err}", path.display()),
             VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),

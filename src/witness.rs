@@ -23,12 +23,20 @@ pub enum WitnessError {
     BadUrl(String),
     Unreachable(std::io::Error),
     /// The witness' last cosigned size is not the one we sent (409): it says which it is.
-    Conflict { their_size: u64 },
+    Conflict {
+        their_size: u64,
+    },
     /// The witness has cosigned a larger tree than ours: our chain lost records (a rollback),
     /// or this is another log under the same origin.
-    Ahead { their_size: u64, ours: u64 },
+    Ahead {
+        their_size: u64,
+        ours: u64,
+    },
     /// Another refusal: the HTTP status and the witness' message.
-    Refused { status: u16, body: String },
+    Refused {
+        status: u16,
+        body: String,
+    },
     /// A 200 whose body is not a valid cosignature from the witness' key on our checkpoint.
     BadCosignature(String),
     Proof(StoreError),
@@ -119,7 +127,10 @@ fn post(url: &str, body: &[u8]) -> Result<(u16, String), WitnessError> {
     };
     let addr = host.to_socket_addrs().map_err(WitnessError::Unreachable)?.next().ok_or_else(bad)?;
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(WitnessError::Unreachable)?;
-    stream.set_read_timeout(Some(TIMEOUT)).and_then(|_| stream.set_write_timeout(Some(TIMEOUT))).map_err(WitnessError::Unreachable)?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .and_then(|_| stream.set_write_timeout(Some(TIMEOUT)))
+        .map_err(WitnessError::Unreachable)?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -128,7 +139,8 @@ fn post(url: &str, body: &[u8]) -> Result<(u16, String), WitnessError> {
     let mut answer = Vec::new();
     stream.take(1 << 20).read_to_end(&mut answer).map_err(WitnessError::Unreachable)?;
     let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| WitnessError::Refused { status: 0, body: text.to_string() })?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| WitnessError::Refused { status: 0, body: text.to_string() })?;
     let status = head
         .split_whitespace()
         .nth(1)

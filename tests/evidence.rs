@@ -281,15 +281,41 @@ fn a_real_witness_cosigns_extensions_and_refuses_forks_and_rollbacks() {
     // An extension is cosigned too.
     tm.append("a.log", b"two\n");
     tm.append("b.log", b"three\n");
-    let later = cosigned(&tm, first_size + 1).unwrap_or_else(|| panic!("the extension was not cosigned: {}", tm.log()));
+    let head_now = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+    let later = cosigned(&tm, head_now).unwrap_or_else(|| panic!("the extension was not cosigned: {}", tm.log()));
     assert!(checkpoint_size(&later) > first_size);
-    assert_eq!(witness.log_status(&origin(&log_vkey))["size"].as_u64().map(|s| s >= checkpoint_size(&later)), Some(true));
+    let later_file = tm.scratch().join("later");
+    fs::write(&later_file, &later).unwrap();
+    assert_eq!(
+        witness.log_status(&origin(&log_vkey))["size"].as_u64().map(|s| s >= checkpoint_size(&later)),
+        Some(true)
+    );
     tm.stop();
 
     let a = anchor.to_str().unwrap();
     let (code, doc) = verify(&tm, &["--anchor", a, "--witness-key", &witness.vkey]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["anchors"].as_array().unwrap().len(), 1);
+    // Without the witness' cosignature an anchor does not satisfy --witness-key.
+    let unsigned = take_checkpoint(&tm, "unsigned", &[]);
+    let (code, doc) = verify(&tm, &["--anchor", unsigned.to_str().unwrap(), "--witness-key", &witness.vkey]);
+    assert_eq!(code, 1);
+    assert!(kinds(&doc).contains(&"anchor.unverified".to_string()), "{doc:#}");
+
+    // A receipt against the cosigned checkpoint carries the witness' word to the auditor.
+    let receipt = tm.scratch().join("a.receipt");
+    let cp = later_file.to_str().unwrap();
+    run_cmd(&mut tm.wormfs_cmd(&["receipt", "/a.log", "--checkpoint", cp, "--out", receipt.to_str().unwrap()]))
+        .assert_success("wormfs receipt --checkpoint");
+    let (code, out) = verify_receipt(&tm, &tm.backing("a.log"), &receipt, &["--witness-key", &witness.vkey]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("cosigned by {}", witness.name)), "{out}");
+    let plain = tm.scratch().join("plain.receipt");
+    let uncosigned = unsigned.to_str().unwrap();
+    run_cmd(&mut tm.wormfs_cmd(&["receipt", "/a.log", "--checkpoint", uncosigned, "--out", plain.to_str().unwrap()]))
+        .assert_success("wormfs receipt");
+    let (code, out) = verify_receipt(&tm, &tm.backing("a.log"), &plain, &["--witness-key", &witness.vkey]);
+    assert_eq!(code, 1, "a receipt without the witness' cosignature: {out}");
 
     // A rollback: drop records from the end; the witness has cosigned a larger tree.
     let head = tm.records().last().unwrap()["seq"].as_u64().unwrap();
@@ -313,7 +339,7 @@ fn a_real_witness_cosigns_extensions_and_refuses_forks_and_rollbacks() {
     fs::remove_dir_all(tm.state().join("index")).unwrap();
     unprotect_tree(tm.data());
     tm.restart_with(&["--adopt-existing"]);
-    tm.append("c.log", &vec![b'x'; 100]);
+    tm.append("c.log", &[b'x'; 100]);
     for i in 0..(first_size as usize) {
         tm.append("c.log", format!("{i}\n").as_bytes());
     }
@@ -329,4 +355,72 @@ fn a_real_witness_cosigns_extensions_and_refuses_forks_and_rollbacks() {
         assert!(out.stderr.contains("witness"), "{out:#?}");
     }
     assert_eq!(witness.log_status(&origin(&log_vkey))["size"].as_u64(), size_before, "the witness kept its view");
+}
+
+/// `wormfs verify-receipt` through the verify script, as an auditor runs it: (exit, stdout).
+fn verify_receipt(tm: &TestMount, file: &Path, receipt: &Path, extra: &[&str]) -> (i32, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wormfs-verify");
+    let mut cmd = Command::new(script);
+    cmd.arg("receipt").arg("--key").arg(tm.state().join("checkpoint.vkey")).args(extra).arg(file).arg(receipt);
+    cmd.env("WORMFS_BIN", WORMFS).env("WORMFS_ENV_FILE", "/nonexistent").env_remove("RUST_LOG");
+    let out = run_cmd(&mut cmd);
+    (out.status.code().expect("exit status"), format!("{}{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn a_receipt_proves_one_file_alone_and_fails_after_any_change() {
+    let mut tm = TestMount::start();
+    tm.mkdir("app");
+    for i in 0..3 {
+        tm.append("app/day.log", format!("day line {i}\n").as_bytes());
+    }
+    tm.append("app/other.log", b"not this one\n");
+    tm.stop();
+    let receipt = tm.scratch().join("day.receipt");
+    run_cmd(&mut tm.wormfs_cmd(&["receipt", "/app/day.log", "--out", receipt.to_str().unwrap()]))
+        .assert_success("wormfs receipt");
+    // The auditor gets a copy of the file and the receipt, nothing else.
+    let copy = tm.scratch().join("day.log");
+    fs::copy(tm.backing("app/day.log"), &copy).unwrap();
+    let (code, out) = verify_receipt(&tm, &copy, &receipt, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("RECEIPT VALID"), "{out}");
+    let doc: Value = serde_json::from_str(&fs::read_to_string(&receipt).unwrap()).unwrap();
+    assert_eq!(doc["records"].as_array().unwrap().len(), 3, "one record a seal: {doc:#}");
+
+    // One byte of the file changed, anywhere: refused.
+    let original = fs::read(&copy).unwrap();
+    for at in [0, original.len() / 2, original.len() - 1] {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x20;
+        fs::write(&copy, &bytes).unwrap();
+        let (code, out) = verify_receipt(&tm, &copy, &receipt, &[]);
+        assert_eq!(code, 1, "byte {at} of the file changed: {out}");
+    }
+    fs::write(&copy, &original).unwrap();
+    // Another file's bytes with this receipt: refused.
+    let (code, _) = verify_receipt(&tm, &tm.backing("app/other.log"), &receipt, &[]);
+    assert_eq!(code, 1);
+
+    // One byte of the receipt changed, at every place a byte means something: refused (1), or
+    // not a receipt at all (2); never valid.
+    let text = fs::read(&receipt).unwrap();
+    let mut mutated = 0;
+    for at in (0..text.len()).filter(|i| text[*i].is_ascii_alphanumeric()) {
+        let mut bytes = text.clone();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        if bytes == text {
+            continue;
+        }
+        let bad = tm.scratch().join("bad.receipt");
+        fs::write(&bad, &bytes).unwrap();
+        let (code, out) = verify_receipt(&tm, &copy, &bad, &[]);
+        let around = String::from_utf8_lossy(&text[at.saturating_sub(30)..(at + 10).min(text.len())]).into_owned();
+        assert_ne!(code, 0, "receipt byte {at} ({around:?}) changed and it still verified: {out}");
+        mutated += 1;
+        if mutated > 400 {
+            break;
+        }
+    }
+    assert!(mutated > 100, "{mutated} mutations tried");
 }

@@ -199,7 +199,9 @@ impl ChainChecker {
         if self.current.key.verify(&computed, &signature).is_err() {
             let by = self.retired.iter().rev().find(|(_, k)| k.verify(&computed, &signature).is_ok());
             self.findings.push(match by {
-                Some((signed_by, _)) => ChainFinding::WrongEpochKey { seq, signed_by: *signed_by, epoch: self.current.epoch },
+                Some((signed_by, _)) => {
+                    ChainFinding::WrongEpochKey { seq, signed_by: *signed_by, epoch: self.current.epoch }
+                }
                 None => ChainFinding::BadSignature { seq },
             });
         }
@@ -258,7 +260,9 @@ impl ChainChecker {
                 self.mounted = true;
             }
             Payload::Unmount => self.mounted = false,
-            Payload::KeyRotate { epoch, public_key, epoch_ns } => self.rotate(seq, time_ns, *epoch, public_key, *epoch_ns),
+            Payload::KeyRotate { epoch, public_key, epoch_ns } => {
+                self.rotate(seq, time_ns, *epoch, public_key, *epoch_ns)
+            }
             _ => {}
         }
         self.after_mount = matches!(payload, Payload::Mount { .. });
@@ -540,7 +544,10 @@ mod tests {
         // Epoch 1 began at 1001 and lasts 100: its key may sign until 1201.
         b.mount(1000, &k0).rotate(1001, 1, &k0, &k1).push(1200, access(1), &k1).push(1201, access(2), &k1);
         let report = b.check(&k0);
-        assert_eq!(report.findings, vec![ChainFinding::OutsideEpoch { seq: 4, epoch: 1, time_ns: 1201, until_ns: 1201 }]);
+        assert_eq!(
+            report.findings,
+            vec![ChainFinding::OutsideEpoch { seq: 4, epoch: 1, time_ns: 1201, until_ns: 1201 }]
+        );
     }
 
     #[test]
@@ -562,7 +569,11 @@ mod tests {
         b.push(1001, Payload::KeyRotate { epoch: 1, public_key: identity, epoch_ns: 100 }, &k0);
         b.push(1002, access(1), &k2);
         let f = b.check(&k0).findings;
-        assert!(f.iter().any(|f| matches!(f, ChainFinding::BadRotation { why: "a weak key, under which anyone can sign", .. })), "{f:?}");
+        assert!(
+            f.iter()
+                .any(|f| matches!(f, ChainFinding::BadRotation { why: "a weak key, under which anyone can sign", .. })),
+            "{f:?}"
+        );
         assert!(f.contains(&ChainFinding::BadSignature { seq: 3 }), "{f:?}");
         let _ = k1;
     }

@@ -334,7 +334,10 @@ impl History {
             // the new key and not by the one that lay on disk while wormfs was down.
             let still = matches!(
                 payload,
-                Payload::Recovered { .. } | Payload::Damaged { .. } | Payload::ClockJump { .. } | Payload::KeyRotate { .. }
+                Payload::Recovered { .. }
+                    | Payload::Damaged { .. }
+                    | Payload::ClockJump { .. }
+                    | Payload::KeyRotate { .. }
             );
             if !still {
                 self.phase = Phase::Up { prior, recovering: false };

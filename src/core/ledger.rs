@@ -9,12 +9,12 @@ use ed25519_dalek::SigningKey;
 use log::warn;
 
 use super::chain::{key_id, sign};
+use super::merkle;
 use super::path::RelPath;
 use super::policy::{self, HoldRefusal, Refusal};
 use super::record::{Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
-use super::merkle;
 use super::store::{
     next_seq, Clock, EpochState, FileState, Head, HoldState, IndexUpdate, KeyVault, Store, StoreError, VaultError,
 };

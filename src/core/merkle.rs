@@ -76,7 +76,10 @@ pub fn hashes_for(store: &dyn Store, seq: u64, record_bytes: &[u8]) -> StoreResu
     let leaf = seq.checked_sub(1).ok_or_else(|| StoreError::Corrupt("record seq 0 has no tree leaf".into()))?;
     within_stored_tree(seq)?;
     let hashes = with_reader(store, |r| tlog_tiles::stored_hashes(leaf, record_bytes, r))?;
-    Ok(IndexUpdate::TreeHashes { first: tlog_tiles::stored_hash_index(0, leaf), hashes: hashes.iter().map(|h| h.0).collect() })
+    Ok(IndexUpdate::TreeHashes {
+        first: tlog_tiles::stored_hash_index(0, leaf),
+        hashes: hashes.iter().map(|h| h.0).collect(),
+    })
 }
 
 /// The root of the tree of the first `size` records.
@@ -228,8 +231,11 @@ pub fn check_consistency(proof: &[Hash], old: u64, old_root: &Hash, new: u64, ne
         return proof.is_empty() && *old_root == EMPTY_ROOT;
     }
     // With old a power of two the old root is the first node of the path; prepend it.
-    let path: Vec<Hash> =
-        if old.is_power_of_two() { std::iter::once(*old_root).chain(proof.iter().copied()).collect() } else { proof.to_vec() };
+    let path: Vec<Hash> = if old.is_power_of_two() {
+        std::iter::once(*old_root).chain(proof.iter().copied()).collect()
+    } else {
+        proof.to_vec()
+    };
     let Some((first, rest)) = path.split_first() else { return false };
     let (mut fn_, mut sn) = (old - 1, new - 1);
     while fn_ & 1 == 1 {
@@ -322,8 +328,9 @@ mod tests {
         let (store, _) = tree(19);
         let (forked, _) = {
             let s = MemoryStore::new();
-            let leaves: Vec<Vec<u8>> =
-                (1..=19u64).map(|i| if i == 5 { b"rewritten".to_vec() } else { format!("record {i}").into_bytes() }).collect();
+            let leaves: Vec<Vec<u8>> = (1..=19u64)
+                .map(|i| if i == 5 { b"rewritten".to_vec() } else { format!("record {i}").into_bytes() })
+                .collect();
             for (i, bytes) in leaves.iter().enumerate() {
                 let IndexUpdate::TreeHashes { first, hashes } = hashes_for(&s, i as u64 + 1, bytes).unwrap() else {
                     unreachable!()

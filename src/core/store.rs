@@ -46,7 +46,10 @@ pub enum IndexUpdate {
     Epoch(EpochState),
     /// The Merkle tree's stored hashes the record adds (`core::merkle`), from stored-hash index
     /// `first` on.
-    TreeHashes { first: u64, hashes: Vec<Hash> },
+    TreeHashes {
+        first: u64,
+        hashes: Vec<Hash>,
+    },
 }
 
 /// Which key signs the chain now: the epoch of the newest KeyRotate (0 before the first, when

@@ -82,9 +82,7 @@ impl Store for MemoryStore {
         let inner = self.lock();
         indexes
             .iter()
-            .map(|i| {
-                inner.tree.get(i).copied().ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing")))
-            })
+            .map(|i| inner.tree.get(i).copied().ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing"))))
             .collect()
     }
 
@@ -114,10 +112,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         check_next_seq(inner.head.as_ref(), record.seq())?;
         if inner.records.contains_key(&record.seq()) {
-            return Err(StoreError::Corrupt(format!(
-                "record {} is already stored past the head",
-                record.seq()
-            )));
+            return Err(StoreError::Corrupt(format!("record {} is already stored past the head", record.seq())));
         }
         inner.records.insert(record.seq(), record.encode());
         inner.head = Some(Head { seq: record.seq(), hash: record.hash, time_ns: record.fields.time_ns });

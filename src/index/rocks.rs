@@ -133,7 +133,8 @@ impl RocksStore {
         // Only the column families the index has: one made before the tree existed lacks it,
         // and a read-only open cannot create it (its tree reads then fail as corrupt).
         let present = DB::list_cf(&db_options(), index_dir).unwrap_or_default();
-        let descriptors = cf_descriptors().into_iter().filter(|d| present.iter().any(|p| p == d.name())).collect::<Vec<_>>();
+        let descriptors =
+            cf_descriptors().into_iter().filter(|d| present.iter().any(|p| p == d.name())).collect::<Vec<_>>();
         let db = DB::open_cf_descriptors_read_only(&db_options(), index_dir, descriptors, error_if_log_file_exist)
             .map_err(|e| backend(&format!("open index in {} read-only", index_dir.display()), e))?;
         let store = RocksStore { db, read_only: true, commit_lock: Mutex::new(()) };

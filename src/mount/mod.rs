@@ -20,6 +20,8 @@ use nix::sys::signal::{SigSet, Signal};
 pub use kernel::FS_TYPE;
 pub use preflight::is_mount_point;
 
+use crate::checkpoint::{LogSigner, WitnessKey};
+use crate::checkpointer;
 use crate::config::{self, ConfigError};
 use crate::control;
 use crate::core::ledger::{Ledger, LedgerError};
@@ -28,11 +30,9 @@ use crate::core::store::{Store, StoreError, SystemClock};
 use crate::core::{FsError, WormFs};
 use crate::fuse::FuseAdapter;
 use crate::index::RocksStore;
+use crate::keys::FileVault;
 use crate::keys::{self, KeyError};
 use crate::metrics::MetricsWriter;
-use crate::checkpoint::{LogSigner, WitnessKey};
-use crate::checkpointer;
-use crate::keys::FileVault;
 use crate::sealer;
 use crate::state_dir::StateDir;
 use crate::ticker::Ticker;
@@ -197,8 +197,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let (origin, checkpoint_key) = keys::load_checkpoint_key(&state).map_err(MountError::Key)?;
     let store = open_index(&checked, &state)?;
     let index_err = |err| MountError::Index { path: state.index(), err };
-    let key = keys::load_signing(&state, keys::chain_key_id(store.as_ref()).map_err(index_err)?)
-        .map_err(MountError::Key)?;
+    let key =
+        keys::load_signing(&state, keys::chain_key_id(store.as_ref()).map_err(index_err)?).map_err(MountError::Key)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
     let epoch_ns = u64::try_from(args.key_epoch.as_nanos()).unwrap_or(u64::MAX);
     let filesystem = Arc::new(
@@ -219,7 +219,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");
     }
     // From here on, every way out closes the chain: seal every tail, then an Unmount record.
-    let mut daemon = Daemon { fs: filesystem.clone(), socket: None, timers: Vec::new(), metrics: None, torn_down: false };
+    let mut daemon =
+        Daemon { fs: filesystem.clone(), socket: None, timers: Vec::new(), metrics: None, torn_down: false };
 
     daemon.socket = Some(
         control::serve(&state, ledger.clone(), checked.data.clone())

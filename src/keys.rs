@@ -39,6 +39,8 @@ pub enum KeyError {
     },
     /// An origin (a key name) C2SP signed notes cannot carry: empty, or with spaces or `+`.
     BadOrigin(String),
+    /// No checkpoint key (a state directory made before checkpoints, or a lost file).
+    NoCheckpointKey(PathBuf),
 }
 
 impl fmt::Display for KeyError {
@@ -67,6 +69,12 @@ impl fmt::Display for KeyError {
                 path.display(),
                 hex(found),
                 hex(chain)
+            ),
+            KeyError::NoCheckpointKey(p) => write!(
+                f,
+                "no checkpoint key at {}; create one with `wormfs keygen --state {}` (it adds only what is missing to a state directory that has its signing key)",
+                p.display(),
+                p.parent().unwrap_or(Path::new(".")).display()
             ),
             KeyError::BadOrigin(o) => {
                 write!(f, "{o:?} cannot be a log origin: it must be non-empty, without spaces or '+'")
@@ -104,6 +112,9 @@ pub fn generate(state_dir: &StateDir, origin: &str) -> Result<Generated, KeyErro
         return Err(KeyError::BadOrigin(origin.to_string()));
     }
     crate::state_dir::create_private(state_dir.path()).map_err(io_err(state_dir.path()))?;
+    if state_dir.signing_key().exists() && state_dir.public_key().exists() && !state_dir.checkpoint_key().exists() {
+        return add_checkpoint_key(state_dir, origin);
+    }
     let files = [
         state_dir.signing_key(),
         state_dir.next_signing_key(),
@@ -133,6 +144,27 @@ pub fn generate(state_dir: &StateDir, origin: &str) -> Result<Generated, KeyErro
     ] {
         fs::write(&path, format!("{text}\n")).map_err(io_err(&path))?;
     }
+    sync_dir(state_dir.path())?;
+    Ok(Generated { anchor, anchor_vkey, checkpoint_vkey })
+}
+
+/// A state directory from before checkpoints has its epoch key and anchor but no checkpoint key:
+/// add that (and the anchor's vkey), leaving the chain's keys alone.
+fn add_checkpoint_key(state_dir: &StateDir, origin: &str) -> Result<Generated, KeyError> {
+    let vkey_path = state_dir.checkpoint_vkey();
+    if vkey_path.exists() {
+        return Err(KeyError::Exists(vkey_path));
+    }
+    let anchor_path = state_dir.public_key();
+    let anchor = load_public(&anchor_path.to_string_lossy())?;
+    let checkpoint = SigningKey::from_bytes(&random_seed()?);
+    write_secret(&state_dir.checkpoint_key(), &checkpoint)?;
+    let anchor_vkey = vkey(origin, &anchor);
+    let checkpoint_vkey = vkey(origin, &checkpoint.verifying_key());
+    if !state_dir.public_vkey().exists() {
+        fs::write(state_dir.public_vkey(), format!("{anchor_vkey}\n")).map_err(io_err(&state_dir.public_vkey()))?;
+    }
+    fs::write(&vkey_path, format!("{checkpoint_vkey}\n")).map_err(io_err(&vkey_path))?;
     sync_dir(state_dir.path())?;
     Ok(Generated { anchor, anchor_vkey, checkpoint_vkey })
 }
@@ -243,6 +275,15 @@ pub fn load_signing(state_dir: &StateDir, expected: Option<[u8; 8]>) -> Result<S
     }
 }
 
+/// Refuse early when STATE_DIR has no epoch key at all (before the index is opened or made).
+pub fn require_signing_key(state_dir: &StateDir) -> Result<(), KeyError> {
+    if state_dir.signing_key().exists() || state_dir.next_signing_key().exists() {
+        Ok(())
+    } else {
+        Err(KeyError::Missing(state_dir.signing_key()))
+    }
+}
+
 /// The key id the chain in `store` is signed with now (None before the first record).
 pub fn chain_key_id(store: &dyn Store) -> Result<Option<[u8; 8]>, StoreError> {
     Ok(match store.epoch()? {
@@ -301,7 +342,10 @@ impl KeyVault for FileVault {
 
 /// The checkpoint signer: its key and its name (the origin line, from checkpoint.vkey).
 pub fn load_checkpoint_key(state_dir: &StateDir) -> Result<(String, SigningKey), KeyError> {
-    let key = read_secret(&state_dir.checkpoint_key())?;
+    let key = match read_secret(&state_dir.checkpoint_key()) {
+        Err(KeyError::Missing(path)) => return Err(KeyError::NoCheckpointKey(path)),
+        other => other?,
+    };
     let path = state_dir.checkpoint_vkey();
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
@@ -385,6 +429,16 @@ mod tests {
         assert_eq!(parse_vkey(&made.checkpoint_vkey).unwrap().1, checkpoint.verifying_key());
         assert!(matches!(generate(&dir, ORIGIN), Err(KeyError::Exists(_))));
         assert!(matches!(generate(&StateDir::new(tmp.path().join("x")), "has space"), Err(KeyError::BadOrigin(_))));
+
+        // A state directory from before checkpoints gains a checkpoint key; its chain's keys stay.
+        let epoch_key = fs::read(dir.signing_key()).unwrap();
+        fs::remove_file(dir.checkpoint_key()).unwrap();
+        fs::remove_file(dir.checkpoint_vkey()).unwrap();
+        let again = generate(&dir, ORIGIN).unwrap();
+        assert_eq!(again.anchor, made.anchor);
+        assert_ne!(again.checkpoint_vkey, made.checkpoint_vkey);
+        assert_eq!(fs::read(dir.signing_key()).unwrap(), epoch_key);
+        assert!(load_checkpoint_key(&dir).is_ok());
 
         // A state directory keygen creates is root's alone: the chain names every file and reader.
         let fresh = StateDir::new(tmp.path().join("new/state"));

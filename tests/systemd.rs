@@ -1046,6 +1046,12 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
     let public = fs::read_to_string(state.join("signing.pub")).unwrap().trim().to_string();
     assert_eq!(public.len(), 64, "public key hex: {public:?}");
     assert!(out.stdout.contains(&public), "install should print the public key {public}:\n{}", out.stdout);
+    let checkpoint_vkey = fs::read_to_string(state.join("checkpoint.vkey")).unwrap().trim().to_string();
+    assert!(
+        out.stdout.contains(&checkpoint_vkey),
+        "install prints the checkpoint key {checkpoint_vkey}:\n{}",
+        out.stdout
+    );
     assert!(
         out.stdout.to_lowercase().contains("other than this machine")
             || out.stdout.to_lowercase().contains("elsewhere"),

@@ -194,6 +194,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
         .map_err(MountError::Config)?;
     let witnesses = witnesses(&args.witness)?;
+    keys::require_signing_key(&state).map_err(MountError::Key)?;
     let (origin, checkpoint_key) = keys::load_checkpoint_key(&state).map_err(MountError::Key)?;
     let store = open_index(&checked, &state)?;
     let index_err = |err| MountError::Index { path: state.index(), err };

@@ -5,8 +5,8 @@
 //! the next checkpoint; it never holds up sealing.
 
 use std::ffi::CString;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{error, info, warn};
@@ -17,33 +17,79 @@ use crate::state_dir::StateDir;
 use crate::ticker::Ticker;
 use crate::witness::Witness;
 
+/// After a failed rotation, how long until the next try: a full state disk must not turn into a
+/// log line every few milliseconds.
+const ROTATION_RETRY: Duration = Duration::from_secs(10);
+
 /// Start the epoch timer: rotates the key whenever the current epoch has ended.
 pub fn start_epochs(fs: Arc<WormFs>) -> std::io::Result<Ticker> {
     let timer = fs.clone();
+    let failed = Arc::new(AtomicBool::new(false));
+    let failing = failed.clone();
     Ticker::start(
         "epochs",
         // Woken a little after the boundary, never busy-waiting on a clock set backwards.
-        move || timer.next_rotation_in().unwrap_or(Duration::from_secs(3600)).max(Duration::from_millis(10)),
+        move || {
+            let due = timer.next_rotation_in().unwrap_or(Duration::from_secs(3600)).max(Duration::from_millis(10));
+            if failing.load(Ordering::Relaxed) {
+                due.max(ROTATION_RETRY)
+            } else {
+                due
+            }
+        },
         move || {
             if fs.next_rotation_in() == Some(Duration::ZERO) {
-                if let Err(e) = fs.rotate_key() {
-                    error!("{e}; the key of the current epoch keeps signing (retried at the next tick)");
+                let result = fs.rotate_key();
+                if let Err(e) = &result {
+                    error!("{e}; the key of the current epoch keeps signing (retried in {ROTATION_RETRY:?})");
                 }
+                failed.store(result.is_err(), Ordering::Relaxed);
             }
         },
     )
 }
 
-/// Start the checkpointer.
-pub fn start(
-    fs: Arc<WormFs>,
-    state: StateDir,
-    signer: LogSigner,
-    witnesses: Vec<Witness>,
-    interval: Duration,
-) -> std::io::Result<Ticker> {
-    let mut publisher = Publisher { fs, state, signer, witnesses };
-    Ticker::start("checkpoints", move || interval, move || publisher.publish())
+/// The checkpointer: a checkpoint every interval, and a last one after the Unmount record, so
+/// the final state of the chain leaves the machine too.
+pub struct Checkpointer {
+    ticker: Ticker,
+    publisher: Arc<Mutex<Publisher>>,
+}
+
+impl Checkpointer {
+    pub fn start(
+        fs: Arc<WormFs>,
+        state: StateDir,
+        signer: LogSigner,
+        witnesses: Vec<Witness>,
+        interval: Duration,
+    ) -> std::io::Result<Checkpointer> {
+        let publisher = Arc::new(Mutex::new(Publisher { fs, state, signer, witnesses }));
+        let ticking = publisher.clone();
+        let ticker = Ticker::start("checkpoints", move || interval, move || lock(&ticking).publish())?;
+        Ok(Checkpointer { ticker, publisher })
+    }
+
+    /// Stop the timer (a checkpoint under way finishes first).
+    pub fn stop(self) -> FinalCheckpoint {
+        self.ticker.stop();
+        FinalCheckpoint(self.publisher)
+    }
+}
+
+/// What is left of a stopped checkpointer: one last checkpoint to publish.
+pub struct FinalCheckpoint(Arc<Mutex<Publisher>>);
+
+impl FinalCheckpoint {
+    pub fn publish(self) {
+        lock(&self.0).publish();
+    }
+}
+
+/// A panic in one publish must not stop the next: the publisher holds no invariant a half-done
+/// publish could break.
+fn lock(publisher: &Mutex<Publisher>) -> std::sync::MutexGuard<'_, Publisher> {
+    publisher.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Publisher {

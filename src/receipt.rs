@@ -65,10 +65,7 @@ impl std::error::Error for ReceiptError {}
 pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint) -> Result<Value, ReceiptError> {
     let history = History::replay(store).map_err(ReceiptError::Store)?;
     let file = history.files.get(path).ok_or_else(|| ReceiptError::NoSuchFile(path.clone()))?;
-    let mut seqs: Vec<u64> = file.ranges.iter().map(|r| r.seq).collect();
-    seqs.extend(renames_to(store, path, file.began)?);
-    seqs.sort_unstable();
-    seqs.dedup();
+    let seqs = file.records.clone();
     let needed = seqs.last().copied().unwrap_or(0);
     if needed > cp.size {
         return Err(ReceiptError::CheckpointTooOld { size: cp.size, needed });
@@ -77,6 +74,12 @@ pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint) -> Result<Value,
     for seq in seqs {
         let bytes = store.record_bytes(seq).map_err(ReceiptError::Store)?.ok_or(ReceiptError::Record(seq))?;
         let proof = merkle::inclusion_proof(store, cp.size, seq).map_err(ReceiptError::Store)?;
+        // The proof comes from the index's stored tree: never hand out one that does not check.
+        if !merkle::check_inclusion(&proof, cp.size, &cp.root, seq, &bytes) {
+            return Err(ReceiptError::Store(StoreError::Corrupt(format!(
+                "the index's Merkle tree gives no valid proof of record {seq} (changed outside wormfs?)"
+            ))));
+        }
         records.push(json!({
             "seq": seq,
             "record": base64_encode(&bytes),
@@ -91,30 +94,6 @@ pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint) -> Result<Value,
         "checkpoint": String::from_utf8_lossy(&cp.to_note()),
         "records": records,
     }))
-}
-
-/// The Rename records that brought the history now at `path` to it, newest first: each one's
-/// `from` name was renamed on until `path`.
-fn renames_to(store: &dyn Store, path: &RelPath, began: u64) -> Result<Vec<u64>, ReceiptError> {
-    let mut renames = Vec::new();
-    store
-        .scan_records(1, &mut |seq, bytes| {
-            if let Ok(Record { fields, .. }) = Record::decode(bytes) {
-                if let Payload::Rename { from, to } = fields.payload {
-                    renames.push((seq, from, to));
-                }
-            }
-            true
-        })
-        .map_err(ReceiptError::Store)?;
-    let mut out = Vec::new();
-    let (mut name, mut before) = (path.clone(), began.saturating_add(1));
-    while let Some((seq, from, _)) = renames.iter().rev().find(|(seq, _, to)| *seq < before && *to == name) {
-        out.push(*seq);
-        name = from.clone();
-        before = *seq;
-    }
-    Ok(out)
 }
 
 /// What checking a receipt showed.
@@ -184,9 +163,12 @@ pub fn check(
             }
         }
     }
-    // The ranges the records make, in order: a seal adds one; a truncate keeps what is before
-    // its cut and the part of the cut segment it hashed.
+    // The history the records make, replayed as verify does: seals follow each other from byte
+    // 0 with their file_hash chain linked from zeros (so records of two histories cannot be
+    // spliced), a truncate keeps what is before its cut and the part of the cut segment it
+    // hashed, and the file_hash chain runs on through it.
     let mut ranges: Vec<(u64, u64, Hash, u64)> = Vec::new();
+    let (mut sealed, mut file_hash) = (0u64, crate::core::segment::ZERO_HASH);
     for r in &records {
         let seq = r.seq();
         match &r.fields.payload {
@@ -194,6 +176,12 @@ pub fn check(
                 if !names.contains(&s.path) {
                     return Err(format!("record {seq} seals {}, not this file", s.path));
                 }
+                let links = s.start == sealed
+                    && crate::core::segment::next_file_hash(&file_hash, &s.segment_hash, s.end) == s.file_hash;
+                if !links {
+                    return Err(format!("record {seq} does not continue the file's seals before it"));
+                }
+                (sealed, file_hash) = (s.end, s.file_hash);
                 ranges.push((s.start, s.end, s.segment_hash, seq));
             }
             Payload::Truncate { path: p, new_size, kept_start, kept_hash, .. } => {
@@ -201,9 +189,13 @@ pub fn check(
                     return Err(format!("record {seq} truncates {p}, not this file"));
                 }
                 ranges.retain(|(_, end, _, _)| *end <= *kept_start);
+                if ranges.last().map_or(0, |r| r.1) != *kept_start {
+                    return Err(format!("record {seq} keeps a part that does not start at a seal"));
+                }
                 if new_size > kept_start {
                     ranges.push((*kept_start, *new_size, *kept_hash, seq));
                 }
+                sealed = *new_size;
             }
             Payload::Rename { .. } => {}
             other => {
@@ -260,4 +252,85 @@ fn check_bytes(file: &Path, ranges: &[(u64, u64, Hash, u64)], size: u64) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::LogSigner;
+    use crate::core::ledger::{Ledger, SealKind};
+    use crate::core::retention::RetentionPolicy;
+    use crate::core::segment::sha256;
+    use crate::core::store::SystemClock;
+    use crate::index::MemoryStore;
+    use ed25519_dalek::SigningKey;
+    use std::sync::Arc;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(std::ffi::OsStr::new(s)).unwrap()
+    }
+
+    #[test]
+    fn a_receipt_follows_truncates_and_renames() {
+        let store = Arc::new(MemoryStore::new());
+        let key = SigningKey::from_bytes(&[1; 32]);
+        // Retention 0: the truncate and the rename are allowed at once.
+        let ledger = Ledger::open(store.clone(), key, Arc::new(SystemClock), RetentionPolicy::uniform(0)).unwrap();
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        let (a, b) = (p("a.log"), p("logs/b.log"));
+        ledger.create(&a, 0o100644, 0, 0).unwrap();
+        let bytes = b"aaaabbbbcccc";
+        for (start, end) in [(0, 4), (4, 8), (8, 12)] {
+            ledger.seal(&a, start, end, sha256(&bytes[start as usize..end as usize]), SealKind::Written).unwrap();
+        }
+        // Cut inside the second segment: [4, 6) stays, checkable by its kept_hash.
+        ledger.truncate(&a, 12, 6, false, (4, sha256(&bytes[4..6]))).unwrap();
+        ledger.rename(&a, &b, false, false, false).unwrap();
+        ledger.seal(&b, 6, 10, sha256(b"dddd"), SealKind::Written).unwrap();
+        ledger.create(&p("other.log"), 0o100644, 0, 0).unwrap();
+
+        let signer_key = SigningKey::from_bytes(&[2; 32]);
+        let cp = checkpoint::sign(store.as_ref(), &LogSigner::new("wormfs.test/r".into(), signer_key.clone())).unwrap();
+        let receipt = make(store.as_ref(), &b, &cp).unwrap();
+        let text = serde_json::to_vec(&receipt).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.log");
+        std::fs::write(&file, b"aaaabbdddd").unwrap();
+        let public = signer_key.verifying_key();
+        let checked = check(&file, &text, "wormfs.test/r", &public, &[]).unwrap();
+        assert_eq!(checked.size, 10);
+        // The three seals (the file_hash chain runs through the cut ones), the truncate, the
+        // rename and the seal after it.
+        assert_eq!(checked.records.len(), 6, "{:?}", checked.records);
+
+        // The bytes the truncate cut off do not come back, and a changed byte fails.
+        std::fs::write(&file, b"aaaabbbbcccc").unwrap();
+        assert!(check(&file, &text, "wormfs.test/r", &public, &[]).is_err());
+        std::fs::write(&file, b"aaaabXdddd").unwrap();
+        assert!(check(&file, &text, "wormfs.test/r", &public, &[]).is_err());
+
+        // Without the Rename record the old name's seals are another file's.
+        let mut doc = receipt.clone();
+        let records = doc["records"].as_array_mut().unwrap();
+        records.retain(|r| {
+            let bytes = base64_decode(r["record"].as_str().unwrap()).unwrap();
+            !matches!(Record::decode(&bytes).unwrap().fields.payload, Payload::Rename { .. })
+        });
+        std::fs::write(&file, b"aaaabbdddd").unwrap();
+        let err = check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).unwrap_err();
+        assert!(err.contains("not this file"), "{err}");
+
+        // Seals of another history spliced in (a new file of the same name would start its own
+        // file_hash chain): the chain does not link.
+        let mut doc = receipt.clone();
+        let records = doc["records"].as_array_mut().unwrap();
+        records.remove(1);
+        let err = check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).unwrap_err();
+        assert!(err.contains("does not continue"), "{err}");
+
+        // A checkpoint that does not cover the file's history is refused when making one.
+        let mut old = cp.clone();
+        old.size = 3;
+        assert!(matches!(make(store.as_ref(), &b, &old), Err(ReceiptError::CheckpointTooOld { .. })));
+    }
 }

@@ -96,6 +96,14 @@ impl Witness {
 
     fn add_checkpoint(&self, store: &dyn Store, cp: &Checkpoint, old: u64) -> Result<String, WitnessError> {
         let proof = merkle::consistency_proof(store, old, cp.size).map_err(WitnessError::Proof)?;
+        // From the index's stored tree: checked before a witness sees it.
+        let old_root = merkle::root(store, old).map_err(WitnessError::Proof)?;
+        if !merkle::check_consistency(&proof, old, &old_root, cp.size, &cp.root) {
+            return Err(WitnessError::Proof(StoreError::Corrupt(format!(
+                "the index's Merkle tree gives no valid proof from size {old} to {} (changed outside wormfs?)",
+                cp.size
+            ))));
+        }
         let mut body = format!("old {old}\n");
         for hash in &proof {
             body.push_str(&base64_encode(hash));

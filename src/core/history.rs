@@ -67,6 +67,10 @@ pub struct FileHistory {
     pub retain_until_ns: u64,
     /// The seals stopped chaining at some record (already a finding).
     pub broken: bool,
+    /// Every record that shaped this history's bytes or moved it, oldest first: its Seal,
+    /// Recovered and Truncate records and the Renames that brought it to its name (a receipt
+    /// carries them).
+    pub records: Vec<u64>,
 }
 
 impl FileHistory {
@@ -81,6 +85,7 @@ impl FileHistory {
             last_seal_seq: 0,
             retain_until_ns: 0,
             broken: false,
+            records: Vec::new(),
         }
     }
 
@@ -289,7 +294,9 @@ impl History {
                     self.begin(to, seq, Origin::Renamed { from: from.clone(), seq }, moved.created_seq);
                     // The history moves whole: its seals, retention and damage follow it.
                     let origin = self.files[to].origin.clone();
-                    self.files.insert(to.clone(), FileHistory { origin, ..moved });
+                    let mut records = moved.records.clone();
+                    records.push(seq);
+                    self.files.insert(to.clone(), FileHistory { origin, records, ..moved });
                     self.renamed.insert(to.clone(), (from.clone(), seq));
                 }
             }
@@ -408,6 +415,7 @@ impl History {
         h.last_seal_seq = seq;
         h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
         h.ranges.push(CheckedRange { seq, start: s.start, end: s.end, hash: s.segment_hash });
+        h.records.push(seq);
     }
 
     /// A Delete, Rename or Truncate must find a history, after its retention expired (by the
@@ -445,6 +453,7 @@ impl History {
             h.ranges.push(CheckedRange { seq, start: kept_start, end: new_size, hash: kept_hash });
         }
         h.sealed = new_size;
+        h.records.push(seq);
         let began = h.began;
         // A warning about bytes that were cut speaks only of the bytes that are left.
         self.warnings.retain_mut(|w| match w {

@@ -133,7 +133,8 @@ impl fmt::Debug for Ledger {
 impl Ledger {
     /// Attach to the chain in `store`, which must be empty or signed now under `key`: the
     /// key of its current epoch (`Store::epoch`), or before any rotation the key the chain was
-    /// begun with. An index without a Merkle tree (made before wormfs kept one) gets it here.
+    /// begun with. The index's Merkle tree is checked against the records (and built or
+    /// rebuilt from them if it is missing or was changed).
     pub fn open(
         store: Arc<dyn Store>,
         key: SigningKey,
@@ -153,7 +154,13 @@ impl Ledger {
             return Err(LedgerError::KeyMismatch { index: epoch.key_id, ours });
         }
         let head = store.head()?;
-        merkle::backfill(store.as_ref(), head.map_or(0, |h| h.seq))?;
+        match merkle::repair(store.as_ref(), head.map_or(0, |h| h.seq))? {
+            merkle::TreeRepair::Sound => {}
+            merkle::TreeRepair::Built => log::info!("built the chain's Merkle tree from its records"),
+            merkle::TreeRepair::Rebuilt => {
+                warn!("the index's Merkle tree disagreed with the records (changed outside wormfs); rebuilt it")
+            }
+        }
         let chain = ChainTime { head, key, epoch, clock_behind: false };
         Ok(Ledger { store, clock, policy, head: Mutex::new(chain) })
     }

@@ -121,13 +121,44 @@ pub fn has_tree(store: &dyn Store, size: u64) -> StoreResult<bool> {
     }
 }
 
-/// Build the tree of an index made before wormfs kept one, from its records (in order, as
-/// stored). Idempotent: it only writes what is missing.
-pub fn backfill(store: &dyn Store, size: u64) -> StoreResult<()> {
+/// What `repair` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeRepair {
+    /// The stored tree's root is the records' root.
+    Sound,
+    /// The index had no tree (made before wormfs kept one): built from the records.
+    Built,
+    /// The stored tree disagreed with the records (changed outside wormfs): rebuilt.
+    Rebuilt,
+}
+
+/// Make the stored tree agree with the records up to `size`: the records are signed, the tree is
+/// a cache, and a tree edited behind wormfs' back would make every later checkpoint false (and
+/// a missing hash would stop every append). One pass over the records.
+pub fn repair(store: &dyn Store, size: u64) -> StoreResult<TreeRepair> {
     // A head no honest chain reaches (tampered): nothing is built; appending refuses it.
-    if size > STORED_TREE_LIMIT || has_tree(store, size)? {
-        return Ok(());
+    if size > STORED_TREE_LIMIT {
+        return Ok(TreeRepair::Sound);
     }
+    let mut frontier = Frontier::default();
+    store.scan_records(1, &mut |seq, bytes| {
+        if seq <= size {
+            frontier.push(bytes);
+        }
+        seq < size
+    })?;
+    let had_tree = has_tree(store, size)?;
+    // Records missing from the chain: the tree cannot be rebuilt from them. One that is there
+    // keeps serving appends; verify reports the gap.
+    if had_tree && (frontier.size() != size || root(store, size)? == frontier.root()) {
+        return Ok(TreeRepair::Sound);
+    }
+    rebuild(store, size)?;
+    Ok(if had_tree { TreeRepair::Rebuilt } else { TreeRepair::Built })
+}
+
+/// Write every stored hash of the tree of the first `size` records, from the records.
+fn rebuild(store: &dyn Store, size: u64) -> StoreResult<()> {
     let mut failed = None;
     let mut expected = 1u64;
     store.scan_records(1, &mut |seq, bytes| {
@@ -368,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_tree_is_found_and_backfilled_from_the_records() {
+    fn a_missing_or_changed_tree_is_rebuilt_from_the_records() {
         use crate::core::chain::sign;
         use crate::core::record::{Payload, Unsigned};
         use crate::core::segment::ZERO_HASH;
@@ -383,8 +414,15 @@ mod tests {
             store.commit(&r, &[]).unwrap();
         }
         assert!(!has_tree(&store, 9).unwrap());
-        backfill(&store, 9).unwrap();
+        assert_eq!(repair(&store, 9).unwrap(), TreeRepair::Built);
         assert!(has_tree(&store, 9).unwrap());
+        assert_eq!(root(&store, 9).unwrap(), frontier.root());
+        assert_eq!(repair(&store, 9).unwrap(), TreeRepair::Sound);
+
+        // A stored hash changed behind wormfs' back: found and rebuilt from the records.
+        store.put_tree_hashes(tlog_tiles::stored_hash_index(3, 0), &[[7; 32]]).unwrap();
+        assert_ne!(root(&store, 9).unwrap(), frontier.root());
+        assert_eq!(repair(&store, 9).unwrap(), TreeRepair::Rebuilt);
         assert_eq!(root(&store, 9).unwrap(), frontier.root());
     }
 }

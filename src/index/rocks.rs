@@ -105,7 +105,7 @@ impl RocksStore {
         require_existing(index_dir)?;
         let mut opts = db_options();
         opts.create_if_missing(false);
-        // An index from before the tree column family gains it here (empty; `merkle::backfill`
+        // An index from before the tree column family gains it here (empty; `merkle::repair`
         // fills it from the records).
         opts.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&opts, index_dir, cf_descriptors())

@@ -21,7 +21,7 @@ pub use kernel::FS_TYPE;
 pub use preflight::is_mount_point;
 
 use crate::checkpoint::{LogSigner, WitnessKey};
-use crate::checkpointer;
+use crate::checkpointer::{self, Checkpointer};
 use crate::config::{self, ConfigError};
 use crate::control;
 use crate::core::ledger::{Ledger, LedgerError};
@@ -220,8 +220,14 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         warn!("damaged outside wormfs: {damage} (run wormfs verify)");
     }
     // From here on, every way out closes the chain: seal every tail, then an Unmount record.
-    let mut daemon =
-        Daemon { fs: filesystem.clone(), socket: None, timers: Vec::new(), metrics: None, torn_down: false };
+    let mut daemon = Daemon {
+        fs: filesystem.clone(),
+        socket: None,
+        timers: Vec::new(),
+        checkpointer: None,
+        metrics: None,
+        torn_down: false,
+    };
 
     daemon.socket = Some(
         control::serve(&state, ledger.clone(), checked.data.clone())
@@ -254,8 +260,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     daemon.timers.push(sealer::start(filesystem.clone(), args.seal_interval).map_err(MountError::Session)?);
     daemon.timers.push(checkpointer::start_epochs(filesystem.clone()).map_err(MountError::Session)?);
     let signer = LogSigner::new(origin, checkpoint_key);
-    daemon.timers.push(
-        checkpointer::start(filesystem.clone(), state.clone(), signer, witnesses, args.checkpoint_interval)
+    daemon.checkpointer = Some(
+        Checkpointer::start(filesystem.clone(), state.clone(), signer, witnesses, args.checkpoint_interval)
             .map_err(MountError::Session)?,
     );
     let metrics_file = args.metrics_file.clone().unwrap_or_else(|| state.metrics_file());
@@ -290,8 +296,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
 struct Daemon {
     fs: Arc<WormFs>,
     socket: Option<PathBuf>,
-    /// The interval sealer, the epoch timer and the checkpointer.
+    /// The interval sealer and the epoch timer.
     timers: Vec<Ticker>,
+    checkpointer: Option<Checkpointer>,
     metrics: Option<MetricsWriter>,
     torn_down: bool,
 }
@@ -306,6 +313,7 @@ impl Daemon {
         for timer in self.timers.drain(..) {
             timer.stop();
         }
+        let last_checkpoint = self.checkpointer.take().map(Checkpointer::stop);
         if self.fs.open_handles() > 0 {
             warn!("{} file handles were still open at unmount", self.fs.open_handles());
         }
@@ -313,6 +321,10 @@ impl Daemon {
             let _ = fs::remove_file(socket);
         }
         let shut = self.fs.shutdown();
+        // The chain's final state, Unmount included, checkpointed and sent to the witnesses.
+        if let Some(last) = last_checkpoint {
+            last.publish();
+        }
         if let Some(metrics) = self.metrics.take() {
             metrics.stop();
         }

@@ -202,7 +202,16 @@ fn expand_command(value: &str, env: &HashMap<String, String>) -> Vec<String> {
     let value = value.trim_start_matches(['-', '@', ':', '+', '!']);
     split_words(value)
         .into_iter()
-        .map(|word| {
+        .flat_map(|word| {
+            // An unbraced `$NAME` word is split on whitespace into several arguments (none when
+            // empty), as systemd does; `${NAME}` stays one argument.
+            if let Some(name) = word
+                .strip_prefix('$')
+                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                let value = env.get(name).unwrap_or_else(|| panic!("{value:?}: ${name} is not set by the unit"));
+                return value.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+            }
             let mut out = String::new();
             let mut rest = word.as_str();
             while let Some(i) = rest.find('$') {
@@ -230,7 +239,7 @@ fn expand_command(value: &str, env: &HashMap<String, String>) -> Vec<String> {
                 }
             }
             out.push_str(rest);
-            out
+            vec![out]
         })
         .collect()
 }
@@ -277,7 +286,7 @@ fn check_unit_contents() {
     u.assert_value(
         "Service",
         "ExecStart",
-        "/usr/local/bin/wormfs mount --config ${WORMFS_CONFIG} --data ${WORMFS_DATA} --state ${WORMFS_STATE} --allow-other ${WORMFS_MOUNT}",
+        "/usr/local/bin/wormfs mount --config ${WORMFS_CONFIG} --data ${WORMFS_DATA} --state ${WORMFS_STATE} --allow-other $WORMFS_MOUNT_OPTIONS ${WORMFS_MOUNT}",
     );
     let env: HashMap<_, _> = u.environment().into_iter().collect();
     for (k, v) in [

@@ -88,11 +88,12 @@ impl Verdict<'_> {
         } else {
             writeln!(
                 out,
-                "keys:      epoch {} since record {} at {} ({} rotations); records 1..={} are forward-secure (their keys were destroyed)",
+                "keys:      epoch {} since record {} at {} ({} rotation{}); records 1..={} are forward-secure (their keys were destroyed)",
                 r.epoch.epoch,
                 r.epoch.since_seq,
                 rfc3339_ns(r.epoch.since_ns),
                 r.rotations,
+                if r.rotations == 1 { "" } else { "s" },
                 r.forward_secure_through()
             )?;
         }

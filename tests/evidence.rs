@@ -424,3 +424,41 @@ fn a_receipt_proves_one_file_alone_and_fails_after_any_change() {
     }
     assert!(mutated > 100, "{mutated} mutations tried");
 }
+
+#[test]
+fn a_witness_that_is_down_is_counted_and_never_stops_sealing() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let vkey = {
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let mut raw = vec![0x04];
+        raw.extend_from_slice(key.as_bytes());
+        let id = signed_note::key_id("witness.test/down", &raw);
+        format!("witness.test/down+{id:08x}+{}", wormfs::keys::base64_encode(&raw))
+    };
+    let mut tm =
+        TestMount::builder().arg("--checkpoint-interval").arg("1s").arg("--witness").arg(&url).arg(&vkey).start();
+    tm.append("a.log", b"sealed while the witness is down\n");
+    let metrics = tm.state().join("metrics.prom");
+    let failing = wait_until(Duration::from_secs(15), || {
+        fs::read_to_string(&metrics).is_ok_and(|m| {
+            m.lines().any(|l| l.starts_with("wormfs_witness_failures_total ") && !l.ends_with(" 0"))
+                && m.lines().any(|l| l.starts_with("wormfs_checkpoints_total ") && !l.ends_with(" 0"))
+        })
+    });
+    assert!(
+        failing,
+        "the failures are counted and checkpoints still written: {}",
+        fs::read_to_string(&metrics).unwrap_or_default()
+    );
+    assert!(tm.log().contains("witness.test/down"), "the failure is logged: {}", tm.log());
+    tm.append("a.log", b"and after\n");
+    tm.stop();
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(tm.records().iter().filter(|r| r["kind"] == "Seal").count(), 2, "both appends were sealed");
+    // The checkpoint file holds the log's own signature, no cosignature.
+    let note = fs::read_to_string(tm.state().join("checkpoint")).unwrap();
+    assert!(!note.contains("witness.test/down"), "{note}");
+}

@@ -116,6 +116,8 @@ struct ChainTime {
     key: SigningKey,
     epoch: EpochState,
     clock_behind: bool,
+    /// The last rotation's promotion failed (the new key may still be the staged file).
+    unpromoted: bool,
 }
 
 impl fmt::Debug for ChainTime {
@@ -161,7 +163,7 @@ impl Ledger {
                 warn!("the index's Merkle tree disagreed with the records (changed outside wormfs); rebuilt it")
             }
         }
-        let chain = ChainTime { head, key, epoch, clock_behind: false };
+        let chain = ChainTime { head, key, epoch, clock_behind: false, unpromoted: false };
         Ok(Ledger { store, clock, policy, head: Mutex::new(chain) })
     }
 
@@ -265,12 +267,21 @@ impl Ledger {
     /// a KeyRotate signed by the current key certifies it, and only once that record is
     /// committed does the new key sign and the old one get destroyed. `epoch_ns` is the epoch's
     /// length; the new key may sign nothing dated `2 × epoch_ns` or more after this record.
+    ///
+    /// All of it runs under the chain lock (about a millisecond, once an epoch): two rotations
+    /// must never stage over each other's key.
     pub fn rotate(&self, vault: &dyn KeyVault, epoch_ns: u64) -> Result<Record, LedgerError> {
+        let mut chain = lock(&self.head);
+        // An earlier promotion failed: the current key may be the staged file, which staging
+        // would destroy. Finish that first.
+        if chain.unpromoted {
+            vault.promote().map_err(LedgerError::Rotation)?;
+            chain.unpromoted = false;
+        }
         let next = vault.generate().map_err(LedgerError::Rotation)?;
         vault.stage(&next).map_err(LedgerError::Rotation)?;
         let public_key = next.verifying_key().to_bytes();
         let next_id = key_id(&next.verifying_key());
-        let mut chain = lock(&self.head);
         let epoch = chain.epoch.epoch + 1;
         let mut new_epoch = None;
         let record = self.append_locked(&mut chain, |_, time_ns| {
@@ -280,11 +291,11 @@ impl Ledger {
         })?;
         chain.key = next;
         chain.epoch = new_epoch.expect("the record was built");
-        drop(chain);
         // The chain already names the new key: a failure here leaves the old key on disk (the
-        // next mount destroys it), never a chain signed by a key that is gone.
+        // next rotation or mount finishes the job), never a chain signed by a key that is gone.
         if let Err(e) = vault.promote() {
             log::error!("the old signing key of epoch {} could not be destroyed: {e}", epoch - 1);
+            chain.unpromoted = true;
         }
         Ok(record)
     }
@@ -493,5 +504,85 @@ impl Ledger {
         let hold = self.hold_covering(path)?;
         let hold = hold.as_ref().map(|(prefix, h)| (prefix, h.reason.as_str()));
         Ok(retention::standing(state.retain_until_ns, hold, open, time_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::chain::{ChainChecker, ChainFinding};
+    use crate::core::store::SystemClock;
+    use crate::index::MemoryStore;
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    /// Keys in memory: what is staged and current, what was destroyed, and a promotion that
+    /// can be made to fail once.
+    #[derive(Debug, Default)]
+    struct MemoryVault {
+        staged: Mutex<Option<SigningKey>>,
+        destroyed: Mutex<Vec<SigningKey>>,
+        current: Mutex<Option<SigningKey>>,
+        fail_promote: AtomicBool,
+        seed: AtomicU8,
+    }
+
+    impl KeyVault for MemoryVault {
+        fn generate(&self) -> Result<SigningKey, VaultError> {
+            Ok(SigningKey::from_bytes(&[self.seed.fetch_add(1, Ordering::Relaxed) + 100; 32]))
+        }
+        fn stage(&self, next: &SigningKey) -> Result<(), VaultError> {
+            *lock(&self.staged) = Some(next.clone());
+            Ok(())
+        }
+        fn promote(&self) -> Result<(), VaultError> {
+            if self.fail_promote.swap(false, Ordering::Relaxed) {
+                return Err(VaultError { doing: "promote".into(), source: std::io::Error::other("injected") });
+            }
+            let staged = lock(&self.staged).take();
+            if let Some(old) = std::mem::replace(&mut *lock(&self.current), staged) {
+                lock(&self.destroyed).push(old);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rotations_certify_each_key_and_a_failed_promotion_is_finished_first() {
+        let store = Arc::new(MemoryStore::new());
+        let first = SigningKey::from_bytes(&[1; 32]);
+        let ledger =
+            Ledger::open(store.clone(), first.clone(), Arc::new(SystemClock), RetentionPolicy::uniform(0)).unwrap();
+        let vault = MemoryVault::default();
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        ledger.rotate(&vault, 1_000_000_000_000).unwrap();
+        assert_eq!(ledger.epoch().epoch, 1);
+        assert_eq!(store.epoch().unwrap(), Some(ledger.epoch()), "the index knows the epoch");
+        vault.fail_promote.store(true, Ordering::Relaxed);
+        ledger.rotate(&vault, 1_000_000_000_000).unwrap();
+        // Epoch 2's key is still only staged; the next rotation promotes it before staging.
+        assert!(lock(&vault.staged).is_some());
+        ledger.rotate(&vault, 1_000_000_000_000).unwrap();
+        ledger.unmount().unwrap();
+        assert_eq!(ledger.epoch().epoch, 3);
+        assert_eq!(lock(&vault.destroyed).len(), 2, "epoch 1's and 2's keys are destroyed");
+        assert_eq!(lock(&vault.current).as_ref().map(|k| key_id(&k.verifying_key())), Some(ledger.key_id()));
+
+        let mut checker = ChainChecker::new(first.verifying_key());
+        store
+            .scan_records(0, &mut |seq, bytes| {
+                checker.check(seq, bytes);
+                true
+            })
+            .unwrap();
+        let report = checker.finish();
+        assert_eq!(report.findings, Vec::<ChainFinding>::new());
+        assert_eq!((report.rotations, report.epoch.epoch), (3, 3));
+        // Reopened under the epoch-3 key (the index says which), and never under another.
+        let current = lock(&vault.current).clone().unwrap();
+        assert!(Ledger::open(store.clone(), current, Arc::new(SystemClock), RetentionPolicy::uniform(0)).is_ok());
+        assert!(matches!(
+            Ledger::open(store, first, Arc::new(SystemClock), RetentionPolicy::uniform(0)),
+            Err(LedgerError::KeyMismatch { .. })
+        ));
     }
 }

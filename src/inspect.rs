@@ -245,6 +245,8 @@ pub struct Status {
     pub holds: u64,
     /// Files whose retain-until has passed (on the system clock).
     pub expired_files: u64,
+    /// The key epoch the chain is in and when it began (None: never rotated, epoch 0).
+    pub key_epoch: Option<(u64, u64)>,
 }
 
 /// The record stored as `seq`, if it is there and decodes.
@@ -291,6 +293,7 @@ pub fn status(store: &dyn Store, clock: &dyn Clock) -> Result<Status, InspectErr
         unsealed_bytes,
         last_seal_ns,
         mounted_cleanly_closed: head_record.is_some_and(|r| matches!(r.fields.payload, Payload::Unmount)),
+        key_epoch: store.epoch()?.map(|e| (e.epoch, e.since_ns)),
     })
 }
 
@@ -315,6 +318,10 @@ pub fn print_status(s: &Status, out: &mut dyn Write) -> std::io::Result<()> {
         "chain state:    {}",
         if s.mounted_cleanly_closed { "closed (clean unmount)" } else { "open (mounted, or stopped uncleanly)" }
     )?;
+    match s.key_epoch {
+        Some((epoch, since)) => writeln!(out, "key epoch:      {epoch} since {}", rfc3339_ns(since))?,
+        None => writeln!(out, "key epoch:      0 (keygen's key, never rotated)")?,
+    }
     writeln!(out, "files:          {} ({} past retention)", s.files, s.expired_files)?;
     writeln!(out, "legal holds:    {} (wormfs hold list)", s.holds)?;
     writeln!(out, "sealed bytes:   {}", s.sealed_bytes)?;

@@ -47,12 +47,13 @@ impl std::error::Error for CheckpointError {}
 /// The log's checkpoint signer: its origin (also the key's name) and key.
 pub struct LogSigner {
     name: String,
-    key: SigningKey,
+    key: Box<SigningKey>,
     id: u32,
 }
 
 impl LogSigner {
-    pub fn new(name: String, key: SigningKey) -> LogSigner {
+    pub fn new(name: String, key: impl Into<Box<SigningKey>>) -> LogSigner {
+        let key = key.into();
         let id = note_key_id(&name, ALG_ED25519, &key.verifying_key());
         LogSigner { name, key, id }
     }
@@ -239,6 +240,22 @@ pub fn read(text: &[u8], origin: &str, log_key: &VerifyingKey, required: &[Witne
     // verified ones first.
     let signatures = verified.into_iter().chain(others).collect();
     Ok(Checkpoint { origin: origin.to_string(), size, root, signatures })
+}
+
+/// Any text signed by the log's checkpoint key as a C2SP signed note (a receipt's statement).
+pub fn sign_note(signer: &LogSigner, text: &str) -> Result<Vec<u8>, CheckpointError> {
+    let mut note = Note::new(text.as_bytes(), &[]).map_err(|e| CheckpointError::Note(e.to_string()))?;
+    note.add_sigs(&[signer]).map_err(|e| CheckpointError::Note(e.to_string()))?;
+    Ok(note.to_bytes())
+}
+
+/// The text of a signed note, if the log's checkpoint key signed it.
+pub fn read_note(bytes: &[u8], origin: &str, log_key: &VerifyingKey) -> Result<String, String> {
+    let note = Note::from_bytes(bytes).map_err(|e| format!("not a signed note ({e})"))?;
+    let log = LogVerifier { name: origin.to_string(), key: *log_key, id: note_key_id(origin, ALG_ED25519, log_key) };
+    let known = VerifierList::new(vec![Box::new(log)]);
+    note.verify(&known).map_err(|e| format!("not signed by this log's checkpoint key ({e})"))?;
+    String::from_utf8(note.text().to_vec()).map_err(|_| "its text is not UTF-8".into())
 }
 
 /// Whether `line` is a valid cosignature by `witness` on `cp`.

@@ -40,6 +40,8 @@ pub fn start_epochs(fs: Arc<WormFs>) -> std::io::Result<Ticker> {
         move || {
             if fs.next_rotation_in() == Some(Duration::ZERO) {
                 let result = fs.rotate_key();
+                // The frames that held the old and the new key are gone; their bytes are not.
+                crate::keys::scrub_stack();
                 if let Err(e) = &result {
                     error!("{e}; the key of the current epoch keeps signing (retried in {ROTATION_RETRY:?})");
                 }

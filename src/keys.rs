@@ -4,12 +4,15 @@
 //! rotates the epoch key and destroys the old one.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::core::chain::key_id;
 use crate::core::segment::{from_hex, hex};
@@ -130,8 +133,8 @@ pub fn generate(state_dir: &StateDir, origin: &str) -> Result<Generated, KeyErro
             return Err(KeyError::Exists(path.clone()));
         }
     }
-    let key = SigningKey::from_bytes(&random_seed()?);
-    let checkpoint = SigningKey::from_bytes(&random_seed()?);
+    let key = Box::new(SigningKey::from_bytes(&*random_seed()?));
+    let checkpoint = Box::new(SigningKey::from_bytes(&*random_seed()?));
     write_secret(&state_dir.signing_key(), &key)?;
     write_secret(&state_dir.checkpoint_key(), &checkpoint)?;
     let anchor = key.verifying_key();
@@ -157,7 +160,7 @@ fn add_checkpoint_key(state_dir: &StateDir, origin: &str) -> Result<Generated, K
     }
     let anchor_path = state_dir.public_key();
     let anchor = load_public(&anchor_path.to_string_lossy())?;
-    let checkpoint = SigningKey::from_bytes(&random_seed()?);
+    let checkpoint = Box::new(SigningKey::from_bytes(&*random_seed()?));
     write_secret(&state_dir.checkpoint_key(), &checkpoint)?;
     let anchor_vkey = vkey(origin, &anchor);
     let checkpoint_vkey = vkey(origin, &checkpoint.verifying_key());
@@ -174,8 +177,8 @@ pub fn vkey(name: &str, key: &VerifyingKey) -> String {
     signed_note::new_ed25519_verifier_key(name, key)
 }
 
-fn random_seed() -> Result<[u8; 32], KeyError> {
-    let mut seed = [0u8; 32];
+fn random_seed() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
     let mut filled = 0;
     while filled < seed.len() {
         let n = unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
@@ -191,19 +194,27 @@ fn random_seed() -> Result<[u8; 32], KeyError> {
     Ok(seed)
 }
 
-/// Write a secret seed as hex to a new file, mode 0600 from creation, synced.
+/// Write a secret seed as hex to a new file, mode 0600 from creation, synced. The hex text is
+/// built in one buffer of its final size and wiped after (no reallocation leaves a copy).
 fn write_secret(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
+    let mut text = Zeroizing::new(String::with_capacity(65));
+    for b in key.as_bytes() {
+        let _ = write!(&mut *text, "{b:02x}");
+    }
+    text.push('\n');
     // create_new + mode 0600 at creation: the secret is never on disk with wider permissions.
     let mut f =
         OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|err| match err.kind() {
             io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
             _ => KeyError::Io { path: path.to_path_buf(), err },
         })?;
-    writeln!(f, "{}", hex(key.as_bytes())).and_then(|_| f.sync_all()).map_err(io_err(path))
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io_err(path))
 }
 
-/// Read a secret seed, refusing a file that group or others can read.
-fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
+/// Read a secret seed, refusing a file that group or others can read. Read into a fixed
+/// buffer and decoded in place, both wiped after; the key is boxed at once, so later moves
+/// copy a pointer, not the key.
+fn read_secret(path: &Path) -> Result<Box<SigningKey>, KeyError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyError::Missing(path.to_path_buf())),
@@ -213,10 +224,44 @@ fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
     if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen { path: path.to_path_buf(), mode });
     }
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
-    let seed: [u8; 32] =
-        from_hex(&text).and_then(|b| b.try_into().ok()).ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
-    Ok(SigningKey::from_bytes(&seed))
+    let mut text = Zeroizing::new([0u8; 80]);
+    let mut len = 0;
+    let mut f = fs::File::open(path).map_err(io_err(path))?;
+    loop {
+        match f.read(&mut text[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(KeyError::Io { path: path.to_path_buf(), err }),
+        }
+        if len == text.len() {
+            return Err(KeyError::Malformed(path.to_path_buf()));
+        }
+    }
+    let digits = text[..len].trim_ascii();
+    let mut seed = Zeroizing::new([0u8; 32]);
+    if digits.len() != 64 {
+        return Err(KeyError::Malformed(path.to_path_buf()));
+    }
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let nibble = |c: u8| (c as char).to_digit(16);
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => seed[i] = (hi * 16 + lo) as u8,
+            _ => return Err(KeyError::Malformed(path.to_path_buf())),
+        }
+    }
+    Ok(Box::new(SigningKey::from_bytes(&seed)))
+}
+
+/// Overwrite the stack below the caller with zeros: the frames of functions that held key bytes
+/// (reading, generating, staging a key) are gone but their bytes stay until something else
+/// happens to overwrite them. Called by the threads that handle keys, after they did.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut area = [0u8; 64 * 1024];
+    std::hint::black_box(&mut area);
+    area.zeroize();
+    std::hint::black_box(&area);
 }
 
 /// Destroy a secret key file: overwrite its bytes with zeros, sync, unlink, sync the directory.
@@ -246,17 +291,17 @@ fn sync_dir(dir: &Path) -> Result<(), KeyError> {
 /// Load the key that signs the chain now: the one whose id is `expected` (the index's current
 /// epoch; None for a chain not begun yet, which takes keygen's key). A rotation interrupted by a
 /// crash can leave two key files: the one the chain names is kept, the other destroyed.
-pub fn load_signing(state_dir: &StateDir, expected: Option<[u8; 8]>) -> Result<SigningKey, KeyError> {
+pub fn load_signing(state_dir: &StateDir, expected: Option<[u8; 8]>) -> Result<Box<SigningKey>, KeyError> {
     let (current, next) = (state_dir.signing_key(), state_dir.next_signing_key());
     let have_current = current.exists();
     let current_key = if have_current { Some(read_secret(&current)?) } else { None };
     let next_key = if next.exists() { Some(read_secret(&next)?) } else { None };
     let is_chains = |k: &SigningKey| expected.is_none_or(|id| key_id(&k.verifying_key()) == id);
-    if let Some(key) = current_key.as_ref().filter(|k| is_chains(k)) {
+    if current_key.as_ref().is_some_and(|k| is_chains(k)) {
         if next_key.is_some() {
             destroy(&next).map_err(io_err(&next))?;
         }
-        return Ok(key.clone());
+        return Ok(current_key.expect("checked just above"));
     }
     if let Some(key) = next_key.filter(|k| expected.is_some() && is_chains(k)) {
         // The rotation was committed but not promoted: finish it.
@@ -311,9 +356,9 @@ fn vault_err(doing: &str, path: &Path) -> impl FnOnce(io::Error) -> VaultError {
 }
 
 impl KeyVault for FileVault {
-    fn generate(&self) -> Result<SigningKey, VaultError> {
+    fn generate(&self) -> Result<Box<SigningKey>, VaultError> {
         random_seed()
-            .map(|seed| SigningKey::from_bytes(&seed))
+            .map(|seed| Box::new(SigningKey::from_bytes(&seed)))
             .map_err(|e| VaultError { doing: "get random bytes".into(), source: io::Error::other(e.to_string()) })
     }
 
@@ -341,7 +386,7 @@ impl KeyVault for FileVault {
 }
 
 /// The checkpoint signer: its key and its name (the origin line, from checkpoint.vkey).
-pub fn load_checkpoint_key(state_dir: &StateDir) -> Result<(String, SigningKey), KeyError> {
+pub fn load_checkpoint_key(state_dir: &StateDir) -> Result<(String, Box<SigningKey>), KeyError> {
     let key = match read_secret(&state_dir.checkpoint_key()) {
         Err(KeyError::Missing(path)) => return Err(KeyError::NoCheckpointKey(path)),
         other => other?,

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::checkpoint::{self, Checkpoint, WitnessKey};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, LogSigner, WitnessKey};
 use crate::core::history::History;
 use crate::core::merkle;
 use crate::core::path::RelPath;
@@ -42,6 +42,7 @@ pub enum ReceiptError {
     },
     /// A stored record the receipt needs is missing or undecodable.
     Record(u64),
+    Sign(CheckpointError),
 }
 
 impl fmt::Display for ReceiptError {
@@ -54,6 +55,7 @@ impl fmt::Display for ReceiptError {
                 "the checkpoint covers {size} records but the file's history reaches record {needed}; take a newer checkpoint"
             ),
             ReceiptError::Record(seq) => write!(f, "record {seq} is missing or undecodable in the index"),
+            ReceiptError::Sign(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,7 +64,7 @@ impl std::error::Error for ReceiptError {}
 
 /// The receipt for `path`: its records, proven against `cp` (which must cover them and be a
 /// checkpoint of this store's tree).
-pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint) -> Result<Value, ReceiptError> {
+pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint, signer: &LogSigner) -> Result<Value, ReceiptError> {
     let history = History::replay(store).map_err(ReceiptError::Store)?;
     let file = history.files.get(path).ok_or_else(|| ReceiptError::NoSuchFile(path.clone()))?;
     let seqs = file.records.clone();
@@ -86,14 +88,52 @@ pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint) -> Result<Value,
             "proof": proof.iter().map(|h| base64_encode(h)).collect::<Vec<_>>(),
         }));
     }
+    // What the log says the receipt holds, signed: that these are all of the file's records as
+    // of the checkpoint, so none can be left out (a prefix of the file passed off as the whole).
+    let statement = Statement {
+        origin: cp.origin.clone(),
+        tree_size: cp.size,
+        path: path.clone(),
+        size: file.sealed,
+        file_hash: file.file_hash,
+        last_seq: needed,
+    };
+    let statement = checkpoint::sign_note(signer, &statement.text()).map_err(ReceiptError::Sign)?;
     Ok(json!({
         "format": FORMAT,
         "path": crate::inspect::path_text(path),
         "path_hex": path.hex(),
         "size": file.sealed,
         "checkpoint": String::from_utf8_lossy(&cp.to_note()),
+        "statement": String::from_utf8_lossy(&statement),
         "records": records,
     }))
+}
+
+/// The receipt's statement, signed by the checkpoint key:
+/// `wormfs-receipt/1\n<origin>\n<tree size>\n<path hex>\n<size>\n<base64 file_hash>\n<last seq>\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Statement {
+    origin: String,
+    tree_size: u64,
+    path: RelPath,
+    size: u64,
+    file_hash: Hash,
+    last_seq: u64,
+}
+
+impl Statement {
+    fn text(&self) -> String {
+        format!(
+            "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            self.origin,
+            self.tree_size,
+            self.path.hex(),
+            self.size,
+            base64_encode(&self.file_hash),
+            self.last_seq
+        )
+    }
 }
 
 /// What checking a receipt showed.
@@ -119,6 +159,9 @@ pub fn check(
     if doc["format"] != FORMAT {
         return Err(format!("the receipt's format is {}, not {FORMAT}", doc["format"]));
     }
+    // Exactly the fields of the format: nothing rides along that a reader might take as part
+    // of what was proven.
+    only_fields(&doc, &["format", "path", "path_hex", "size", "checkpoint", "statement", "records"], "the receipt")?;
     let path_bytes = doc["path_hex"].as_str().and_then(from_hex).ok_or("the receipt has no path_hex")?;
     let path = RelPath::parse(std::os::unix::ffi::OsStrExt::from_bytes(&path_bytes[..]))
         .map_err(|_| "the receipt's path is not a valid path".to_string())?;
@@ -131,10 +174,14 @@ pub fn check(
         .map_err(|why| format!("its checkpoint proves nothing: {why}"))?;
     let entries = doc["records"].as_array().ok_or("the receipt has no records")?;
 
-    // Every record must be in the checkpoint's tree, at its own seq.
-    let mut records = Vec::new();
+    // Every record must be in the checkpoint's tree, at its own seq, in the order of the chain.
+    let mut records: Vec<Record> = Vec::new();
     for e in entries {
+        only_fields(e, &["seq", "record", "proof"], "a record entry")?;
         let seq = e["seq"].as_u64().ok_or("a record without a seq")?;
+        if records.last().is_some_and(|r| r.seq() >= seq) {
+            return Err(format!("record {seq} is out of order or repeated"));
+        }
         let bytes = e["record"].as_str().and_then(base64_decode).ok_or(format!("record {seq} is not base64"))?;
         let proof: Vec<Hash> = e["proof"]
             .as_array()
@@ -152,15 +199,18 @@ pub fn check(
         }
         records.push(record);
     }
-    records.sort_by_key(|r| r.seq());
 
-    // The names the history had: the receipt's path, and each name a Rename brought to one.
-    let mut names = vec![path.clone()];
-    for r in records.iter().rev() {
+    // The name the file had at each record, walking back from its name now: a Rename changes
+    // it, and only to the name the next record (or the receipt) uses.
+    let mut names = vec![path.clone(); records.len()];
+    let mut name = path.clone();
+    for (i, r) in records.iter().enumerate().rev() {
+        names[i] = name.clone();
         if let Payload::Rename { from, to } = &r.fields.payload {
-            if names.contains(to) {
-                names.push(from.clone());
+            if *to != name {
+                return Err(format!("record {} renames {from} to {to}, not to {name}", r.seq()));
             }
+            name = from.clone();
         }
     }
     // The history the records make, replayed as verify does: seals follow each other from byte
@@ -169,11 +219,11 @@ pub fn check(
     // hashed, and the file_hash chain runs on through it.
     let mut ranges: Vec<(u64, u64, Hash, u64)> = Vec::new();
     let (mut sealed, mut file_hash) = (0u64, crate::core::segment::ZERO_HASH);
-    for r in &records {
+    for (r, name) in records.iter().zip(&names) {
         let seq = r.seq();
         match &r.fields.payload {
             Payload::Seal(s) | Payload::Recovered { segment: s, .. } => {
-                if !names.contains(&s.path) {
+                if s.path != *name {
                     return Err(format!("record {seq} seals {}, not this file", s.path));
                 }
                 let links = s.start == sealed
@@ -185,7 +235,7 @@ pub fn check(
                 ranges.push((s.start, s.end, s.segment_hash, seq));
             }
             Payload::Truncate { path: p, new_size, kept_start, kept_hash, .. } => {
-                if !names.contains(p) {
+                if p != name {
                     return Err(format!("record {seq} truncates {p}, not this file"));
                 }
                 ranges.retain(|(_, end, _, _)| *end <= *kept_start);
@@ -204,6 +254,29 @@ pub fn check(
         }
     }
     let size = doc["size"].as_u64().ok_or("the receipt has no size")?;
+    // The log's own word on what the receipt holds: all of the file's records up to the
+    // checkpoint, so a receipt with its last seals dropped (a prefix of the file) fails here.
+    let statement = doc["statement"].as_str().ok_or("the receipt has no statement")?;
+    let said = checkpoint::read_note(statement.as_bytes(), origin, log_key)
+        .map_err(|why| format!("its statement proves nothing: {why}"))?;
+    let expected = Statement {
+        origin: cp.origin.clone(),
+        tree_size: cp.size,
+        path: path.clone(),
+        size,
+        file_hash,
+        last_seq: records.last().map_or(0, |r| r.seq()),
+    };
+    if said != expected.text() {
+        return Err(format!(
+            "its records are not the ones its statement lists (statement {:?}, records give {:?})",
+            said,
+            expected.text()
+        ));
+    }
+    if sealed != size {
+        return Err(format!("the receipt's records seal {sealed} bytes, not the {size} it claims"));
+    }
     check_bytes(file, &ranges, size)?;
     // Only the witnesses whose cosignature was checked (the checkpoint may carry others).
     let cosigned_by = witnesses.iter().map(|w| w.name.clone()).collect();
@@ -214,6 +287,15 @@ pub fn check(
         records: records.iter().map(|r| r.seq()).collect(),
         cosigned_by,
     })
+}
+
+/// Refuse an object with a field not in `allowed`.
+fn only_fields(v: &Value, allowed: &[&str], what: &str) -> Result<(), String> {
+    let obj = v.as_object().ok_or(format!("{what} is not a JSON object"))?;
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("{what} has a field {k:?} the format does not have")),
+        None => Ok(()),
+    }
 }
 
 /// The file is exactly `size` bytes, and its ranges, contiguous from 0 to `size`, hash as sealed.
@@ -290,8 +372,9 @@ mod tests {
         ledger.create(&p("other.log"), 0o100644, 0, 0).unwrap();
 
         let signer_key = SigningKey::from_bytes(&[2; 32]);
-        let cp = checkpoint::sign(store.as_ref(), &LogSigner::new("wormfs.test/r".into(), signer_key.clone())).unwrap();
-        let receipt = make(store.as_ref(), &b, &cp).unwrap();
+        let signer = LogSigner::new("wormfs.test/r".into(), signer_key.clone());
+        let cp = checkpoint::sign(store.as_ref(), &signer).unwrap();
+        let receipt = make(store.as_ref(), &b, &cp, &signer).unwrap();
         let text = serde_json::to_vec(&receipt).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("b.log");
@@ -331,6 +414,69 @@ mod tests {
         // A checkpoint that does not cover the file's history is refused when making one.
         let mut old = cp.clone();
         old.size = 3;
-        assert!(matches!(make(store.as_ref(), &b, &old), Err(ReceiptError::CheckpointTooOld { .. })));
+        assert!(matches!(make(store.as_ref(), &b, &old, &signer), Err(ReceiptError::CheckpointTooOld { .. })));
+
+        // A prefix passed off as the whole file: its last seal dropped, size and bytes to match.
+        let mut doc = receipt.clone();
+        doc["records"].as_array_mut().unwrap().pop();
+        doc["size"] = serde_json::json!(6);
+        std::fs::write(&file, b"aaaabb").unwrap();
+        let err = check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).unwrap_err();
+        assert!(err.contains("statement"), "{err}");
+        // The statement itself cannot be changed to match: it is signed.
+        let mut doc = receipt.clone();
+        let said = doc["statement"].as_str().unwrap().replacen("\n10\n", "\n6\n", 1);
+        doc["statement"] = serde_json::json!(said);
+        std::fs::write(&file, b"aaaabbdddd").unwrap();
+        assert!(check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).is_err());
+        // Nothing rides along: an unknown field, or records out of order.
+        let mut doc = receipt.clone();
+        doc["note"] = serde_json::json!("trust me");
+        assert!(check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).is_err());
+        let mut doc = receipt.clone();
+        doc["records"].as_array_mut().unwrap().swap(0, 1);
+        assert!(check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &public, &[]).is_err());
+        assert!(check(&file, &text, "wormfs.test/r", &public, &[]).is_ok(), "and the genuine one still checks");
+    }
+
+    #[test]
+    fn seals_of_a_name_after_it_was_renamed_away_are_another_file() {
+        let store = Arc::new(MemoryStore::new());
+        let ledger = Ledger::open(
+            store.clone(),
+            SigningKey::from_bytes(&[1; 32]),
+            Arc::new(SystemClock),
+            RetentionPolicy::uniform(0),
+        )
+        .unwrap();
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        let (a, b) = (p("a.log"), p("b.log"));
+        ledger.create(&a, 0o100644, 0, 0).unwrap();
+        ledger.seal(&a, 0, 9, sha256(b"B-GENUINE"), SealKind::Written).unwrap();
+        ledger.rename(&a, &b, false, false, false).unwrap();
+        // A new a.log, whose first seal has the same shape as the old one's.
+        ledger.create(&a, 0o100644, 0, 0).unwrap();
+        ledger.seal(&a, 0, 9, sha256(b"A-SECOND!"), SealKind::Written).unwrap();
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let signer = LogSigner::new("wormfs.test/r".into(), key.clone());
+        let cp = checkpoint::sign(store.as_ref(), &signer).unwrap();
+        let genuine = make(store.as_ref(), &b, &cp, &signer).unwrap();
+        // The rename (record 4) and the new a.log's seal (record 6) offered as b.log's history.
+        let mut doc = genuine.clone();
+        let proof7 = merkle::inclusion_proof(store.as_ref(), cp.size, 6).unwrap();
+        let bytes7 = store.record_bytes(6).unwrap().unwrap();
+        doc["records"] = serde_json::json!([
+            genuine["records"][1].clone(),
+            { "seq": 6, "record": base64_encode(&bytes7), "proof": proof7.iter().map(|h| base64_encode(h)).collect::<Vec<_>>() },
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.log");
+        std::fs::write(&file, b"A-SECOND!").unwrap();
+        let err =
+            check(&file, &serde_json::to_vec(&doc).unwrap(), "wormfs.test/r", &key.verifying_key(), &[]).unwrap_err();
+        assert!(err.contains("not this file") || err.contains("renames"), "{err}");
+        std::fs::write(&file, b"B-GENUINE").unwrap();
+        let ok = check(&file, &serde_json::to_vec(&genuine).unwrap(), "wormfs.test/r", &key.verifying_key(), &[]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

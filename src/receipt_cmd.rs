@@ -66,12 +66,13 @@ pub fn make(state: &StateDir, path: &RelPath, checkpoint_file: Option<&Path>) ->
         Some(p) => read(p)?,
         None => read(&state.checkpoint()).unwrap_or(None),
     };
-    let attempt = |cp: &Checkpoint| receipt::make(&store, path, cp);
+    let signer = LogSigner::new(origin, key);
+    let attempt = |cp: &Checkpoint| receipt::make(&store, path, cp, &signer);
     let doc = match kept.as_ref().map(attempt) {
         Some(Ok(doc)) => doc,
         Some(Err(e)) if checkpoint_file.is_some() => return Err(ReceiptCmdError::Receipt(e)),
         _ => {
-            let fresh = checkpoint::sign(&store, &LogSigner::new(origin, key)).map_err(ReceiptCmdError::Sign)?;
+            let fresh = checkpoint::sign(&store, &signer).map_err(ReceiptCmdError::Sign)?;
             attempt(&fresh).map_err(ReceiptCmdError::Receipt)?
         }
     };
@@ -105,7 +106,7 @@ pub fn verify(
             };
             writeln!(
                 out,
-                "RECEIPT VALID: {} ({} bytes) is /{} as sealed by records {:?}, in checkpoint {} of {} records{cosigned}",
+                "RECEIPT VALID: {} ({} bytes) is {} as sealed by records {:?}, in checkpoint {} of {} records{cosigned}",
                 file.display(),
                 c.size,
                 c.path,

@@ -21,7 +21,13 @@ impl Ticker {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || loop {
             match stopped.recv_timeout(wait()) {
-                Err(RecvTimeoutError::Timeout) => tick(),
+                // A bug in one tick (a panic) must not end the schedule for the life of the
+                // daemon: it is logged and the next tick comes as planned.
+                Err(RecvTimeoutError::Timeout) => {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut tick)).is_err() {
+                        log::error!("a background task panicked; it runs again at its next tick");
+                    }
+                }
                 // Asked to stop, or the owner is gone.
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }

@@ -144,11 +144,12 @@ fn post(url: &str, body: &[u8]) -> Result<(u16, String), WitnessError> {
         body.len()
     );
     stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(WitnessError::Unreachable)?;
-    let mut answer = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut answer).map_err(WitnessError::Unreachable)?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| WitnessError::Refused { status: 0, body: text.to_string() })?;
+    let answer = read_answer(&mut stream)?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n");
+    let Some(split) = split else {
+        return Err(WitnessError::Refused { status: 0, body: String::from_utf8_lossy(&answer).into_owned() });
+    };
+    let (head, body) = (String::from_utf8_lossy(&answer[..split]), &answer[split + 4..]);
     let status = head
         .split_whitespace()
         .nth(1)
@@ -158,19 +159,61 @@ fn post(url: &str, body: &[u8]) -> Result<(u16, String), WitnessError> {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// A chunked body's data (small answers; a malformed one yields what could be read).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+/// The whole answer, at most 1 MiB, within `TIMEOUT` in all: a witness that trickles bytes
+/// must not hold up the daemon (or its shutdown) for longer than that.
+fn read_answer(stream: &mut TcpStream) -> Result<Vec<u8>, WitnessError> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || answer.len() > 1 << 20 {
+            return Err(WitnessError::Unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the answer did not arrive in time",
+            )));
+        }
+        stream.set_read_timeout(Some(left)).map_err(WitnessError::Unreachable)?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(answer),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WitnessError::Unreachable(e)),
+        }
+    }
+}
+
+/// A chunked body's data, as bytes (an answer is not trusted to be UTF-8, nor to split on a
+/// character boundary); a malformed one yields what could be read.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&body[..eol]);
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let rest = &body[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn a_chunked_body_is_read_as_bytes_and_never_panics() {
+        assert_eq!(dechunk(b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"), b"hello!");
+        // A chunk size that ends inside a multi-byte character (a hostile witness).
+        assert_eq!(dechunk("1\r\né\r\n0\r\n\r\n".as_bytes()), [0xc3]);
+        assert_eq!(dechunk(b"zz\r\nx"), b"");
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nx"), b"");
+    }
 }

@@ -60,7 +60,34 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// Every readable mapping of process `pid` searched for each needle: (mapping, needle) found.
+fn search_memory(pid: u32, needles: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+    use std::os::unix::fs::FileExt;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).expect("read the daemon's maps");
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).expect("open the daemon's memory (root)");
+    let mut found = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        let name = line.split_whitespace().nth(5).unwrap_or("[anonymous]").to_string();
+        if !perms.starts_with('r') || name == "[vvar]" || name == "[vsyscall]" {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        let mut buf = vec![0u8; (end - start) as usize];
+        // A mapping that vanished or cannot be read (a guard page) is skipped.
+        let Ok(n) = mem.read_at(&mut buf, start) else { continue };
+        for needle in needles {
+            if contains(&buf[..n], needle) {
+                found.push((format!("{name} at {start:#x}"), needle.clone()));
+            }
+        }
+    }
+    found
 }
 
 /// The checkpoint key's vkey and the log's origin, as keygen wrote them.
@@ -104,7 +131,34 @@ fn epochs_verify_with_the_first_key_alone_and_no_old_key_is_left() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Nor in the running daemon's memory (what root reads through /proc/PID/mem): every key
+    // but the newest two seen (one may be mid-rotation) must be wiped.
+    let pid = tm.pid().expect("the daemon runs");
+    let wiped: Vec<Vec<u8>> =
+        seen[..seen.len().saturating_sub(2)].iter().map(|k| wormfs::core::segment::from_hex(k).unwrap()).collect();
+    assert!(!wiped.is_empty());
+    for (region, found) in search_memory(pid, &wiped) {
+        panic!("an old epoch key is still in the daemon's memory ({region}): {}", wormfs::core::segment::hex(&found));
+    }
+    // The search itself works: the key signing now is there.
+    let now = wormfs::core::segment::from_hex(&fs::read_to_string(tm.state().join("signing.key")).unwrap()).unwrap();
+    assert!(!search_memory(pid, &[now]).is_empty(), "the current key was not found in the daemon's memory");
+    // The key that lay on disk while wormfs was down is read by the next mount's main thread,
+    // signs the Mount and the rotation away from it, and must then be gone from memory too.
     let mut tm = tm;
+    tm.stop();
+    let downtime_key = fs::read_to_string(tm.state().join("signing.key")).unwrap();
+    tm.restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = tm.pid().expect("the daemon runs");
+    let mut wiped = wiped;
+    wiped.push(wormfs::core::segment::from_hex(&downtime_key).unwrap());
+    for (region, found) in search_memory(pid, &wiped) {
+        panic!(
+            "after a remount, an old key is in the daemon's memory ({region}): {}",
+            wormfs::core::segment::hex(&found)
+        );
+    }
     tm.stop();
     let rotations = tm.records().iter().filter(|r| r["kind"] == "KeyRotate").count();
     assert!(rotations >= 4, "a 1 s epoch over 4.5 s, plus the mount's: {rotations} rotations");

@@ -241,7 +241,11 @@ impl WormFs {
     /// keys do not rotate.
     pub fn next_rotation_in(&self) -> Option<std::time::Duration> {
         let (_, epoch_ns) = self.epochs.as_ref()?;
-        let ends = self.ledger.epoch().since_ns.saturating_add(*epoch_ns);
+        // An epoch that would end past the end of time (a head dated near u64::MAX, forged)
+        // never ends: rotating would only make another such epoch.
+        let Some(ends) = self.ledger.epoch().since_ns.checked_add(*epoch_ns) else {
+            return Some(std::time::Duration::MAX);
+        };
         Some(std::time::Duration::from_nanos(ends.saturating_sub(self.ledger.now())))
     }
 
@@ -908,6 +912,11 @@ impl WormFs {
         let _flags = lock(&self.flag_lock);
         for shared in self.open_files.all() {
             self.data.protect(&lock(&shared).path, Protection::Immutable);
+        }
+        // The epoch the run ends in is closed too: the key left on disk while wormfs is down
+        // signs only the Unmount (and, at the next mount, the Mount and the rotation away).
+        if let Err(e) = self.rotate_key() {
+            log::error!("{e}; the last epoch of this run stays open until the next mount");
         }
         self.ledger.unmount().map(|_| ()).map_err(|e| FsError::ledger(&RelPath::root(), e))
     }

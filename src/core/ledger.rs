@@ -48,6 +48,8 @@ pub enum LedgerError {
     },
     /// The next epoch's key could not be made or kept: the chain stays in its epoch.
     Rotation(VaultError),
+    /// The chain is in epoch 2^64−1 (a forged index): no epoch can follow.
+    EpochsExhausted,
 }
 
 impl fmt::Display for LedgerError {
@@ -70,6 +72,9 @@ impl fmt::Display for LedgerError {
                 write!(f, "{path}: a seal from byte {start} does not continue the sealed size {sealed}")
             }
             LedgerError::Rotation(e) => write!(f, "cannot rotate the signing key: {e}"),
+            LedgerError::EpochsExhausted => {
+                write!(f, "the chain is in the last possible key epoch (a forged index): no rotation can follow")
+            }
         }
     }
 }
@@ -113,7 +118,9 @@ pub struct Ledger {
 /// written once per episode, not before every record).
 struct ChainTime {
     head: Option<Head>,
-    key: SigningKey,
+    /// Boxed: the key is replaced at every epoch, and the old one must not linger in a
+    /// moved-from slot (dropping it wipes it).
+    key: Box<SigningKey>,
     epoch: EpochState,
     clock_behind: bool,
     /// The last rotation's promotion failed (the new key may still be the staged file).
@@ -139,10 +146,11 @@ impl Ledger {
     /// rebuilt from them if it is missing or was changed).
     pub fn open(
         store: Arc<dyn Store>,
-        key: SigningKey,
+        key: impl Into<Box<SigningKey>>,
         clock: Arc<dyn Clock>,
         policy: RetentionPolicy,
     ) -> Result<Ledger, LedgerError> {
+        let key: Box<SigningKey> = key.into();
         let ours = key_id(&key.verifying_key());
         let epoch = match (store.epoch()?, store.key_id()?) {
             (Some(epoch), _) => epoch,
@@ -282,7 +290,7 @@ impl Ledger {
         vault.stage(&next).map_err(LedgerError::Rotation)?;
         let public_key = next.verifying_key().to_bytes();
         let next_id = key_id(&next.verifying_key());
-        let epoch = chain.epoch.epoch + 1;
+        let epoch = chain.epoch.epoch.checked_add(1).ok_or(LedgerError::EpochsExhausted)?;
         let mut new_epoch = None;
         let record = self.append_locked(&mut chain, |_, time_ns| {
             let state = EpochState { epoch, key_id: next_id, since_ns: time_ns };
@@ -527,8 +535,8 @@ mod tests {
     }
 
     impl KeyVault for MemoryVault {
-        fn generate(&self) -> Result<SigningKey, VaultError> {
-            Ok(SigningKey::from_bytes(&[self.seed.fetch_add(1, Ordering::Relaxed) + 100; 32]))
+        fn generate(&self) -> Result<Box<SigningKey>, VaultError> {
+            Ok(Box::new(SigningKey::from_bytes(&[self.seed.fetch_add(1, Ordering::Relaxed) + 100; 32])))
         }
         fn stage(&self, next: &SigningKey) -> Result<(), VaultError> {
             *lock(&self.staged) = Some(next.clone());

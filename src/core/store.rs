@@ -208,8 +208,9 @@ impl Clock for SystemClock {
 /// promotes it, which destroys the old key: at no point is the chain signed by a key that a
 /// crash could lose, and after promote no copy of the old key is left.
 pub trait KeyVault: Send + Sync + fmt::Debug {
-    /// A new key from the system's random source.
-    fn generate(&self) -> Result<ed25519_dalek::SigningKey, VaultError>;
+    /// A new key from the system's random source, boxed so that moving it copies a pointer
+    /// (a moved-from stack slot keeps its bytes).
+    fn generate(&self) -> Result<Box<ed25519_dalek::SigningKey>, VaultError>;
     /// Make `next` durable beside the current key.
     fn stage(&self, next: &ed25519_dalek::SigningKey) -> Result<(), VaultError>;
     /// The record certifying the staged key is committed: make it the current key and destroy

@@ -211,6 +211,8 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let software = format!("wormfs {}", env!("CARGO_PKG_VERSION"));
     let data_dir = checked.data.as_os_str().as_encoded_bytes();
     let started = filesystem.start(&software, data_dir, checked.adopt_existing).map_err(MountError::Recovery)?;
+    // Loading the keys and the mount's rotation left key bytes in this thread's dead frames.
+    keys::scrub_stack();
     let recovery = &started.recovery;
     info!(
         "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",
@@ -321,6 +323,7 @@ impl Daemon {
             let _ = fs::remove_file(socket);
         }
         let shut = self.fs.shutdown();
+        keys::scrub_stack();
         // The chain's final state, Unmount included, checkpointed and sent to the witnesses.
         if let Some(last) = last_checkpoint {
             last.publish();

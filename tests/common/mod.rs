@@ -787,11 +787,24 @@ pub fn unprotect_tree(dir: &Path) {
 }
 
 /// Clear the flags of one backing file, so a test can tamper with it the way root can.
+///
+/// close(2) returns before the kernel's RELEASE reaches the daemon, which then sets the file
+/// immutable: a flag cleared too early comes back. So clear, let the daemon settle, and clear
+/// again until the flags stay off.
 #[track_caller]
 pub fn unprotect(path: impl AsRef<Path>) {
     let path = path.as_ref();
-    let out = run_cmd(Command::new("chattr").args(["-i", "-a"]).arg(path));
-    out.assert_success(&format!("chattr -i -a {}", path.display()));
+    for _ in 0..20 {
+        let out = run_cmd(Command::new("chattr").args(["-i", "-a"]).arg(path));
+        out.assert_success(&format!("chattr -i -a {}", path.display()));
+        std::thread::sleep(Duration::from_millis(100));
+        let flags = lsattr(path);
+        let flags = flags.split_whitespace().next().unwrap_or("");
+        if !flags.contains('i') && !flags.contains('a') {
+            return;
+        }
+    }
+    panic!("the write-once flags of {} keep coming back", path.display());
 }
 
 /// The kernel's flags of a backing file as lsattr shows them (e.g. "----i---------e-------").

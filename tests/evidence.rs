@@ -63,6 +63,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(haystack, needle).is_some()
 }
 
+fn shown(found: &[(String, Vec<u8>)]) -> String {
+    found
+        .iter()
+        .map(|(region, key)| format!("{} in {region}", wormfs::core::segment::hex(key)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every readable mapping of process `pid` searched for each needle: (mapping, needle) found.
 fn search_memory(pid: u32, needles: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
     use std::os::unix::fs::FileExt;
@@ -137,9 +145,8 @@ fn epochs_verify_with_the_first_key_alone_and_no_old_key_is_left() {
     let wiped: Vec<Vec<u8>> =
         seen[..seen.len().saturating_sub(2)].iter().map(|k| wormfs::core::segment::from_hex(k).unwrap()).collect();
     assert!(!wiped.is_empty());
-    for (region, found) in search_memory(pid, &wiped) {
-        panic!("an old epoch key is still in the daemon's memory ({region}): {}", wormfs::core::segment::hex(&found));
-    }
+    let found = search_memory(pid, &wiped);
+    assert!(found.is_empty(), "old epoch keys are still in the daemon's memory: {}", shown(&found));
     // The search itself works: the key signing now is there.
     let now = wormfs::core::segment::from_hex(&fs::read_to_string(tm.state().join("signing.key")).unwrap()).unwrap();
     assert!(!search_memory(pid, &[now]).is_empty(), "the current key was not found in the daemon's memory");
@@ -153,12 +160,8 @@ fn epochs_verify_with_the_first_key_alone_and_no_old_key_is_left() {
     let pid = tm.pid().expect("the daemon runs");
     let mut wiped = wiped;
     wiped.push(wormfs::core::segment::from_hex(&downtime_key).unwrap());
-    for (region, found) in search_memory(pid, &wiped) {
-        panic!(
-            "after a remount, an old key is in the daemon's memory ({region}): {}",
-            wormfs::core::segment::hex(&found)
-        );
-    }
+    let found = search_memory(pid, &wiped);
+    assert!(found.is_empty(), "after a remount, old keys are in the daemon's memory: {}", shown(&found));
     tm.stop();
     let rotations = tm.records().iter().filter(|r| r["kind"] == "KeyRotate").count();
     assert!(rotations >= 4, "a 1 s epoch over 4.5 s, plus the mount's: {rotations} rotations");

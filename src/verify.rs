@@ -90,6 +90,13 @@ pub enum Finding {
         anchor: String,
         size: u64,
     },
+    /// A record dated after the verifier's own clock (beyond `FUTURE_TOLERANCE_NS`): wormfs
+    /// never writes one, and dating records ahead is how retention would be expired early.
+    FromTheFuture {
+        seq: u64,
+        time_ns: u64,
+        now_ns: u64,
+    },
     /// A checkpoint given as an anchor that does not carry the signatures it must (the log's
     /// checkpoint key, a required witness), or is not this log's: it proves nothing.
     AnchorUnverified {
@@ -161,6 +168,7 @@ impl Finding {
             Finding::BehindAnchor { .. } => "chain.behind_anchor",
             Finding::ForkedFromAnchor { .. } => "chain.forked_from_anchor",
             Finding::AnchorUnverified { .. } => "anchor.unverified",
+            Finding::FromTheFuture { .. } => "chain.from_the_future",
         }
     }
 
@@ -172,7 +180,8 @@ impl Finding {
             | Finding::ExpectedHeadMissing { .. }
             | Finding::BehindAnchor { .. }
             | Finding::ForkedFromAnchor { .. }
-            | Finding::AnchorUnverified { .. } => None,
+            | Finding::AnchorUnverified { .. }
+            | Finding::FromTheFuture { .. } => None,
             Finding::History(h) => match h {
                 HistoryFinding::Recreated { path, .. }
                 | HistoryFinding::SealWithoutOrigin { path, .. }
@@ -302,6 +311,12 @@ impl fmt::Display for Finding {
                 "the chain's first {size} records are not the ones checkpoint {anchor} signed: history was rewritten"
             ),
             Finding::AnchorUnverified { anchor, why } => write!(f, "checkpoint {anchor} proves nothing: {why}"),
+            Finding::FromTheFuture { seq, time_ns, now_ns } => write!(
+                f,
+                "record {seq} is dated {}, after this verifier's clock ({}): records were dated ahead (or this machine's clock is wrong)",
+                expiry(*time_ns),
+                expiry(*now_ns)
+            ),
         }
     }
 }
@@ -384,6 +399,10 @@ pub struct Anchor {
 /// warning: a running daemon rotates every epoch.
 pub const STALE_EPOCHS: u64 = 4;
 
+/// How far ahead of the verifier's clock a record may be dated before it is a finding: clocks of
+/// two honest machines differ by less.
+pub const FUTURE_TOLERANCE_NS: u64 = 10 * 60 * 1_000_000_000;
+
 /// What to check and how to show progress.
 #[derive(Default)]
 pub struct Options {
@@ -439,10 +458,19 @@ struct Replay {
     /// The tree's root at each requested size the chain reaches.
     roots: BTreeMap<u64, Hash>,
     leaves: u64,
+    /// The first record dated after the verifier's clock (seq, time).
+    future: Option<(u64, u64)>,
 }
 
 impl Replay {
-    fn of(store: &dyn Store, key: VerifyingKey, sizes: &BTreeSet<u64>) -> Result<Replay, VerifyError> {
+    fn of(
+        store: &dyn Store,
+        key: VerifyingKey,
+        sizes: &BTreeSet<u64>,
+        now: Option<u64>,
+    ) -> Result<Replay, VerifyError> {
+        let latest_allowed = now.map(|n| n.saturating_add(FUTURE_TOLERANCE_NS));
+        let mut future = None;
         let mut checker = ChainChecker::new(key);
         let mut history = History::default();
         let mut head_time = 0;
@@ -463,12 +491,15 @@ impl Replay {
                 }
                 if let Some(record) = checker.check(stored_seq, bytes) {
                     head_time = record.fields.time_ns;
+                    if future.is_none() && latest_allowed.is_some_and(|limit| head_time > limit) {
+                        future = Some((record.seq(), head_time));
+                    }
                     history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
                 }
                 true
             })
             .map_err(VerifyError::Store)?;
-        Ok(Replay { chain: checker.finish(), history, head_time, roots, leaves: tree.size() })
+        Ok(Replay { chain: checker.finish(), history, head_time, roots, leaves: tree.size(), future })
     }
 }
 
@@ -508,7 +539,7 @@ pub fn check_with(
     let data = DataDir::open(data_dir)
         .map_err(|e| VerifyError::Io { path: data_dir.to_path_buf(), err: std::io::Error::from(e) })?;
     let sizes: BTreeSet<u64> = opts.anchors.iter().map(|a| a.size).collect();
-    let Replay { chain, history, head_time, roots, leaves } = Replay::of(store, key, &sizes)?;
+    let Replay { chain, history, head_time, roots, leaves, future } = Replay::of(store, key, &sizes, opts.now_ns)?;
     let (anchor_findings, anchored) = check_anchors(&opts.anchors, &roots, leaves);
     let closed = history.closed();
     let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
@@ -516,6 +547,9 @@ pub fn check_with(
     // What the records show is about the chain as a whole: reported whatever --path says.
     findings.extend(history_findings.into_iter().map(Finding::History));
     findings.extend(opts.anchor_findings.iter().cloned());
+    if let (Some((seq, time_ns)), Some(now_ns)) = (future, opts.now_ns) {
+        findings.push(Finding::FromTheFuture { seq, time_ns, now_ns });
+    }
     findings.extend(anchor_findings);
     let chain_seq = chain.head.map_or(0, |(seq, _)| seq);
     match store.head() {

@@ -216,6 +216,7 @@ fn finding_json(f: &Finding) -> Value {
         }
         Finding::ForkedFromAnchor { anchor, size } => json!({ "anchor": anchor, "anchor_size": size }),
         Finding::AnchorUnverified { anchor, why } => json!({ "anchor": anchor, "why": why }),
+        Finding::FromTheFuture { seq, time_ns, now_ns } => json!({ "seq": seq, "time_ns": time_ns, "now_ns": now_ns }),
     };
     merge(&mut v, extra, f.path());
     v

@@ -519,3 +519,35 @@ fn a_witness_that_is_down_is_counted_and_never_stops_sealing() {
     let note = fs::read_to_string(tm.state().join("checkpoint")).unwrap();
     assert!(!note.contains("witness.test/down"), "{note}");
 }
+
+#[test]
+fn a_record_dated_ahead_of_the_verifiers_clock_is_a_finding() {
+    let mut tm = TestMount::start();
+    tm.append("a.log", b"retained\n");
+    tm.stop();
+    // With the key on disk after a clean stop, an attacker dates records a year ahead (a Mount,
+    // exempt from the epoch's time limit, would let a Delete pass retention).
+    let current = SigningKey::from_bytes(
+        &wormfs::core::segment::from_hex(&fs::read_to_string(tm.state().join("signing.key")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    {
+        let db = open_index(tm.state());
+        let head = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+        let last = get_record(&db, head);
+        let ahead = last.fields.time_ns + 365 * 86_400 * 1_000_000_000;
+        let payload = Payload::ClockJump { system_ns: ahead, floor_ns: ahead };
+        let fields = wormfs::core::record::Unsigned { seq: head + 1, time_ns: ahead, payload, prev_hash: last.hash };
+        let forged = chain::sign(fields, &current);
+        db.put_cf(db.cf_handle("records").unwrap(), (head + 1).to_be_bytes(), forged.encode()).unwrap();
+        let mut value = (head + 1).to_be_bytes().to_vec();
+        value.extend_from_slice(&forged.hash);
+        value.extend_from_slice(&ahead.to_be_bytes());
+        db.put_cf(db.cf_handle("meta").unwrap(), b"head", value).unwrap();
+    }
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(kinds(&doc), vec!["chain.from_the_future".to_string()], "{doc:#}");
+}

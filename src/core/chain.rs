@@ -110,6 +110,10 @@ impl EpochView {
     }
 }
 
+/// The longest key epoch a rotation may declare: forward security is only as good as the
+/// epoch is short, and a forged rotation must not make a key valid forever.
+pub const MAX_EPOCH_NS: u64 = 24 * 3600 * 1_000_000_000;
+
 /// How many retired epoch keys a record with a bad signature is tried against, to tell a key
 /// used outside its epoch from a forgery.
 const RETIRED_KEYS_TRIED: usize = 64;
@@ -276,6 +280,9 @@ impl ChainChecker {
         }
         if epoch_ns == 0 {
             self.findings.push(bad("it declares no epoch length"));
+        }
+        if epoch_ns > MAX_EPOCH_NS {
+            self.findings.push(bad("it declares an epoch longer than a day"));
         }
         let key = match VerifyingKey::from_bytes(public_key) {
             Ok(key) if key.is_weak() => return self.findings.push(bad("a weak key, under which anyone can sign")),
@@ -557,6 +564,17 @@ mod tests {
         b.mount(1000, &k0).rotate(1001, 2, &k0, &k1);
         assert!(matches!(b.check(&k0).findings[..], [ChainFinding::BadRotation { seq: 2, epoch: 2, expected: 1, .. }]));
 
+        // An epoch that would make a key valid for longer than a day.
+        let mut b = Builder { records: Vec::new() };
+        b.mount(1000, &k0);
+        let long =
+            Payload::KeyRotate { epoch: 1, public_key: k1.verifying_key().to_bytes(), epoch_ns: MAX_EPOCH_NS + 1 };
+        b.push(1001, long, &k0);
+        assert!(matches!(
+            b.check(&k0).findings[..],
+            [ChainFinding::BadRotation { why: "it declares an epoch longer than a day", .. }]
+        ));
+
         let mut b = Builder { records: Vec::new() };
         b.mount(1000, &k0).rotate(1001, 1, &k0, &k0);
         assert!(matches!(b.check(&k0).findings[..], [ChainFinding::BadRotation { why: "the key is not new", .. }]));
@@ -575,7 +593,6 @@ mod tests {
             "{f:?}"
         );
         assert!(f.contains(&ChainFinding::BadSignature { seq: 3 }), "{f:?}");
-        let _ = k1;
     }
 
     #[test]

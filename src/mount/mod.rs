@@ -130,6 +130,8 @@ pub enum MountError {
     Config(ConfigError),
     /// A --witness whose vkey is not a C2SP cosignature/v1 key.
     BadWitness(String),
+    /// A --key-epoch longer than verify accepts.
+    KeyEpochTooLong(Duration),
 }
 
 impl fmt::Display for MountError {
@@ -168,6 +170,11 @@ impl fmt::Display for MountError {
             ),
             MountError::Recovery(e) => write!(f, "starting the chain and recovery at mount failed: {e}"),
             MountError::Config(e) => write!(f, "bad configuration: {e}"),
+            MountError::KeyEpochTooLong(d) => write!(
+                f,
+                "--key-epoch {}s is longer than a day: verify would reject such an epoch (and old records would stay forgeable that long)",
+                d.as_secs()
+            ),
             MountError::BadWitness(v) => {
                 write!(f, "--witness: {v:?} is not a witness vkey (NAME+ID+BASE64 of a type 0x04 ed25519 key)")
             }
@@ -194,6 +201,10 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
         .map_err(MountError::Config)?;
     let witnesses = witnesses(&args.witness)?;
+    let epoch_ns = u64::try_from(args.key_epoch.as_nanos()).unwrap_or(u64::MAX);
+    if epoch_ns > crate::core::chain::MAX_EPOCH_NS {
+        return Err(MountError::KeyEpochTooLong(args.key_epoch));
+    }
     keys::require_signing_key(&state).map_err(MountError::Key)?;
     let (origin, checkpoint_key) = keys::load_checkpoint_key(&state).map_err(MountError::Key)?;
     let store = open_index(&checked, &state)?;
@@ -201,7 +212,6 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let key =
         keys::load_signing(&state, keys::chain_key_id(store.as_ref()).map_err(index_err)?).map_err(MountError::Key)?;
     let ledger = Arc::new(Ledger::open(store, key, Arc::new(SystemClock), policy).map_err(MountError::Ledger)?);
-    let epoch_ns = u64::try_from(args.key_epoch.as_nanos()).unwrap_or(u64::MAX);
     let filesystem = Arc::new(
         WormFs::new(&checked.data, ledger.clone())
             .map_err(MountError::Core)?

@@ -575,9 +575,9 @@ fn a_changed_record_payload_is_a_bad_hash_and_signature() {
 #[test]
 fn a_changed_record_with_a_recomputed_hash_is_a_bad_signature() {
     let s = Store::build();
-    // The last seal before Unmount: claim one byte fewer was sealed.
+    // The last seal before the unmount's KeyRotate and Unmount: claim one byte fewer was sealed.
     let (_, end, seq) = s.seal("/big.bin", 1);
-    assert_eq!(seq + 1, s.last_seq(), "the Unmount follows");
+    assert_eq!(seq + 2, s.last_seq(), "the unmount's KeyRotate and the Unmount follow");
     {
         let db = open_index(s.m.state());
         let mut rec = get_record(&db, seq);

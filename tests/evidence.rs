@@ -405,11 +405,31 @@ fn a_real_witness_cosigns_extensions_and_refuses_forks_and_rollbacks() {
     assert_eq!(code, 1);
     assert!(kinds(&doc).contains(&"chain.forked_from_anchor".to_string()), "{doc:#}");
     let size_before = witness.log_status(&origin(&log_vkey))["size"].as_u64();
-    for old in ["0".to_string(), first_size.to_string()] {
-        let out =
-            run_cmd(&mut tm.wormfs_cmd(&["checkpoint", "--witness", &witness.url, &witness.vkey, "--old-size", &old]));
-        out.assert_failure("a forked chain's checkpoint");
-        assert!(out.stderr.contains("witness"), "{out:#?}");
+    // wormfs' own tool refuses to sign over a chain that does not check out from the anchor...
+    let out = run_cmd(&mut tm.wormfs_cmd(&["checkpoint", "--witness", &witness.url, &witness.vkey]));
+    out.assert_failure("wormfs checkpoint of a rebuilt chain");
+    assert!(out.stderr.contains("refusing to sign a checkpoint"), "{out:#?}");
+    // ...so the attacker signs it with the stolen checkpoint key through their own code, and
+    // submits it from every size the witness could expect: the witness refuses each.
+    let store = wormfs::index::RocksStore::open_read_only(&tm.state().join("index")).unwrap();
+    let state = wormfs::state_dir::StateDir::new(tm.state());
+    let (name, key) = wormfs::keys::load_checkpoint_key(&state).unwrap();
+    let forged = wormfs::checkpoint::sign(&store, &wormfs::checkpoint::LogSigner::new(name, key)).unwrap();
+    assert!(forged.size > first_size, "the rebuilt chain is longer than the anchor: {}", forged.size);
+    let wkey = wormfs::checkpoint::WitnessKey::parse(&witness.vkey).unwrap();
+    for old in [0, first_size, checkpoint_size(&later)] {
+        let mut w = wormfs::witness::Witness::new(&witness.url, wkey.clone());
+        w.cosigned_size = old;
+        let refused = w.cosign(&store, &forged).expect_err("the witness cosigned a fork");
+        assert!(
+            matches!(
+                refused,
+                wormfs::witness::WitnessError::Refused { status: 422, .. }
+                    | wormfs::witness::WitnessError::Conflict { .. }
+                    | wormfs::witness::WitnessError::Ahead { .. }
+            ),
+            "{refused:?}"
+        );
     }
     assert_eq!(witness.log_status(&origin(&log_vkey))["size"].as_u64(), size_before, "the witness kept its view");
 }

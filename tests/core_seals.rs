@@ -65,6 +65,36 @@ fn close_seals_what_was_written_and_reopen_starts_a_new_segment() {
 }
 
 #[test]
+fn a_close_seals_even_while_the_previous_closes_release_is_on_its_way() {
+    // `echo a >> f; echo b >> f`: the kernel sends the first handle's RELEASE after close(2)
+    // returned, so the second open can come first. Each close still seals its own line.
+    let w = world();
+    let first = w.create("f");
+    w.append(first, b"a\n");
+    w.fs.flush(&caller(), first).unwrap();
+    assert_eq!(seals(&w.records()), vec![(0, 2, sha(b"a\n"))], "the close sealed");
+    let attr = w.fs.lookup(ROOT, OsStr::new("f")).unwrap();
+    let second = w.fs.open(&caller(), attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    w.append(second, b"b\n");
+    w.fs.flush(&caller(), second).unwrap();
+    assert_eq!(seals(&w.records()), vec![(0, 2, sha(b"a\n")), (2, 4, sha(b"b\n"))], "its own seal");
+    w.fs.release(first).unwrap();
+    w.fs.release(second).unwrap();
+    assert_eq!(seals(&w.records()).len(), 2, "nothing left for the releases");
+
+    // A writer still in use (opened, not closed) keeps the other's close from sealing.
+    let kept = w.fs.open(&caller(), attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    let third = w.fs.open(&caller(), attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap().fh;
+    w.append(third, b"c\n");
+    w.fs.flush(&caller(), third).unwrap();
+    assert_eq!(seals(&w.records()).len(), 2, "another writer is still open");
+    w.fs.release(third).unwrap();
+    w.fs.release(kept).unwrap();
+    assert_eq!(seals(&w.records()).len(), 3, "the last release seals");
+    assert!(w.check().intact());
+}
+
+#[test]
 fn kinds_are_in_the_order_things_happened() {
     let w = world();
     let fh = w.create("a.log");

@@ -696,7 +696,12 @@ impl WormFs {
                 let own = file.try_clone().map_err(|e| FsError::os(path, io_errno(&e)))?;
                 Ok(OpenFile::new(path.clone(), own, size))
             })?;
-            Access::Write(Writer { append: flags & libc::O_APPEND != 0, shared, opener: thread_group(caller.tid) })
+            Access::Write(Writer {
+                append: flags & libc::O_APPEND != 0,
+                shared,
+                opener: thread_group(caller.tid),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            })
         } else {
             Access::Read
         };
@@ -825,7 +830,13 @@ impl WormFs {
             return Ok(());
         }
         let mut state = lock(&writer.shared);
-        if state.handles() == 1 && state.unsealed() > 0 {
+        if !writer.closed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            state.closed_by_opener();
+        }
+        // The last writer's close seals, also when earlier handles' RELEASE is still on its way:
+        // their openers closed them too. (A copy of one kept open elsewhere may still write;
+        // those bytes are sealed at its own close.)
+        if state.all_closed_by_openers() && state.unsealed() > 0 {
             seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut state, SealCause::LastClose)?;
         }
         Ok(())
@@ -836,11 +847,12 @@ impl WormFs {
     /// and the hashed bytes wait in memory for the interval sealer, the next open or unmount.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
-        if h.writer().is_some() {
+        if let Some(writer) = h.writer() {
+            let closed = writer.closed.load(std::sync::atomic::Ordering::Relaxed);
             // If the seal fails the state stays (with no handles), so the interval sealer, the
             // next open or unmount can still seal exactly the bytes wormfs saw written.
             let _flags = lock(&self.flag_lock);
-            self.open_files.detach(h.ino, |state| {
+            self.open_files.detach(h.ino, closed, |state| {
                 match seals::seal_open(&self.ledger, &self.metrics, &self.damage, state, SealCause::LastClose) {
                     Ok(()) => {
                         self.data.protect(&state.path, Protection::Immutable);

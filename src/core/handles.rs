@@ -27,6 +27,10 @@ pub struct OpenFile {
     /// more is appended or sealed through this state.
     pub damaged: Option<Damage>,
     handles: u32,
+    /// Handles whose opener has closed them (FLUSH) but whose RELEASE has not arrived yet: the
+    /// kernel sends RELEASE asynchronously, so the next `>>` can open, write and close before
+    /// the previous one's handle is gone.
+    closed_by_opener: u32,
 }
 
 impl OpenFile {
@@ -40,6 +44,7 @@ impl OpenFile {
             unsealed_since: None,
             damaged: None,
             handles: 0,
+            closed_by_opener: 0,
         }
     }
 
@@ -59,6 +64,17 @@ impl OpenFile {
     /// Writable handles open on the file.
     pub fn handles(&self) -> u32 {
         self.handles
+    }
+
+    /// This handle's opener closed it (once per handle: `Writer::closed`).
+    pub fn closed_by_opener(&mut self) {
+        self.closed_by_opener += 1;
+    }
+
+    /// Whether every handle but none is still in its opener's use: the close being served is
+    /// the last one that matters, so it seals.
+    pub fn all_closed_by_openers(&self) -> bool {
+        self.closed_by_opener >= self.handles
     }
 }
 
@@ -89,6 +105,8 @@ pub struct Writer {
     /// open/append/close cycle (loggers close from worker threads). A copy of the descriptor
     /// closed elsewhere (a forked child exec'ing) is not the end of anything.
     pub opener: u32,
+    /// Its opener has closed it (counted once in the shared state's `closed_by_opener`).
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 impl FileHandle {
@@ -167,11 +185,15 @@ impl OpenFiles {
     /// the state is dropped, with the table locked so a new open cannot read the index in
     /// between and see the file as unsealed. When `on_last` returns false (the seal failed) the
     /// state stays, with no handles, so its hashed bytes can still be sealed.
-    pub fn detach(&self, ino: u64, on_last: impl FnOnce(&mut OpenFile) -> bool) {
+    /// `closed`: its opener had closed it (it was counted in `closed_by_opener`).
+    pub fn detach(&self, ino: u64, closed: bool, on_last: impl FnOnce(&mut OpenFile) -> bool) {
         let mut map = lock(&self.by_ino);
         let Some(state) = map.get(&ino).cloned() else { return };
         let mut s = lock(&state);
         s.handles = s.handles.saturating_sub(1);
+        if closed {
+            s.closed_by_opener = s.closed_by_opener.saturating_sub(1);
+        }
         if s.handles == 0 && on_last(&mut s) {
             map.remove(&ino);
         }
@@ -212,12 +234,12 @@ mod tests {
         lock(&a).size = 12;
         assert_eq!(lock(&b).size, 12);
         let mut last_calls = 0;
-        files.detach(5, |_| {
+        files.detach(5, false, |_| {
             last_calls += 1;
             true
         });
         assert_eq!(last_calls, 0);
-        files.detach(5, |s| {
+        files.detach(5, false, |s| {
             assert_eq!(s.size, 12);
             last_calls += 1;
             true
@@ -231,14 +253,14 @@ mod tests {
         let files = OpenFiles::default();
         files.attach(5, || open_file(10)).unwrap();
         lock(&files.get(5).unwrap()).size = 12; // two bytes written, not sealed
-        files.detach(5, |_| false);
+        files.detach(5, false, |_| false);
         let orphan = files.get(5).expect("kept: its bytes are not sealed");
         files.drop_orphans();
         assert!(files.get(5).is_some(), "still unsealed");
         let again = files.attach(5, || panic!("the next open joins the kept state")).unwrap();
         assert!(Arc::ptr_eq(&orphan, &again));
         lock(&again).sealed = 12;
-        files.detach(5, |_| true);
+        files.detach(5, false, |_| true);
         assert!(files.get(5).is_none());
     }
 

@@ -571,3 +571,24 @@ fn a_record_dated_ahead_of_the_verifiers_clock_is_a_finding() {
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(kinds(&doc), vec!["chain.from_the_future".to_string()], "{doc:#}");
 }
+
+#[test]
+fn a_chain_that_claims_to_be_mounted_but_stopped_rotating_is_warned_about() {
+    let mut tm = TestMount::builder().arg("--key-epoch").arg("1s").start();
+    tm.append("a.log", b"before the crash\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let warned = |doc: &Value| doc["warnings"].as_array().unwrap().iter().any(|w| w["kind"] == "chain.stale_epoch");
+    assert!(!warned(&doc), "a live daemon rotates every epoch: {doc:#}");
+    // Killed: no Unmount, the chain still claims to be mounted, and no rotation comes.
+    tm.kill9();
+    std::thread::sleep(Duration::from_millis(5500));
+    let (code, doc) = verify(&tm, &[]);
+    assert_eq!(code, 0, "a warning, not a finding: {doc:#}");
+    assert!(warned(&doc), "{doc:#}");
+    tm.restart();
+    tm.stop();
+    let (_, doc) = verify(&tm, &[]);
+    assert!(!warned(&doc), "after a clean stop: {doc:#}");
+}

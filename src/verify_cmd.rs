@@ -85,6 +85,10 @@ fn read_anchors(
             if !path.exists() {
                 return Err(VerifyCmdError::NoCheckpointKey(path));
             }
+            eprintln!(
+                "wormfs verify: anchors are checked with {} (from the state being checked: weaker evidence; pass --checkpoint-key with a copy kept elsewhere)",
+                path.display()
+            );
             path.to_string_lossy().into_owned()
         }
     };

@@ -93,6 +93,7 @@ pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint, signer: &LogSign
     let statement = Statement {
         origin: cp.origin.clone(),
         tree_size: cp.size,
+        root: cp.root,
         path: path.clone(),
         size: file.sealed,
         file_hash: file.file_hash,
@@ -111,11 +112,12 @@ pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint, signer: &LogSign
 }
 
 /// The receipt's statement, signed by the checkpoint key:
-/// `wormfs-receipt/1\n<origin>\n<tree size>\n<path hex>\n<size>\n<base64 file_hash>\n<last seq>\n`.
+/// `wormfs-receipt/1\n<origin>\n<tree size>\n<base64 root>\n<path hex>\n<size>\n<base64 file_hash>\n<last seq>\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Statement {
     origin: String,
     tree_size: u64,
+    root: Hash,
     path: RelPath,
     size: u64,
     file_hash: Hash,
@@ -125,9 +127,10 @@ struct Statement {
 impl Statement {
     fn text(&self) -> String {
         format!(
-            "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
             self.origin,
             self.tree_size,
+            base64_encode(&self.root),
             self.path.hex(),
             self.size,
             base64_encode(&self.file_hash),
@@ -262,6 +265,7 @@ pub fn check(
     let expected = Statement {
         origin: cp.origin.clone(),
         tree_size: cp.size,
+        root: cp.root,
         path: path.clone(),
         size,
         file_hash,

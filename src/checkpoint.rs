@@ -162,6 +162,11 @@ impl WitnessKey {
     }
 }
 
+/// Witness vkeys from the command line; Err names the first that is not one.
+pub fn parse_witness_keys(vkeys: &[String]) -> Result<Vec<WitnessKey>, String> {
+    vkeys.iter().map(|v| WitnessKey::parse(v).ok_or_else(|| v.clone())).collect()
+}
+
 /// Checks a cosignature/v1: the signature bytes are timestamp u64 ‖ ed25519 signature over
 /// `cosignature/v1\ntime <timestamp>\n` followed by the checkpoint text.
 struct CosignatureVerifier(WitnessKey);

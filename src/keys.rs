@@ -420,6 +420,14 @@ pub fn parse_vkey(text: &str) -> Option<(String, VerifyingKey)> {
     Some((name.to_string(), key))
 }
 
+/// A C2SP ed25519 verifier key given as a file holding it, or as the text itself: its name
+/// and public key.
+pub fn load_vkey(spec: &str) -> Result<(String, VerifyingKey), KeyError> {
+    let path = PathBuf::from(spec);
+    let text = if path.is_file() { fs::read_to_string(&path).map_err(io_err(&path))? } else { spec.to_string() };
+    parse_vkey(text.trim()).ok_or(KeyError::Malformed(path))
+}
+
 /// Standard base64 with padding, strictly (what C2SP notes use).
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;

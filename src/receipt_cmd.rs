@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::checkpoint::{self, Checkpoint, CheckpointError, LogSigner, WitnessKey};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, LogSigner};
 use crate::core::merkle;
 use crate::core::path::RelPath;
 use crate::keys::{self, KeyError};
@@ -88,13 +88,8 @@ pub fn verify(
     witness_keys: &[String],
     out: &mut dyn std::io::Write,
 ) -> Result<i32, ReceiptCmdError> {
-    let text = std::fs::read_to_string(key).unwrap_or_else(|_| key.to_string());
-    let (origin, log_key) =
-        keys::parse_vkey(text.trim()).ok_or_else(|| ReceiptCmdError::Key(KeyError::Malformed(key.into())))?;
-    let witnesses = witness_keys
-        .iter()
-        .map(|v| WitnessKey::parse(v).ok_or_else(|| ReceiptCmdError::BadWitnessKey(v.clone())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (origin, log_key) = keys::load_vkey(key).map_err(ReceiptCmdError::Key)?;
+    let witnesses = checkpoint::parse_witness_keys(witness_keys).map_err(ReceiptCmdError::BadWitnessKey)?;
     let receipt = std::fs::read(receipt_file).map_err(|err| ReceiptCmdError::Io { path: receipt_file.into(), err })?;
     let io = |err| ReceiptCmdError::Io { path: "stdout".into(), err };
     match receipt::check(file, &receipt, &origin, &log_key, &witnesses) {

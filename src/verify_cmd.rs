@@ -7,7 +7,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{self, WitnessKey};
+use crate::checkpoint;
 use crate::core::store::{Clock, SystemClock};
 use crate::core::RelPath;
 use crate::inspect::{self, InspectError};
@@ -92,13 +92,8 @@ fn read_anchors(
             path.to_string_lossy().into_owned()
         }
     };
-    let text = std::fs::read_to_string(&spec).unwrap_or(spec.clone());
-    let (origin, log_key) =
-        keys::parse_vkey(text.trim()).ok_or_else(|| VerifyCmdError::Key(KeyError::Malformed(spec.into())))?;
-    let witnesses = witness_keys
-        .iter()
-        .map(|v| WitnessKey::parse(v).ok_or_else(|| VerifyCmdError::BadWitnessKey(v.clone())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (origin, log_key) = keys::load_vkey(&spec).map_err(VerifyCmdError::Key)?;
+    let witnesses = checkpoint::parse_witness_keys(witness_keys).map_err(VerifyCmdError::BadWitnessKey)?;
     let mut anchors = Vec::new();
     let mut findings = Vec::new();
     for path in files {

@@ -4,7 +4,7 @@
 //! When nothing is mounted, `submit` runs the same request on the index directly.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -21,9 +21,19 @@ use crate::core::retention::RetentionPolicy;
 use crate::core::store::{Store, StoreError, SystemClock};
 use crate::keys::{self, KeyError};
 use crate::state_dir::{IndexOpenError, StateDir};
-const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve admin requests for the mounted filesystem until the process exits.
+/// How long a client gets to send its request line and to take the answer: an admin command
+/// is one short line, and a client that connects and says nothing must not hold a slot long.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// Clients served at once; one more is told the daemon is busy instead of waiting.
+const MAX_CLIENTS: usize = 16;
+/// The longest request line read (a hold reason is short).
+const MAX_REQUEST: u64 = 64 * 1024;
+/// How long `submit` waits for the daemon's answer (it commits a synced record first).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve admin requests for the mounted filesystem until the process exits: each client on a
+/// thread of its own, so a slow or silent one delays nobody else.
 pub fn serve(state_dir: &StateDir, ledger: Arc<Ledger>, data_dir: PathBuf) -> io::Result<PathBuf> {
     let path = state_dir.control_socket();
     // A socket file left by a daemon that died: nobody answers on it, so it can go.
@@ -32,30 +42,101 @@ pub fn serve(state_dir: &StateDir, ledger: Arc<Ledger>, data_dir: PathBuf) -> io
     }
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let data_dir = Arc::new(data_dir);
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("control".into()).spawn(move || {
         for stream in listener.incoming() {
-            match stream {
-                Ok(stream) => {
-                    if let Err(e) = handle(stream, &ledger, &data_dir) {
-                        warn!("control socket: {e}");
-                    }
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    warn!("control socket: accept failed: {e}");
+                    continue;
                 }
-                Err(e) => warn!("control socket: accept failed: {e}"),
+            };
+            let slot = Slot::take(&busy);
+            let Some(slot) = slot else {
+                let _ =
+                    answer(&stream, &Response { ok: false, message: "the wormfs daemon is busy: try again".into() });
+                continue;
+            };
+            let (ledger, data_dir) = (ledger.clone(), data_dir.clone());
+            let spawned = std::thread::Builder::new().name("control-client".into()).spawn(move || {
+                let _slot = slot;
+                if let Err(e) = handle(stream, &ledger, &data_dir) {
+                    warn!("control socket: {e}");
+                }
+            });
+            if let Err(e) = spawned {
+                warn!("control socket: cannot serve a client: {e}");
             }
         }
     })?;
     Ok(path)
 }
 
+/// One of the `MAX_CLIENTS` places, given back when dropped.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    fn take(busy: &Arc<std::sync::atomic::AtomicUsize>) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let taken = busy.fetch_add(1, Ordering::AcqRel);
+        if taken >= MAX_CLIENTS {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(busy.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+fn answer(stream: &UnixStream, response: &Response) -> io::Result<()> {
+    stream.set_write_timeout(Some(DEADLINE))?;
+    let mut out = stream;
+    writeln!(out, "{}", serde_json::to_string(response).map_err(io::Error::other)?)
+}
+
+/// The request line, read within `DEADLINE` in all (a client that trickles bytes is cut off
+/// as surely as one that sends none).
+fn read_request(stream: &UnixStream) -> io::Result<String> {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent no request in time"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let (used, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..used]);
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the request is not UTF-8"))
+}
+
 fn handle(stream: UnixStream, ledger: &Ledger, data_dir: &Path) -> io::Result<()> {
-    stream.set_read_timeout(Some(TIMEOUT))?;
     let uid = getsockopt(&stream, PeerCredentials).map(|c| c.uid()).map_err(io::Error::from)?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
     let response = if uid != 0 {
         warn!("control socket: refused a request from uid {uid}");
         Response { ok: false, message: "permission denied: only root may change holds and retention".into() }
     } else {
+        let line = read_request(&stream)?;
         match serde_json::from_str::<Request>(&line) {
             Ok(request) => match admin::execute(ledger, data_dir, uid, &request) {
                 Ok(message) => {
@@ -67,8 +148,7 @@ fn handle(stream: UnixStream, ledger: &Ledger, data_dir: &Path) -> io::Result<()
             Err(e) => Response { ok: false, message: format!("bad request: {e}") },
         }
     };
-    let mut out = &stream;
-    writeln!(out, "{}", serde_json::to_string(&response).map_err(io::Error::other)?)
+    answer(&stream, &response)
 }
 
 #[derive(Debug)]
@@ -130,7 +210,7 @@ pub fn submit(state_dir: &StateDir, request: &Request) -> Result<String, SubmitE
     }
     match UnixStream::connect(state_dir.control_socket()) {
         Ok(stream) => {
-            stream.set_read_timeout(Some(TIMEOUT)).map_err(SubmitError::Io)?;
+            stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(SubmitError::Io)?;
             let mut out = &stream;
             let line = serde_json::to_string(request).map_err(SubmitError::BadAnswer)?;
             writeln!(out, "{line}").map_err(SubmitError::Io)?;

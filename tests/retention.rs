@@ -242,3 +242,29 @@ fn a_clock_set_back_is_recorded_and_expires_nothing_early() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "record times never go back: {times:?}");
     assert!(m.log().contains("behind the newest record"), "{}", m.log());
 }
+
+#[test]
+fn a_client_that_connects_and_says_nothing_delays_no_admin_command() {
+    let m = mount_with_retention();
+    m.mkdir("case");
+    let socket = m.state().join("control.sock");
+    // Several clients connect and send nothing (or half a line), and keep their connections.
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..4)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect to the control socket"))
+        .collect();
+    let mut trickle = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut trickle, b"{\"op\":").unwrap();
+    let started = std::time::Instant::now();
+    wormfs(&m, &["hold", "set", "/case", "--reason", "while others idle"]).assert_success("hold set");
+    let took = started.elapsed();
+    // Served at once, not after the idle clients' deadlines (2 s each, one after another before).
+    assert!(took < Duration::from_millis(1500), "the hold took {took:?} behind idle clients");
+    // The idle ones are cut off at the deadline: their connection ends (EOF, or an answer).
+    let mut buf = String::new();
+    let mut reader = std::io::BufReader::new(&silent[0]);
+    silent[0].set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = std::io::BufRead::read_line(&mut reader, &mut buf);
+    assert!(buf.is_empty(), "a silent client gets no answer, only a closed connection: {buf:?}");
+    assert!(m.records().iter().any(|r| r["kind"] == "Hold" && r["reason"] == "while others idle"));
+    drop(silent);
+}

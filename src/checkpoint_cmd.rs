@@ -50,7 +50,11 @@ impl std::error::Error for CheckpointCmdError {}
 /// cannot be used to get them cosigned. (Root can write its own signer; a witness then holds the
 /// evidence, and verify names the records.)
 fn refuse_a_broken_chain(state: &StateDir, store: &dyn Store) -> Result<(), CheckpointCmdError> {
-    let anchor = keys::load_public(&state.public_key().to_string_lossy()).map_err(CheckpointCmdError::Key)?;
+    let anchor_path = state.public_key();
+    if !anchor_path.exists() {
+        return Err(CheckpointCmdError::Key(KeyError::Missing(anchor_path)));
+    }
+    let anchor = keys::load_public(&anchor_path.to_string_lossy()).map_err(CheckpointCmdError::Key)?;
     let mut checker = ChainChecker::new(anchor);
     store
         .scan_records(0, &mut |seq, bytes| {

@@ -99,10 +99,13 @@ impl Checkpoint {
 
     /// The whole signed note.
     pub fn to_note(&self) -> Vec<u8> {
-        match Note::new(self.body().as_bytes(), &self.signatures) {
-            Ok(note) => note.to_bytes(),
-            Err(_) => self.body().into_bytes(),
+        // A signed note is its text, an empty line, and one line per signature.
+        let mut note = self.body().into_bytes();
+        note.push(b'\n');
+        for sig in &self.signatures {
+            note.extend_from_slice(&sig.to_bytes());
         }
+        note
     }
 
     /// Add a witness' cosignature line (`— name base64`), replacing an older one of its key.
@@ -120,19 +123,13 @@ pub fn sign(store: &dyn Store, signer: &LogSigner) -> Result<Checkpoint, Checkpo
     let size = store.head().map_err(CheckpointError::Store)?.map_or(0, |h| h.seq);
     let root = merkle::root(store, size).map_err(CheckpointError::Store)?;
     let mut cp = Checkpoint { origin: signer.name.clone(), size, root, signatures: Vec::new() };
-    let mut note = Note::new(cp.body().as_bytes(), &[]).map_err(|e| CheckpointError::Note(e.to_string()))?;
-    note.add_sigs(&[signer]).map_err(|e| CheckpointError::Note(e.to_string()))?;
-    let parsed = Note::from_bytes(&note.to_bytes()).map_err(|e| CheckpointError::Note(e.to_string()))?;
-    cp.signatures = parsed_signatures(&parsed);
+    // Checked as a note would be (UTF-8, no control characters), then signed over its text.
+    let body = cp.body();
+    Note::new(body.as_bytes(), &[]).map_err(|e| CheckpointError::Note(e.to_string()))?;
+    let sig = signed_note::Signer::sign(signer, body.as_bytes()).map_err(|e| CheckpointError::Note(e.to_string()))?;
+    cp.signatures =
+        vec![Signature::new(signer.name.clone(), signer.id, sig).map_err(|e| CheckpointError::Note(e.to_string()))?];
     Ok(cp)
-}
-
-fn parsed_signatures(note: &Note) -> Vec<Signature> {
-    // Note keeps its signatures private; they are read back from its encoding.
-    let bytes = note.to_bytes();
-    let text = String::from_utf8_lossy(&bytes);
-    let sigs = text.rsplit_once("\n\n").map_or("", |(_, s)| s);
-    sigs.lines().filter_map(|l| Signature::from_bytes(l.as_bytes()).ok()).collect()
 }
 
 /// A witness' public key: a C2SP vkey of type 0x04 (cosignature/v1).

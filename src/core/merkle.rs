@@ -218,6 +218,15 @@ impl Frontier {
     }
 }
 
+/// RFC 9162's step for a node on the right edge of its subtree (LSB(fn) not set): shift both
+/// indexes right until LSB(fn) is set or fn is 0, climbing past the levels it has no sibling on.
+fn climb_right_edge(fn_: &mut u64, sn: &mut u64) {
+    while *fn_ & 1 == 0 && *fn_ != 0 {
+        *fn_ >>= 1;
+        *sn >>= 1;
+    }
+}
+
 /// Whether `proof` shows the record with these bytes at `seq` in the tree of `size` records
 /// whose root is `root` (RFC 9162 §2.1.3.2).
 pub fn check_inclusion(proof: &[Hash], size: u64, root: &Hash, seq: u64, record_bytes: &[u8]) -> bool {
@@ -233,12 +242,7 @@ pub fn check_inclusion(proof: &[Hash], size: u64, root: &Hash, seq: u64, record_
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+            climb_right_edge(&mut fn_, &mut sn);
         } else {
             r = node_hash(&r, p);
         }
@@ -281,12 +285,7 @@ pub fn check_consistency(proof: &[Hash], old: u64, old_root: &Hash, new: u64, ne
         if fn_ & 1 == 1 || fn_ == sn {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+            climb_right_edge(&mut fn_, &mut sn);
         } else {
             sr = node_hash(&sr, c);
         }

@@ -89,6 +89,20 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
         "Age of the oldest byte not sealed yet.",
         &one(format!("{:.3}", g.oldest_unsealed_seconds)),
     );
+    metric(
+        &mut out,
+        "wormfs_state_space_short",
+        "gauge",
+        "1 while new writes and files get ENOSPC for want of room to seal them on the state disk.",
+        &one(u8::from(g.state_space_short)),
+    );
+    metric(
+        &mut out,
+        "wormfs_space_refusals_total",
+        "counter",
+        "Writes and creates refused with ENOSPC for want of room on the state disk.",
+        &one(s.space_refusals),
+    );
     metric(&mut out, "wormfs_chain_head_seq", "gauge", "Seq of the newest record in the chain.", &one(head_seq));
     metric(
         &mut out,

@@ -276,7 +276,7 @@ impl fmt::Display for Finding {
                 }
                 HistoryFinding::Damaged { path, seq, sealed, size } if size > sealed => write!(
                     f,
-                    "{path}: wormfs found bytes [{sealed}, {size}) it did not write, past the seals (record {seq}); they are not sealed"
+                    "{path}: bytes [{sealed}, {size}) past the seals are damaged (record {seq}: added outside wormfs, or their fdatasync failed); they are not sealed"
                 ),
                 HistoryFinding::Damaged { path, seq, sealed, size } => write!(
                     f,

@@ -18,7 +18,7 @@ use nix::sys::statvfs::{fstatvfs, Statvfs};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use super::error::{FsError, FsResult};
+use super::error::{io_errno, FsError, FsResult};
 use super::path::RelPath;
 use super::policy::{self, NodeKind};
 
@@ -49,9 +49,28 @@ pub enum Protection {
     Immutable,
 }
 
+/// A backing operation that can fail on its own: what a fault plan may make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackingOp {
+    Write,
+    Sync,
+    Create,
+    Unlink,
+    Rename,
+    Truncate,
+}
+
+/// A plan of I/O errors to inject under the core, for the tests of what a failing disk does:
+/// `before` runs before each such operation, and an error it returns is what the system call
+/// returns. Production mounts have none.
+pub trait Faults: Send + Sync + std::fmt::Debug {
+    fn before(&self, op: BackingOp, path: &RelPath) -> OsResult<()>;
+}
+
 #[derive(Debug)]
 pub struct DataDir {
     root: OwnedFd,
+    faults: Option<std::sync::Arc<dyn Faults>>,
     /// Whether the "no write-once flags here" warning was given (once per mount).
     flags_warned: std::sync::atomic::AtomicBool,
 }
@@ -65,7 +84,7 @@ fn beneath(flags: OFlag) -> OpenHow {
 impl DataDir {
     pub fn open(dir: &Path) -> OsResult<DataDir> {
         let root = nix::fcntl::open(dir, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        Ok(DataDir { root, flags_warned: std::sync::atomic::AtomicBool::new(false) })
+        Ok(DataDir { root, faults: None, flags_warned: std::sync::atomic::AtomicBool::new(false) })
     }
 
     /// The directory holding `path` (as an `O_PATH` fd) and `path`'s last component.
@@ -106,6 +125,7 @@ impl DataDir {
 
     /// Create a new, empty regular file; fails with EEXIST if the name is taken.
     pub fn create_file(&self, path: &RelPath, mode: u32) -> OsResult<File> {
+        self.fault(BackingOp::Create, path)?;
         let how = beneath(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_APPEND)
             .mode(Mode::from_bits_truncate(mode));
         let fd = openat2(&self.root, path.as_at_path(), how)?;
@@ -127,12 +147,14 @@ impl DataDir {
     }
 
     pub fn unlink(&self, path: &RelPath) -> OsResult<()> {
+        self.fault(BackingOp::Unlink, path)?;
         let (dir, name) = self.parent(path)?;
         unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)
     }
 
     /// Rename, failing with EEXIST rather than replacing an existing name.
     pub fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> OsResult<()> {
+        self.fault(BackingOp::Rename, from)?;
         let (from_dir, from_name) = self.parent(from)?;
         let (to_dir, to_name) = self.parent(to)?;
         nix::fcntl::renameat2(&from_dir, from_name, &to_dir, to_name, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
@@ -185,6 +207,7 @@ impl DataDir {
     }
 
     pub fn truncate(&self, path: &RelPath, size: u64) -> FsResult<()> {
+        self.fault(BackingOp::Truncate, path).map_err(|e| FsError::os(path, e))?;
         let file = self.open_file(path, true)?;
         let size = i64::try_from(size).map_err(|_| FsError::os(path, Errno::EFBIG))?;
         nix::unistd::ftruncate(&file, size).map_err(|e| FsError::os(path, e))
@@ -266,6 +289,30 @@ impl DataDir {
         let fd = openat2(&self.root, path.as_at_path(), beneath(OFlag::O_PATH))?;
         let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).map_err(|_| Errno::EINVAL)?;
         f(&proc_path)
+    }
+
+    /// fdatasync of `file` (at `path`).
+    pub fn sync_data(&self, file: &File, path: &RelPath) -> OsResult<()> {
+        self.fault(BackingOp::Sync, path)?;
+        file.sync_data().map_err(|e| io_errno(&e))
+    }
+
+    /// Write `buf` at `offset` of `file` (at `path`): one pwrite, which may write less.
+    pub fn write_at(&self, file: &File, path: &RelPath, buf: &[u8], offset: u64) -> OsResult<usize> {
+        self.fault(BackingOp::Write, path)?;
+        std::os::unix::fs::FileExt::write_at(file, buf, offset).map_err(|e| io_errno(&e))
+    }
+
+    /// Make the next backing operations fail as `faults` says (tests of the failure paths).
+    pub fn set_faults(&mut self, faults: std::sync::Arc<dyn Faults>) {
+        self.faults = Some(faults);
+    }
+
+    fn fault(&self, op: BackingOp, path: &RelPath) -> OsResult<()> {
+        match &self.faults {
+            Some(faults) => faults.before(op, path),
+            None => Ok(()),
+        }
     }
 
     pub fn statvfs(&self) -> OsResult<Statvfs> {

@@ -10,6 +10,8 @@ use nix::errno::Errno;
 use super::ledger::LedgerError;
 use super::path::{BadName, RelPath};
 use super::policy::Refusal;
+use super::space::NoRoom;
+use super::store::StoreError;
 
 #[derive(Debug)]
 pub enum FsError {
@@ -45,6 +47,8 @@ pub enum FsError {
     UnsupportedIoctl { path: RelPath, cmd: u32 },
     /// An extended attribute (or the list of them) is larger than the caller's buffer.
     XattrTooLarge { path: RelPath, len: usize, buffer: u32 },
+    /// New bytes or a new file, refused: the state disk lacks the room to seal them.
+    NoSpace { path: RelPath, no: NoRoom },
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -63,6 +67,8 @@ pub enum Damage {
     Untracked { size: u64 },
     /// Sealed bytes [start, end) no longer hash to their seal.
     Changed { start: u64, end: u64 },
+    /// fdatasync of bytes [sealed, size) failed: they may not be on disk as written.
+    Unsynced { sealed: u64, size: u64, errno: Errno },
 }
 
 impl Damage {
@@ -70,7 +76,9 @@ impl Damage {
     /// that by itself).
     pub fn sizes(self) -> Option<(u64, u64)> {
         match self {
-            Damage::Grew { sealed, size } | Damage::Shrank { sealed, size } => Some((sealed, size)),
+            Damage::Grew { sealed, size } | Damage::Shrank { sealed, size } | Damage::Unsynced { sealed, size, .. } => {
+                Some((sealed, size))
+            }
             Damage::Untracked { size } => Some((0, size)),
             Damage::Missing | Damage::Changed { .. } => None,
         }
@@ -94,6 +102,11 @@ impl fmt::Display for Damage {
             Damage::Untracked { size } => {
                 write!(f, "{size} bytes in a file wormfs has no history of (placed outside wormfs; appends refused)")
             }
+            Damage::Unsynced { sealed, size, errno } => write!(
+                f,
+                "fdatasync failed ({}): bytes [{sealed}, {size}) may not be on disk as written; they are not sealed and appends are refused",
+                errno.desc()
+            ),
         }
     }
 }
@@ -117,6 +130,9 @@ impl FsError {
                 Some(Level::Debug)
             }
             FsError::XattrTooLarge { .. } | FsError::TimeOutOfRange { .. } => Some(Level::Debug),
+            // Logged once when room runs out (`WormFs::room_for_more`), not at every write.
+            FsError::NoSpace { .. } => Some(Level::Debug),
+            FsError::Ledger { source: LedgerError::Store(StoreError::NoSpace(_)), .. } => Some(Level::Warn),
             FsError::Refused { .. } => Some(Level::Info),
             FsError::Ledger { source: LedgerError::Refused(_), .. } => Some(Level::Info),
             FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
@@ -156,6 +172,7 @@ impl fmt::Display for FsError {
             FsError::TimeOutOfRange { path } => write!(f, "{path}: a time too far from the epoch to set"),
             FsError::UnsupportedWhence { path, whence } => write!(f, "{path}: lseek whence {whence} is not served"),
             FsError::UnsupportedIoctl { path, cmd } => write!(f, "{path}: ioctl {cmd:#x} is not supported"),
+            FsError::NoSpace { path, no } => write!(f, "{path}: refused: {no} to seal it"),
             FsError::XattrTooLarge { path, len, buffer } => {
                 write!(f, "{path}: extended attribute data of {len} bytes does not fit a {buffer}-byte buffer")
             }

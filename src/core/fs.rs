@@ -22,7 +22,8 @@ use super::path::RelPath;
 use super::policy::{self, AtimeEffect, NodeKind, Refusal};
 use super::seals::{self, DamageLog, Recovery, SealCause};
 use super::segment::{Hash, SegmentHasher};
-use super::store::KeyVault;
+use super::space::{SpaceChange, SpaceWatch};
+use super::store::{KeyVault, StoreError};
 use super::sync::{lock, read, write};
 use std::sync::Arc;
 
@@ -124,6 +125,8 @@ pub struct WormFs {
     flag_lock: std::sync::Mutex<()>,
     /// Damage already recorded in the chain, so each is recorded once.
     damage: DamageLog,
+    /// Whether the state disk has room for the seals of more bytes and files.
+    space: SpaceWatch,
     /// Where the epoch key lives and how long an epoch is (None: the key never rotates, as in
     /// the core's tests that do not need it).
     epochs: Option<(Arc<dyn KeyVault>, u64)>,
@@ -157,6 +160,8 @@ pub struct Gauges {
     pub unsealed_bytes: u64,
     /// Age of the oldest byte not yet sealed, in seconds (0 when all is sealed).
     pub oldest_unsealed_seconds: f64,
+    /// New bytes and files are refused for want of room on the state disk.
+    pub state_space_short: bool,
 }
 
 fn refused(path: &RelPath, refusal: Refusal) -> FsError {
@@ -186,6 +191,7 @@ impl WormFs {
             epochs: None,
             metrics: Metrics::default(),
             damage: DamageLog::default(),
+            space: SpaceWatch::default(),
             flag_lock: std::sync::Mutex::new(()),
             gate: std::sync::RwLock::new(()),
         })
@@ -197,7 +203,7 @@ impl WormFs {
 
     pub fn gauges(&self) -> Gauges {
         let now = SystemTime::now();
-        let mut g = Gauges::default();
+        let mut g = Gauges { state_space_short: self.space.is_short(), ..Gauges::default() };
         for shared in self.open_files.all() {
             let state = lock(&shared);
             g.open_files += 1;
@@ -208,6 +214,35 @@ impl WormFs {
             }
         }
         g
+    }
+
+    /// New bytes and new files are taken only while the state disk has room for their seals
+    /// (`core::space`); else ENOSPC, counted, and logged once each time room runs out and returns.
+    fn room_for_more(&self, path: &RelPath) -> FsResult<()> {
+        let (answer, change) = self.space.check(|| (self.ledger.room(), self.open_files.all().len() as u64));
+        log_space_change(change);
+        answer.map_err(|no| {
+            self.metrics.space_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            FsError::NoSpace { path: path.clone(), no }
+        })
+    }
+
+    /// A seal that failed and is retried later: logged, except for want of room, which is
+    /// logged once when it begins (a full state disk would otherwise log every close).
+    fn seal_failed(&self, path: &RelPath, cause: SealCause, e: &FsError) {
+        match e {
+            FsError::Ledger { source: LedgerError::Store(StoreError::NoSpace(no)), .. } => {
+                log_space_change(self.space.ran_out(*no));
+                log::debug!("sealing {path} ({cause:?}) waits for room: {e}");
+            }
+            _ => log::error!("sealing {path} ({cause:?}) failed: {e}; retried at the next seal"),
+        }
+    }
+
+    /// Inject I/O errors under the core as `faults` plans (tests of the failure paths).
+    pub fn with_faults(mut self, faults: Arc<dyn super::backing::Faults>) -> Self {
+        self.data.set_faults(faults);
+        self
     }
 
     /// Record an Access record for every open of a file for reading.
@@ -386,7 +421,7 @@ impl WormFs {
         let mut state = shared.as_ref().map(|s| lock(s));
         if let Some(state) = state.as_deref_mut() {
             // What this handle wrote is sealed first: a cut never passes over unsealed bytes.
-            seals::seal_open(&self.ledger, &self.metrics, &self.damage, state, SealCause::Fsync)?;
+            seals::seal_open(&self.ledger, &self.data, &self.metrics, &self.damage, state, SealCause::Fsync)?;
         }
         let size = match state.as_deref() {
             Some(state) => state.size,
@@ -492,6 +527,7 @@ impl WormFs {
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
+        self.room_for_more(&path)?;
         self.new_backing_file(&path, mode & !umask & 0o7777)?;
         self.own_new(&parent_path, &path, caller, mode & !umask)?;
         let attr = self.remember(&path)?;
@@ -551,6 +587,7 @@ impl WormFs {
         let path = parent_path.join(name)?;
         let kind = NodeKind::from_mode(mode).unwrap_or(NodeKind::File);
         policy::create_node(kind).map_err(|r| refused(&path, r))?;
+        self.room_for_more(&path)?;
         match self.new_backing_file(&path, mode & !umask & 0o7777) {
             Ok(file) => {
                 self.own_new(&parent_path, &path, caller, mode & !umask)?;
@@ -742,15 +779,16 @@ impl WormFs {
         }
         let at =
             policy::write_offset(state.size, offset, writer.append || append_now).map_err(|r| refused(&h.path, r))?;
+        self.room_for_more(&h.path)?;
         let mut written = 0usize;
         while written < data.len() {
-            match h.file.write_at(&data[written..], at + written as u64) {
+            match self.data.write_at(&h.file, &h.path, &data[written..], at + written as u64) {
                 Ok(0) => break,
                 Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(Errno::EINTR) => {}
                 // Bytes already written are part of the file now: report them, like write(2).
                 Err(_) if written > 0 => break,
-                Err(e) => return Err(FsError::os(&h.path, io_errno(&e))),
+                Err(e) => return Err(FsError::os(&h.path, e)),
             }
         }
         state.hasher.update(&data[..written]);
@@ -800,7 +838,14 @@ impl WormFs {
         let h = self.handle(fh)?;
         if let Some(writer) = h.writer() {
             // Sealing fdatasyncs the file first; only fsync's metadata is left to do.
-            seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut lock(&writer.shared), SealCause::Fsync)?;
+            seals::seal_open(
+                &self.ledger,
+                &self.data,
+                &self.metrics,
+                &self.damage,
+                &mut lock(&writer.shared),
+                SealCause::Fsync,
+            )?;
         }
         let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
         r.map_err(|e| FsError::os(&h.path, io_errno(&e)))
@@ -837,7 +882,7 @@ impl WormFs {
         // their openers closed them too. (A copy of one kept open elsewhere may still write;
         // those bytes are sealed at its own close.)
         if state.all_closed_by_openers() && state.unsealed() > 0 {
-            seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut state, SealCause::LastClose)?;
+            seals::seal_open(&self.ledger, &self.data, &self.metrics, &self.damage, &mut state, SealCause::LastClose)?;
         }
         Ok(())
     }
@@ -853,13 +898,20 @@ impl WormFs {
             // next open or unmount can still seal exactly the bytes wormfs saw written.
             let _flags = lock(&self.flag_lock);
             self.open_files.detach(h.ino, closed, |state| {
-                match seals::seal_open(&self.ledger, &self.metrics, &self.damage, state, SealCause::LastClose) {
+                match seals::seal_open(
+                    &self.ledger,
+                    &self.data,
+                    &self.metrics,
+                    &self.damage,
+                    state,
+                    SealCause::LastClose,
+                ) {
                     Ok(()) => {
                         self.data.protect(&state.path, Protection::Immutable);
                         true
                     }
                     Err(e) => {
-                        log::error!("sealing {} at close failed: {e}; retried at the next seal", state.path);
+                        self.seal_failed(&state.path, SealCause::LastClose, &e);
                         false
                     }
                 }
@@ -877,11 +929,11 @@ impl WormFs {
             if state.unsealed() == 0 {
                 continue;
             }
-            match seals::seal_open(&self.ledger, &self.metrics, &self.damage, &mut state, cause) {
+            match seals::seal_open(&self.ledger, &self.data, &self.metrics, &self.damage, &mut state, cause) {
                 Ok(()) => done.sealed += 1,
                 Err(e) => {
                     done.failed += 1;
-                    log::error!("sealing {} ({cause:?}) failed: {e}", state.path)
+                    self.seal_failed(&state.path, cause, &e);
                 }
             }
         }
@@ -1021,6 +1073,16 @@ impl WormFs {
     /// Handles still open (for logging at shutdown).
     pub fn open_handles(&self) -> usize {
         self.files.count()
+    }
+}
+
+fn log_space_change(change: Option<SpaceChange>) {
+    match change {
+        Some(SpaceChange::Ran(no)) => log::error!(
+            "{no} to seal safely: new writes and files get ENOSPC until there is room (reads go on; closes and seals of what was written get ENOSPC and are retried)"
+        ),
+        Some(SpaceChange::Returned) => log::warn!("the state directory has room again: writes and new files resume"),
+        None => {}
     }
 }
 

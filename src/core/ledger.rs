@@ -15,6 +15,7 @@ use super::policy::{self, HoldRefusal, Refusal};
 use super::record::{Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
+use super::space::{self, Room};
 use super::store::{
     next_seq, Clock, EpochState, FileState, Head, HoldState, IndexUpdate, KeyVault, Store, StoreError, VaultError,
 };
@@ -203,6 +204,11 @@ impl Ledger {
         self.store.files()
     }
 
+    /// Free space where the index writes (`Store::room`).
+    pub fn room(&self) -> Option<Room> {
+        self.store.room()
+    }
+
     pub fn holds(&self) -> Result<Vec<(RelPath, HoldState)>, StoreError> {
         self.store.holds()
     }
@@ -262,6 +268,9 @@ impl Ledger {
         updates: Vec<IndexUpdate>,
     ) -> Result<Record, StoreError> {
         let seq = next_seq(chain.head.as_ref())?;
+        // Below the store's reserve a write could meet a full disk half way (RocksDB may abort
+        // the process then): refuse it whole, before anything is written.
+        space::commit_room(self.store.room()).map_err(StoreError::NoSpace)?;
         let prev_hash = chain.head.map_or(ZERO_HASH, |h| h.hash);
         let record = sign(Unsigned { seq, time_ns, payload, prev_hash }, &chain.key);
         let mut updates = updates;

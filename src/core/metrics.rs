@@ -65,6 +65,8 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     pub witness_cosignatures: AtomicU64,
     pub witness_failures: AtomicU64,
+    /// Writes and creates refused with ENOSPC for want of room on the state disk.
+    pub space_refusals: AtomicU64,
 }
 
 /// A consistent-enough copy for export.
@@ -84,6 +86,7 @@ pub struct Snapshot {
     pub checkpoints: u64,
     pub witness_cosignatures: u64,
     pub witness_failures: u64,
+    pub space_refusals: u64,
 }
 
 impl Metrics {
@@ -136,6 +139,7 @@ impl Metrics {
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             witness_cosignatures: self.witness_cosignatures.load(Ordering::Relaxed),
             witness_failures: self.witness_failures.load(Ordering::Relaxed),
+            space_refusals: self.space_refusals.load(Ordering::Relaxed),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod record;
 pub mod retention;
 pub mod seals;
 pub mod segment;
+pub mod space;
 pub mod store;
 mod sync;
 pub mod timefmt;

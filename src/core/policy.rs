@@ -232,11 +232,14 @@ pub enum AtMount {
 }
 
 /// The recovery rule: `sealed` is the chain's sealed size for the path (None: no history).
-pub fn at_mount(prior: PriorRun, sealed: Option<u64>, size: u64, adopt_existing: bool) -> AtMount {
+/// `tail_damaged`: the chain already says the bytes past `sealed` are damaged (a Damaged record
+/// since the file's last seal: added behind wormfs' back, or written but not made durable).
+/// Those are never sealed, not even after an unclean stop.
+pub fn at_mount(prior: PriorRun, sealed: Option<u64>, size: u64, adopt_existing: bool, tail_damaged: bool) -> AtMount {
     match sealed {
         Some(sealed) if size == sealed => AtMount::Nothing,
         Some(sealed) if size < sealed => AtMount::Damaged(Damage::Shrank { sealed, size }),
-        Some(_) if prior == PriorRun::Unclean => AtMount::SealTail,
+        Some(_) if prior == PriorRun::Unclean && !tail_damaged => AtMount::SealTail,
         Some(sealed) => AtMount::Damaged(Damage::Grew { sealed, size }),
         None if prior == PriorRun::Unclean || (prior == PriorRun::None && adopt_existing) => AtMount::Adopt,
         None => AtMount::Damaged(Damage::Untracked { size }),
@@ -451,14 +454,19 @@ mod tests {
     #[test]
     fn recovery_seals_only_what_a_crash_explains() {
         use PriorRun::*;
-        assert_eq!(at_mount(Clean, Some(5), 5, false), AtMount::Nothing);
-        assert_eq!(at_mount(Unclean, Some(5), 9, false), AtMount::SealTail);
-        assert_eq!(at_mount(Clean, Some(5), 9, false), AtMount::Damaged(Damage::Grew { sealed: 5, size: 9 }));
-        assert_eq!(at_mount(Unclean, Some(5), 2, false), AtMount::Damaged(Damage::Shrank { sealed: 5, size: 2 }));
-        assert_eq!(at_mount(None, Option::None, 3, true), AtMount::Adopt);
-        assert_eq!(at_mount(Unclean, Option::None, 3, false), AtMount::Adopt);
-        assert_eq!(at_mount(Clean, Option::None, 3, true), AtMount::Damaged(Damage::Untracked { size: 3 }));
-        assert_eq!(at_mount(None, Option::None, 3, false), AtMount::Damaged(Damage::Untracked { size: 3 }));
+        assert_eq!(at_mount(Clean, Some(5), 5, false, false), AtMount::Nothing);
+        assert_eq!(at_mount(Unclean, Some(5), 9, false, false), AtMount::SealTail);
+        assert_eq!(at_mount(Clean, Some(5), 9, false, false), AtMount::Damaged(Damage::Grew { sealed: 5, size: 9 }));
+        assert_eq!(
+            at_mount(Unclean, Some(5), 2, false, false),
+            AtMount::Damaged(Damage::Shrank { sealed: 5, size: 2 })
+        );
+        assert_eq!(at_mount(None, Option::None, 3, true, false), AtMount::Adopt);
+        assert_eq!(at_mount(Unclean, Option::None, 3, false, false), AtMount::Adopt);
+        assert_eq!(at_mount(Clean, Option::None, 3, true, false), AtMount::Damaged(Damage::Untracked { size: 3 }));
+        assert_eq!(at_mount(None, Option::None, 3, false, false), AtMount::Damaged(Damage::Untracked { size: 3 }));
+        // A tail the chain already calls damaged is not sealed even after an unclean stop.
+        assert_eq!(at_mount(Unclean, Some(5), 9, false, true), AtMount::Damaged(Damage::Grew { sealed: 5, size: 9 }));
     }
 
     #[test]

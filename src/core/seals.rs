@@ -17,6 +17,7 @@ use super::ledger::{Ledger, SealKind};
 use super::metrics::{Metrics, SealFailure};
 use super::path::RelPath;
 use super::policy::{self, AtMount};
+use super::record::Record;
 use super::segment::{Hash, SegmentHasher};
 use super::sync::lock;
 
@@ -34,6 +35,7 @@ pub enum SealCause {
 /// committed, so a failed commit can be retried by the next seal.
 pub fn seal_open(
     ledger: &Ledger,
+    data: &DataDir,
     metrics: &Metrics,
     damage: &DamageLog,
     state: &mut OpenFile,
@@ -43,24 +45,17 @@ pub fn seal_open(
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let sealed = state.file.sync_data().map_err(|e| FsError::os(&state.path, io_errno(&e))).and_then(|()| {
-        // wormfs knows the size it wrote. A file that grew otherwise (bytes appended in DATA_DIR
-        // while it was open: its append-only flag lets root with the capability do that) does not
-        // hold what was hashed where the seal would say: record it, seal nothing, take no more.
-        let on_disk = state.file.metadata().map_err(|e| FsError::os(&state.path, io_errno(&e)))?.len();
-        if on_disk != state.size {
-            let (sealed, size) = (state.sealed, on_disk);
-            let found = if size > state.size { Damage::Grew { sealed, size } } else { Damage::Shrank { sealed, size } };
-            damage.record(ledger, &state.path, found)?;
-            state.abandon(found);
-            return Err(FsError::Damaged { path: state.path.clone(), damage: found });
-        }
-        let segment_hash = state.hasher.clone().finish();
-        ledger
-            .seal(&state.path, state.sealed, state.size, segment_hash, SealKind::Written)
-            .map_err(|e| FsError::ledger(&state.path, e))
-    });
-    let record = match sealed {
+    // After a failed fdatasync the kernel may have dropped the dirty pages it could not write
+    // (and a retry then succeeds without writing them): what is on disk is unknown. Those
+    // bytes are never sealed; the chain says so, and the file takes no more appends.
+    if let Err(errno) = data.sync_data(&state.file, &state.path) {
+        let found = Damage::Unsynced { sealed: state.sealed, size: state.size, errno };
+        state.abandon(found);
+        metrics.seal_failed(SealFailure::Data);
+        damage.record(ledger, &state.path, found)?;
+        return Err(FsError::Damaged { path: state.path.clone(), damage: found });
+    }
+    let record = match commit_seal(ledger, damage, state) {
         Ok(record) => record,
         Err(e) => {
             metrics.seal_failed(SealFailure::of(&e));
@@ -73,6 +68,25 @@ pub fn seal_open(
     state.hasher = SegmentHasher::default();
     state.unsealed_since = None;
     Ok(())
+}
+
+/// The seal of an open file's durable tail, unless the file is no longer the size wormfs made it.
+fn commit_seal(ledger: &Ledger, damage: &DamageLog, state: &mut OpenFile) -> FsResult<Record> {
+    // wormfs knows the size it wrote. A file that grew otherwise (bytes appended in DATA_DIR
+    // while it was open: its append-only flag lets root with the capability do that) does not
+    // hold what was hashed where the seal would say: record it, seal nothing, take no more.
+    let on_disk = state.file.metadata().map_err(|e| FsError::os(&state.path, io_errno(&e)))?.len();
+    if on_disk != state.size {
+        let (sealed, size) = (state.sealed, on_disk);
+        let found = if size > state.size { Damage::Grew { sealed, size } } else { Damage::Shrank { sealed, size } };
+        damage.record(ledger, &state.path, found)?;
+        state.abandon(found);
+        return Err(FsError::Damaged { path: state.path.clone(), damage: found });
+    }
+    let segment_hash = state.hasher.clone().finish();
+    ledger
+        .seal(&state.path, state.sealed, state.size, segment_hash, SealKind::Written)
+        .map_err(|e| FsError::ledger(&state.path, e))
 }
 
 /// The damage already on the chain, so each finding is recorded once (per path and sizes), not at
@@ -224,7 +238,8 @@ fn recover_file(
     let file = data.open_file(path, false)?;
     let size = file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len();
     let sealed = history.files.get(path).map(|h| h.sealed);
-    let (start, kind) = match policy::at_mount(prior, sealed, size, adopt_existing) {
+    let tail_damaged = sealed.is_some_and(|s| history.damage.get(path).is_some_and(|(_, at, _)| *at == s));
+    let (start, kind) = match policy::at_mount(prior, sealed, size, adopt_existing, tail_damaged) {
         AtMount::Nothing => {
             data.protect(path, Protection::Immutable);
             return Ok(false);
@@ -236,7 +251,11 @@ fn recover_file(
         AtMount::SealTail => (sealed.unwrap_or(0), SealKind::Recovered),
         AtMount::Adopt => (0, SealKind::Adopted),
     };
-    file.sync_data().map_err(|e| FsError::os(path, io_errno(&e)))?;
+    if let Err(errno) = data.sync_data(&file, path) {
+        let found = Damage::Unsynced { sealed: start, size, errno };
+        damage.record(ledger, path, found)?;
+        return Err(FsError::Damaged { path: path.clone(), damage: found });
+    }
     let segment_hash = hash_range(&file, path, start, size)?;
     let record = ledger.seal(path, start, size, segment_hash, kind).map_err(|e| FsError::ledger(path, e))?;
     data.protect(path, Protection::Immutable);

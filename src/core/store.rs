@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::path::RelPath;
 use super::record::Record;
 use super::segment::Hash;
+use super::space::{NoRoom, Room};
 
 /// What the index knows of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +94,9 @@ pub enum StoreError {
     SeqExhausted { head: u64 },
     /// Stored bytes that do not decode: the index was damaged or tampered with.
     Corrupt(String),
+    /// Not written: the store's filesystem has less free space than it needs to write safely
+    /// (`core::space`). Nothing was changed; it can be retried once there is room.
+    NoSpace(NoRoom),
 }
 
 impl fmt::Display for StoreError {
@@ -112,6 +116,7 @@ impl fmt::Display for StoreError {
                 write!(f, "the head is record {head}: the sequence number space is exhausted")
             }
             StoreError::Corrupt(e) => write!(f, "index is corrupt: {e}"),
+            StoreError::NoSpace(no) => write!(f, "not written to the index: {no}"),
         }
     }
 }
@@ -166,6 +171,12 @@ pub trait Store: Send + Sync {
 
     /// Every legal hold in force, in path order.
     fn holds(&self) -> StoreResult<Vec<(RelPath, HoldState)>>;
+
+    /// Free space where the store writes, and what it needs for itself (None: it does not
+    /// write to a filesystem, or cannot tell). Asked before every commit, so it must be cheap.
+    fn room(&self) -> Option<Room> {
+        None
+    }
 
     /// Append `record` (whose seq must be head + 1), move the head to it, and apply the index
     /// changes it implies — all in one atomic write that is durable (synced) on return.

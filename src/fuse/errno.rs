@@ -2,7 +2,9 @@
 
 use fuser::Errno;
 
+use crate::core::ledger::LedgerError;
 use crate::core::path::BadName;
+use crate::core::store::StoreError;
 use crate::core::FsError;
 
 pub fn to_errno(err: &FsError) -> Errno {
@@ -17,6 +19,11 @@ pub fn to_errno(err: &FsError) -> Errno {
         FsError::UnsupportedIoctl { .. } => Errno::ENOTTY,
         FsError::XattrTooLarge { .. } => Errno::ERANGE,
         FsError::Os { errno, .. } => Errno::from_i32(*errno as i32),
+        // No room on the state disk: for the bytes (a write, a create) or for their seal (a
+        // close or fsync whose seal could not be written; it is retried, the bytes are kept).
+        FsError::NoSpace { .. } | FsError::Ledger { source: LedgerError::Store(StoreError::NoSpace(_)), .. } => {
+            Errno::ENOSPC
+        }
         // The caller cannot fix any of these; EIO says "the filesystem failed", the log says why.
         FsError::Ledger { .. } | FsError::Damaged { .. } | FsError::Shrank { .. } | FsError::Unsealed { .. } => {
             Errno::EIO

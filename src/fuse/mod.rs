@@ -2,7 +2,7 @@
 //! reply. No rules live here; errors become errno in `errno::to_errno`, and refusals are logged
 //! in `fail`, the single exit for every error.
 
-mod errno;
+pub mod errno;
 
 use std::ffi::OsStr;
 use std::io;

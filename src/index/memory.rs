@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::core::path::RelPath;
 use crate::core::record::Record;
 use crate::core::segment::Hash;
+use crate::core::space::Room;
 use crate::core::store::{EpochState, FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
 
 use super::check_next_seq;
@@ -31,6 +32,10 @@ struct Inner {
     data_dir: Option<Vec<u8>>,
     epoch: Option<EpochState>,
     tree: BTreeMap<u64, Hash>,
+    /// What `room` reports: tests set it to play a filling disk.
+    room: Option<Room>,
+    /// Commits still to fail (`fail_commits`).
+    failing_commits: usize,
 }
 
 impl MemoryStore {
@@ -42,6 +47,16 @@ impl MemoryStore {
     /// how tests simulate a damaged or forged index for the chain checker.
     pub fn raw_put_record(&self, seq: u64, bytes: Vec<u8>) {
         self.lock().records.insert(seq, bytes);
+    }
+
+    /// Fail the next `n` commits with an I/O error, changing nothing: a failing state disk.
+    pub fn fail_commits(&self, n: usize) {
+        self.lock().failing_commits = n;
+    }
+
+    /// Report `room` as the free space from now on (None: no disk, the default).
+    pub fn set_room(&self, room: Option<Room>) {
+        self.lock().room = room;
     }
 
     /// Remove record `seq` without moving the head: a gap, as a tamperer would leave it.
@@ -106,10 +121,19 @@ impl Store for MemoryStore {
         Ok(self.lock().holds.iter().map(|(p, h)| (p.clone(), h.clone())).collect())
     }
 
+    fn room(&self) -> Option<Room> {
+        self.lock().room
+    }
+
     fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {
         // Check and apply under one lock, as RocksStore does, so racing commits cannot both
         // pass the check.
         let mut inner = self.lock();
+        if inner.failing_commits > 0 {
+            inner.failing_commits -= 1;
+            let source = Box::new(std::io::Error::from_raw_os_error(libc::EIO));
+            return Err(StoreError::Backend { doing: "commit (a fault the test injected)".into(), source });
+        }
         check_next_seq(inner.head.as_ref(), record.seq())?;
         if inner.records.contains_key(&record.seq()) {
             return Err(StoreError::Corrupt(format!("record {} is already stored past the head", record.seq())));

@@ -32,6 +32,7 @@ use rocksdb::{
 use crate::core::path::RelPath;
 use crate::core::record::Record;
 use crate::core::segment::{hex, Hash};
+use crate::core::space::Room;
 use crate::core::store::{EpochState, FileState, Head, HoldState, IndexUpdate, Store, StoreError, StoreResult};
 
 use super::check_next_seq;
@@ -292,6 +293,14 @@ impl Store for RocksStore {
         self.scan(CF_HOLDS, |key, value| Ok((decode_hold_path(key)?, decode_hold(key, value)?)))
     }
 
+    /// statvfs of the index directory: what this process may still write there (root may use
+    /// the blocks reserved for it), and `RESERVE`.
+    fn room(&self) -> Option<Room> {
+        let s = nix::sys::statvfs::statvfs(self.db.path()).ok()?;
+        let blocks = if nix::unistd::geteuid().is_root() { s.blocks_free() } else { s.blocks_available() };
+        Some(Room { free: blocks.saturating_mul(s.fragment_size()), reserve: RESERVE })
+    }
+
     fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {
         self.writable()?;
         // The guard protects no data, so a poisoned lock is as good as a clean one.
@@ -347,8 +356,26 @@ impl Store for RocksStore {
     }
 }
 
+/// Memtables: 4 MiB per column family, 16 MiB in all; one flush writes at most that much.
+const WRITE_BUFFER: usize = 4 << 20;
+const ALL_WRITE_BUFFERS: usize = 16 << 20;
+/// The most one compaction reads (and so about the most it writes before it deletes its inputs).
+const MAX_COMPACTION: u64 = 16 << 20;
+/// Free space RocksDB must have for a flush of every memtable, a compaction, its preallocated
+/// WAL and its info log, with room to spare: below it wormfs commits nothing (`core::space`),
+/// because RocksDB meeting a full disk mid-write can abort the process.
+pub const RESERVE: u64 = 48 << 20;
+
 fn db_options() -> Options {
     let mut opts = Options::default();
+    // Small memtables and compactions keep what RocksDB may write by itself, at any moment,
+    // well inside RESERVE (the records are small: a 4 MiB memtable holds ~15,000 seals).
+    opts.set_write_buffer_size(WRITE_BUFFER);
+    opts.set_db_write_buffer_size(ALL_WRITE_BUFFERS);
+    opts.set_max_compaction_bytes(MAX_COMPACTION);
+    opts.set_target_file_size_base(MAX_COMPACTION / 2);
+    opts.set_max_log_file_size(1 << 20);
+    opts.set_keep_log_file_num(4);
     // Records are mostly hashes and signatures, which do not compress; storing uncompressed
     // also keeps the index readable by a RocksDB built without any compression library.
     opts.set_compression_type(DBCompressionType::None);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 
+use wormfs::core::backing::{BackingOp, Faults};
 use wormfs::core::ledger::Ledger;
 use wormfs::core::record::Record;
 use wormfs::core::retention::RetentionPolicy;
@@ -56,6 +57,37 @@ impl Clock for FakeClock {
     }
 }
 
+/// I/O errors to inject under the core: each `fail` makes the next `times` operations of one
+/// kind fail with `errno`, then they work again. Every mount of a `CoreMount` uses its plan.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    pending: std::sync::Mutex<Vec<(BackingOp, nix::errno::Errno, usize)>>,
+    /// Operations failed so far, by kind.
+    pub injected: std::sync::Mutex<Vec<BackingOp>>,
+}
+
+impl FaultPlan {
+    pub fn fail(&self, op: BackingOp, errno: nix::errno::Errno, times: usize) {
+        self.pending.lock().unwrap().push((op, errno, times));
+    }
+
+    /// Forget the faults not injected yet.
+    pub fn clear(&self) {
+        self.pending.lock().unwrap().clear();
+    }
+}
+
+impl Faults for FaultPlan {
+    fn before(&self, op: BackingOp, _path: &wormfs::core::RelPath) -> nix::Result<()> {
+        let mut pending = self.pending.lock().unwrap();
+        let Some(at) = pending.iter().position(|(o, _, n)| *o == op && *n > 0) else { return Ok(()) };
+        pending[at].2 -= 1;
+        let errno = pending[at].1;
+        self.injected.lock().unwrap().push(op);
+        Err(errno)
+    }
+}
+
 /// What differs between the test crates' worlds.
 pub struct CoreSetup {
     /// Every byte of the ed25519 signing key's seed.
@@ -76,6 +108,7 @@ pub struct CoreMount {
     pub key: SigningKey,
     retention_ns: u64,
     software: &'static str,
+    pub faults: Arc<FaultPlan>,
     pub fs: WormFs,
 }
 
@@ -105,14 +138,15 @@ impl CoreMount {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(clock);
         let key = SigningKey::from_bytes(&[key_seed; 32]);
-        let fs = mount(&dir, &store, &clock, &key, retention_ns, software);
-        CoreMount { dir, store, clock, key, retention_ns, software, fs }
+        let faults = Arc::new(FaultPlan::default());
+        let fs = mount(&dir, &store, &clock, &key, retention_ns, software, &faults);
+        CoreMount { dir, store, clock, key, retention_ns, software, faults, fs }
     }
 
     /// Simulate a restart: a new WormFs over the same data and index (after a crash if the old
     /// one was not shut down).
     pub fn remount(&mut self) {
-        self.fs = mount(&self.dir, &self.store, &self.clock, &self.key, self.retention_ns, self.software);
+        self.fs = mount(&self.dir, &self.store, &self.clock, &self.key, self.retention_ns, self.software, &self.faults);
     }
 
     /// DATA_DIR, where the files live as plain files.
@@ -175,10 +209,11 @@ fn mount(
     key: &SigningKey,
     retention_ns: u64,
     software: &str,
+    faults: &Arc<FaultPlan>,
 ) -> WormFs {
     let policy = RetentionPolicy::uniform(retention_ns);
     let ledger = Ledger::open(store.clone(), key.clone(), clock.clone(), policy).unwrap();
-    let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap();
+    let fs = WormFs::new(dir.path(), Arc::new(ledger)).unwrap().with_faults(faults.clone());
     fs.start(software, b"data", false).unwrap();
     fs
 }

@@ -117,6 +117,7 @@ pub fn record_json(r: &Record) -> Value {
             "kept_hash": hex(kept_hash),
         }),
         Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
+        Payload::Aborted { change, errno } => json!({ "change": change, "errno": errno }),
         Payload::KeyRotate { epoch, public_key, epoch_ns } => {
             json!({ "epoch": epoch, "public_key": hex(public_key), "epoch_ns": epoch_ns })
         }
@@ -189,10 +190,15 @@ pub fn record_line(r: &Record) -> String {
             format!("{path} {old_size} -> {new_size} bytes (kept [{kept_start}, {new_size}) sha256 {})", hex(kept_hash))
         }
         Payload::Damaged { path, sealed, size } if size > sealed => {
-            format!("{path} has bytes [{sealed}, {size}) wormfs did not write (not sealed)")
+            format!("{path} has bytes [{sealed}, {size}) past its seals that are not sealed (added outside wormfs, or their fdatasync failed)")
         }
         Payload::Damaged { path, sealed, size } => {
             format!("{path} cut to {size} of {sealed} sealed bytes outside wormfs")
+        }
+        Payload::Aborted { change, errno: 0 } => format!("record {change} did not happen (found undone at mount)"),
+        Payload::Aborted { change, errno } => {
+            let why = nix::errno::Errno::from_raw(*errno as i32).desc();
+            format!("record {change} did not happen: {why}")
         }
         Payload::ClockJump { system_ns, floor_ns } => {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))

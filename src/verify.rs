@@ -155,6 +155,7 @@ impl Finding {
                 HistoryFinding::RecoveredOutsideRecovery { .. } => "chain.recovered_outside_recovery",
                 HistoryFinding::WhileUnmounted { .. } => "chain.record_while_unmounted",
                 HistoryFinding::Damaged { .. } => "file.damaged",
+                HistoryFinding::AbortedNothing { .. } => "chain.aborted_nothing",
             },
             Finding::ContentChanged { .. } => "file.content_changed",
             Finding::Truncated { .. } => "file.truncated",
@@ -193,7 +194,7 @@ impl Finding {
                 | HistoryFinding::SealedAfterCleanUnmount { path, .. }
                 | HistoryFinding::RecoveredOutsideRecovery { path, .. }
                 | HistoryFinding::Damaged { path, .. } => Some(path),
-                HistoryFinding::WhileUnmounted { .. } => None,
+                HistoryFinding::WhileUnmounted { .. } | HistoryFinding::AbortedNothing { .. } => None,
             },
             Finding::ContentChanged { path, .. }
             | Finding::Truncated { path, .. }
@@ -274,6 +275,10 @@ impl fmt::Display for Finding {
                 HistoryFinding::WhileUnmounted { seq, kind } => {
                     write!(f, "chain: record {seq} ({kind}) comes between an Unmount and the next Mount")
                 }
+                HistoryFinding::AbortedNothing { seq, change } => write!(
+                    f,
+                    "chain: record {seq} aborts record {change}, which is not the newest Delete, Rename or Truncate of its files"
+                ),
                 HistoryFinding::Damaged { path, seq, sealed, size } if size > sealed => write!(
                     f,
                     "{path}: bytes [{sealed}, {size}) past the seals are damaged (record {seq}: added outside wormfs, or their fdatasync failed); they are not sealed"

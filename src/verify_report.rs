@@ -192,6 +192,7 @@ fn finding_json(f: &Finding) -> Value {
             | HistoryFinding::RecoveredOutsideRecovery { seq, .. } => json!({ "seq": seq }),
             HistoryFinding::NoHistory { op, seq, .. } => json!({ "op": op, "seq": seq }),
             HistoryFinding::WhileUnmounted { seq, kind } => json!({ "seq": seq, "record_kind": kind }),
+            HistoryFinding::AbortedNothing { seq, change } => json!({ "seq": seq, "change": change }),
             HistoryFinding::ChangedBeforeExpiry { op, seq, retain_until_ns, .. } => {
                 json!({ "op": op, "seq": seq, "retain_until": rfc3339_ns(*retain_until_ns) })
             }

@@ -266,3 +266,169 @@ fn a_full_state_disk_refuses_new_bytes_with_enospc_and_resumes_by_itself() {
     assert!(report.intact(), "{:?}", report.findings);
     assert_eq!(report.bytes_hashed, 31 + 6 + 4);
 }
+
+/// A sealed, closed file whose retention has expired (the clock moved past it).
+fn expired(w: &CoreMount, name: &str, bytes: &[u8]) {
+    w.sealed_file(name, bytes);
+    w.set_clock(START_NS + RETENTION + 1);
+}
+
+/// The verdict, asserted clean, with the kinds of the records for the message.
+fn assert_clean(w: &CoreMount, what: &str) {
+    let report = w.check();
+    assert!(report.intact(), "{what}: {:?}\n{:?}", report.findings, w.kinds());
+}
+
+/// `Aborted` records of the chain: (change, errno).
+fn aborted(w: &CoreMount) -> Vec<(u64, u32)> {
+    w.records()
+        .iter()
+        .filter_map(|r| match r.fields.payload {
+            wormfs::core::record::Payload::Aborted { change, errno } => Some((change, errno)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The seq of the newest record of `kind`.
+fn last_seq(w: &CoreMount, kind: &str) -> u64 {
+    w.records().iter().rev().find(|r| r.fields.payload.kind().name() == kind).map(|r| r.seq()).unwrap()
+}
+
+#[test]
+fn a_delete_whose_unlink_fails_is_aborted_and_the_file_stays_sealed() {
+    let mut w = world();
+    expired(&w, "a.log", b"kept\n");
+    w.faults.fail(BackingOp::Unlink, Errno::EIO, 1);
+    let e = w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO);
+    assert_eq!(fs::read(w.data().join("a.log")).unwrap(), b"kept\n");
+    assert_eq!(aborted(&w), vec![(last_seq(&w, "Delete"), libc::EIO as u32)]);
+    assert_clean(&w, "after the failed unlink");
+    // The chain and DATA_DIR agree, now and after a restart: the file is still there, sealed.
+    w.fs.shutdown().unwrap();
+    w.remount();
+    assert_clean(&w, "after a restart");
+    assert!(!w.kinds().contains(&"Damaged"), "{:?}", w.kinds());
+    let fh = reopen(&w, "a.log");
+    w.append(fh, b"more\n");
+    close(&w, fh).unwrap();
+    w.set_clock(START_NS + 10 * RETENTION);
+    w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap();
+    assert!(!w.data().join("a.log").exists());
+    assert_clean(&w, "after the delete that worked");
+}
+
+#[test]
+fn a_rename_that_fails_with_exdev_is_aborted() {
+    let mut w = world();
+    expired(&w, "a.log", b"kept\n");
+    w.faults.fail(BackingOp::Rename, Errno::EXDEV, 1);
+    let e = w.fs.rename(ROOT, OsStr::new("a.log"), ROOT, OsStr::new("b.log"), false).unwrap_err();
+    assert_eq!(errno(&e), libc::EXDEV);
+    assert!(w.data().join("a.log").exists() && !w.data().join("b.log").exists());
+    assert_eq!(aborted(&w), vec![(last_seq(&w, "Rename"), libc::EXDEV as u32)]);
+    assert_clean(&w, "after the failed rename");
+    w.fs.shutdown().unwrap();
+    w.remount();
+    assert_clean(&w, "after a restart");
+    // b.log is free, a.log keeps its seals.
+    w.sealed_file("b.log", b"new\n");
+    w.fs.rename(ROOT, OsStr::new("a.log"), ROOT, OsStr::new("c.log"), false).unwrap();
+    assert_clean(&w, "after the rename that worked");
+}
+
+#[test]
+fn a_truncate_that_fails_is_aborted_and_nothing_is_cut() {
+    let mut w = world();
+    expired(&w, "a.log", b"0123456789");
+    w.faults.fail(BackingOp::Truncate, Errno::EIO, 1);
+    let attr = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap();
+    let changes = wormfs::core::AttrChanges { size: Some(4), ..Default::default() };
+    let e = w.fs.setattr(&caller(), attr.ino, &changes).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO);
+    assert_eq!(fs::read(w.data().join("a.log")).unwrap(), b"0123456789");
+    assert_eq!(aborted(&w), vec![(last_seq(&w, "Truncate"), libc::EIO as u32)]);
+    assert_clean(&w, "after the failed truncate");
+    w.fs.shutdown().unwrap();
+    w.remount();
+    assert_clean(&w, "after a restart");
+    let attr = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap();
+    w.fs.setattr(&caller(), attr.ino, &changes).unwrap();
+    assert_eq!(fs::read(w.data().join("a.log")).unwrap(), b"0123");
+    assert_clean(&w, "after the truncate that worked");
+}
+
+#[test]
+fn a_crash_between_recording_a_change_and_making_it_is_found_at_mount() {
+    for op in ["delete", "rename", "truncate"] {
+        let mut w = world();
+        expired(&w, "a.log", b"0123456789");
+        let a = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+        let b = wormfs::core::RelPath::parse(OsStr::new("b.log")).unwrap();
+        // Recorded, then the daemon dies before the system call.
+        let ledger = w.fs.ledger();
+        let change = match op {
+            "delete" => ledger.delete(&a, 10, false).unwrap().record,
+            "rename" => ledger.rename(&a, &b, false, false, false).unwrap().record,
+            _ => {
+                let kept = (0, sha(b"0123"));
+                ledger.truncate(&a, 10, 4, false, kept).unwrap().unwrap().record
+            }
+        };
+        w.remount();
+        assert_eq!(aborted(&w), vec![(change.seq(), 0)], "{op}: {:?}", w.kinds());
+        assert_clean(&w, op);
+        assert!(!w.kinds().contains(&"Damaged"), "{op}: {:?}", w.kinds());
+        assert_eq!(fs::read(w.data().join("a.log")).unwrap(), b"0123456789");
+        // And the file can still be appended to, as any sealed file.
+        let fh = reopen(&w, "a.log");
+        w.append(fh, b"!");
+        close(&w, fh).unwrap();
+        assert_clean(&w, op);
+    }
+}
+
+#[test]
+fn a_crash_after_the_change_was_made_is_not_undone() {
+    let mut w = world();
+    w.sealed_file("a.log", b"gone\n");
+    expired(&w, "b.log", b"moved\n");
+    w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap();
+    w.fs.rename(ROOT, OsStr::new("b.log"), ROOT, OsStr::new("c.log"), false).unwrap();
+    w.remount();
+    assert!(aborted(&w).is_empty(), "{:?}", w.kinds());
+    assert_clean(&w, "after the crash");
+}
+
+#[test]
+fn a_changed_file_at_the_old_name_does_not_undo_a_delete() {
+    let mut w = world();
+    expired(&w, "a.log", b"evidence\n");
+    let a = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
+    w.fs.ledger().delete(&a, 9, false).unwrap();
+    // Behind wormfs' back, the file's bytes change before the next mount.
+    core_harness::unprotect(&w.data().join("a.log"));
+    fs::write(w.data().join("a.log"), b"EVIDENCE\n").unwrap();
+    w.remount();
+    assert!(aborted(&w).is_empty(), "a file that is not the deleted one brings nothing back");
+    // After a crash an unknown file is adopted, with a warning; the deleted history stays ended.
+    let report = w.check();
+    assert!(report.warnings.iter().any(|w| w.kind() == "file.adopted"), "{:?}", report.warnings);
+    assert!(w.records().iter().any(|r| r.fields.payload.kind().name() == "Delete"));
+}
+
+#[test]
+fn a_failed_unlink_whose_abort_cannot_be_written_is_found_at_the_next_mount() {
+    let mut w = world();
+    expired(&w, "a.log", b"kept\n");
+    w.faults.fail(BackingOp::Unlink, Errno::EIO, 1);
+    // The Delete commits; the Aborted after it does not.
+    w.store.fail_commits_after(1, 1);
+    assert_eq!(errno(&w.fs.unlink(ROOT, OsStr::new("a.log")).unwrap_err()), libc::EIO);
+    assert!(aborted(&w).is_empty());
+    w.fs.shutdown().unwrap();
+    w.remount();
+    assert_eq!(aborted(&w), vec![(last_seq(&w, "Delete"), 0)]);
+    assert_clean(&w, "after the mount that found it");
+}

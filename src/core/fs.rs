@@ -435,12 +435,15 @@ impl WormFs {
             return Ok(());
         }
         let kept = self.kept_part(path, to)?;
-        if self.ledger.truncate(path, size, to, open, kept).map_err(|e| gated(path, e))?.is_some() {
+        if let Some(change) = self.ledger.truncate(path, size, to, open, kept).map_err(|e| gated(path, e))? {
             self.data.protect(path, Protection::None);
             let cut = self.data.truncate(path, to);
             let rest = if state.is_some() { Protection::AppendOnly } else { Protection::Immutable };
             self.data.protect(path, rest);
-            cut?;
+            if let Err(e) = cut {
+                self.abort(path, change, &e);
+                return Err(e);
+            }
             if let Some(state) = state.as_deref_mut() {
                 state.size = to;
                 state.sealed = to;
@@ -629,13 +632,32 @@ impl WormFs {
         let _gate = write(&self.gate);
         let st = self.stat(&path)?;
         let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
-        self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
+        let change = self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
         let _flags = lock(&self.flag_lock);
         self.data.protect(&path, Protection::None);
         self.data.unlink(&path).map_err(|e| {
             self.data.protect(&path, Protection::Immutable);
-            FsError::os(&path, e)
+            let e = FsError::os(&path, e);
+            self.abort(&path, change, &e);
+            e
         })
+    }
+
+    /// A Delete, Rename or Truncate whose system call failed did not happen: say so in the
+    /// chain, so the chain and DATA_DIR agree. If even that cannot be written (a failing state
+    /// disk), the next mount finds the change undone on disk and records it then.
+    fn abort(&self, path: &RelPath, change: super::ledger::Change, failed: &FsError) {
+        let errno = match failed {
+            FsError::Os { errno, .. } => *errno as u32,
+            _ => libc::EIO as u32,
+        };
+        let seq = change.record.seq();
+        match self.ledger.abort(change, errno) {
+            Ok(record) => log::warn!("{path}: {failed}; record {seq} aborted by record {}", record.seq()),
+            Err(e) => log::error!(
+                "{path}: {failed}, and the chain cannot say so ({e}); the next mount finds record {seq} undone"
+            ),
+        }
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
@@ -653,16 +675,21 @@ impl WormFs {
         let st = self.stat(&from)?;
         let ino = self.inodes.fuse_ino(st.st_ino);
         let target_exists = self.data.stat(&to).is_ok();
+        let mut file_change = None;
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let empty = self.data.read_dir(&from).map_err(|e| FsError::os(&from, e))?.is_empty();
             policy::rename_dir(empty, target_exists, exchange).map_err(|r| refused(&from, r))?;
         } else {
-            self.ledger.rename(&from, &to, self.is_open(ino), target_exists, exchange).map_err(|e| gated(&from, e))?;
+            let change = self.ledger.rename(&from, &to, self.is_open(ino), target_exists, exchange);
+            file_change = Some(change.map_err(|e| gated(&from, e))?);
             self.data.protect(&from, Protection::None);
         }
         let renamed = self.data.rename_noreplace(&from, &to).map_err(|e| FsError::os(&from, e));
         // The file is immutable again where it now is (or, if the rename failed, where it was).
         self.data.protect(if renamed.is_ok() { &to } else { &from }, Protection::Immutable);
+        if let (Err(e), Some(change)) = (&renamed, file_change) {
+            self.abort(&from, change, e);
+        }
         renamed?;
         self.inodes.moved(ino, &to);
         Ok(())
@@ -947,7 +974,7 @@ impl WormFs {
     /// history (`seals::recover`). `adopt_existing`: a new chain may adopt the files it finds.
     pub fn start(&self, software: &str, data_dir: &[u8], adopt_existing: bool) -> FsResult<Started> {
         let root = RelPath::root();
-        let history = History::replay(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
+        let mut history = History::replay(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
         let repairs = history.repairs(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
         let repaired = repairs.len();
         if repaired > 0 {
@@ -959,6 +986,7 @@ impl WormFs {
         // Before anything else is signed: the key that lay on disk while wormfs was down signs
         // only the Mount and the rotation away from it.
         self.rotate_key().map_err(|e| FsError::ledger(&root, e))?;
+        seals::reconcile(&self.ledger, &self.data, &mut history)?;
         self.damage.seed(&history);
         // A failed recovery leaves the chain open (no Unmount): its tails are not all sealed.
         let recovery = seals::recover(&self.ledger, &self.data, &history, &self.damage, adopt_existing)?;

@@ -152,6 +152,9 @@ pub enum HistoryFinding {
     WhileUnmounted { seq: u64, kind: &'static str },
     /// wormfs recorded that it found the file changed outside it.
     Damaged { path: RelPath, seq: u64, sealed: u64, size: u64 },
+    /// An Aborted record of a record that is not the newest Delete, Rename or Truncate, or
+    /// that comes after other records about its files: nothing it could undo.
+    AbortedNothing { seq: u64, change: u64 },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -186,6 +189,43 @@ pub struct History {
     pub findings: Vec<HistoryFinding>,
     pub warnings: Vec<HistoryWarning>,
     phase: Phase,
+    /// The newest Delete, Rename or Truncate with what it replaced, until another record about
+    /// its files (or a second Mount) follows: what an Aborted record of it puts back.
+    undo: Option<Undo>,
+    /// Mount records so far.
+    mounts: u64,
+}
+
+/// What a Delete, Rename or Truncate changed, to put back if it is aborted.
+#[derive(Debug, Clone)]
+struct Undo {
+    seq: u64,
+    change: Payload,
+    /// The Mount it came after (`History::mounts` then).
+    run: u64,
+    /// Every entry about its paths as it was before it.
+    before: Vec<PathEntries>,
+    warnings: Vec<HistoryWarning>,
+}
+
+#[derive(Debug, Clone)]
+struct PathEntries {
+    path: RelPath,
+    file: Option<FileHistory>,
+    ended: Option<Ended>,
+    renamed: Option<(RelPath, u64)>,
+    damage: Option<(u64, u64, u64)>,
+}
+
+/// The newest Delete, Rename or Truncate of the run before a mount, which the mount may find
+/// undone on disk (the daemon stopped between recording it and doing it, or could not record
+/// that it failed).
+#[derive(Debug, Clone)]
+pub struct LastChange<'a> {
+    pub seq: u64,
+    pub change: &'a Payload,
+    /// The history of the file it changed (at its old name) before it.
+    pub before: &'a FileHistory,
 }
 
 impl Default for History {
@@ -199,6 +239,8 @@ impl Default for History {
             findings: Vec::new(),
             warnings: Vec::new(),
             phase: Phase::Never,
+            undo: None,
+            mounts: 0,
         }
     }
 }
@@ -265,11 +307,79 @@ impl History {
         }
     }
 
+    /// The newest Delete, Rename or Truncate since the newest Mount, if nothing about its files
+    /// followed it (and no Aborted undid it).
+    pub fn last_change(&self) -> Option<LastChange<'_>> {
+        let undo = self.undo.as_ref().filter(|u| u.run == self.mounts)?;
+        let before = undo.before.first()?.file.as_ref()?;
+        Some(LastChange { seq: undo.seq, change: &undo.change, before })
+    }
+
     /// Replay one record (the chain's records in order; undecodable ones skipped).
     pub fn apply(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
         self.check_phase(seq, payload);
+        // A later record about the changed files builds on the change: it can no longer be undone.
+        // (A hold changes no history; an Aborted is checked below.)
+        if let Some(undo) = &self.undo {
+            let about = |p: &PathEntries| payload.concerns(&p.path);
+            if !matches!(payload, Payload::Hold { .. } | Payload::Aborted { .. }) && undo.before.iter().any(about) {
+                self.undo = None;
+            }
+        }
+        let undo = match payload {
+            Payload::Delete { path, .. } | Payload::Truncate { path, .. } => Some(self.entries(seq, payload, &[path])),
+            Payload::Rename { from, to } => Some(self.entries(seq, payload, &[from, to])),
+            _ => None,
+        };
+        self.replay_one(seq, time_ns, payload);
+        // Only a change to a history (not one with none, which is a finding) can be undone.
+        if let Some(undo) = undo.filter(|u| u.before.first().is_some_and(|e| e.file.is_some())) {
+            self.undo = Some(undo);
+        }
+    }
+
+    /// The entries about `paths` now, to put back if record `seq` (`change`) is aborted.
+    fn entries(&self, seq: u64, change: &Payload, paths: &[&RelPath]) -> Undo {
+        let before = paths
+            .iter()
+            .map(|p| PathEntries {
+                path: (*p).clone(),
+                file: self.files.get(*p).cloned(),
+                ended: self.ended.get(*p).cloned(),
+                renamed: self.renamed.get(*p).cloned(),
+                damage: self.damage.get(*p).copied(),
+            })
+            .collect();
+        Undo { seq, change: change.clone(), run: self.mounts, before, warnings: self.warnings.clone() }
+    }
+
+    /// An Aborted record: the change it names goes as if it had never been recorded.
+    fn abort(&mut self, seq: u64, change: u64) {
+        // The run it was recorded in, or (found undone at the mount after a stop) the next one.
+        let Some(undo) = self.undo.take().filter(|u| u.seq == change && u.run + 1 >= self.mounts) else {
+            self.findings.push(HistoryFinding::AbortedNothing { seq, change });
+            return;
+        };
+        fn put<V>(map: &mut BTreeMap<RelPath, V>, path: &RelPath, value: Option<V>) {
+            match value {
+                Some(v) => map.insert(path.clone(), v),
+                None => map.remove(path),
+            };
+        }
+        for e in undo.before {
+            put(&mut self.files, &e.path, e.file);
+            put(&mut self.ended, &e.path, e.ended);
+            put(&mut self.renamed, &e.path, e.renamed);
+            put(&mut self.damage, &e.path, e.damage);
+        }
+        self.warnings = undo.warnings;
+    }
+
+    fn replay_one(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
         match payload {
+            Payload::Aborted { change, .. } => self.abort(seq, *change),
             Payload::Mount { .. } => {
+                self.mounts += 1;
                 self.phase = Phase::Up { prior: self.prior_run(), recovering: true };
             }
             Payload::Unmount => self.phase = Phase::Down,
@@ -334,8 +444,8 @@ impl History {
         if mounted_only && !matches!(self.phase, Phase::Up { .. }) {
             self.findings.push(HistoryFinding::WhileUnmounted { seq, kind: payload.kind().name() });
         }
-        // Recovery writes only Recovered and Damaged records (and a ClockJump if the clock is
-        // behind, a KeyRotate at its start); anything else means serving has begun.
+        // Recovery writes only Recovered, Damaged and Aborted records (and a ClockJump if the
+        // clock is behind, a KeyRotate at its start); anything else means serving has begun.
         if let Phase::Up { recovering: true, prior } = self.phase {
             // The mount's KeyRotate comes before recovery's records, so recovery is signed by
             // the new key and not by the one that lay on disk while wormfs was down.
@@ -345,6 +455,7 @@ impl History {
                     | Payload::Damaged { .. }
                     | Payload::ClockJump { .. }
                     | Payload::KeyRotate { .. }
+                    | Payload::Aborted { .. }
             );
             if !still {
                 self.phase = Phase::Up { prior, recovering: false };
@@ -808,6 +919,61 @@ mod tests {
         assert_eq!((state.sealed_size, state.created_seq, state.last_seal_seq), (3, 2, seal));
         assert_eq!(state.retain_until_ns, 1100);
         assert_eq!(state.file_hash, c.file_hash[&p("a.log")].1);
+    }
+
+    #[test]
+    fn an_aborted_change_puts_the_history_back_and_nothing_else_can_be_aborted() {
+        let delete = || Payload::Delete { path: p("a.log"), size: 4, file_hash: [0; 32], retain_until_ns: 1100 };
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        let before = c.history.files[&p("a.log")].clone();
+        c.time = 5000;
+        // A delete whose unlink failed, then a rename whose rename(2) failed, each aborted.
+        let seq = c.push(delete());
+        assert!(!c.history.files.contains_key(&p("a.log")));
+        c.push(Payload::Aborted { change: seq, errno: 5 });
+        assert_eq!(c.history.files[&p("a.log")], before);
+        assert!(!c.history.ended.contains_key(&p("a.log")));
+        let seq = c.push(Payload::Rename { from: p("a.log"), to: p("b.log") });
+        c.push(Payload::Hold { prefix: RelPath::root(), set: true, reason: "r".into(), uid: 0 }); // no history change
+        c.push(Payload::Aborted { change: seq, errno: 18 });
+        assert_eq!(c.history.files[&p("a.log")], before);
+        assert!(!c.history.files.contains_key(&p("b.log")) && !c.history.renamed.contains_key(&p("b.log")));
+        assert_eq!(c.findings(), &[]);
+        c.push(Payload::Hold { prefix: RelPath::root(), set: false, reason: "r".into(), uid: 0 });
+
+        // A delete recorded just before a crash, found undone by the next mount: fine.
+        let crashed = c.push(delete());
+        assert_eq!(c.history.last_change().map(|l| l.seq), Some(crashed));
+        c.mount();
+        c.push(Payload::Aborted { change: crashed, errno: 0 });
+        assert_eq!(c.findings(), &[]);
+        assert!(c.history.files.contains_key(&p("a.log")));
+
+        // Nothing else can be aborted: a record that is no change, one already aborted, one a
+        // later record built on, one from two runs ago.
+        let sealed = c.seal("a.log", b"two\n");
+        let again = c.push(Payload::Aborted { change: crashed, errno: 0 });
+        let not_a_change = c.push(Payload::Aborted { change: sealed, errno: 0 });
+        let deleted = c.push(delete());
+        c.create("a.log");
+        let built_on = c.push(Payload::Aborted { change: deleted, errno: 0 });
+        let renamed = c.push(Payload::Rename { from: p("a.log"), to: p("c.log") });
+        c.mount();
+        c.mount();
+        let stale = c.push(Payload::Aborted { change: renamed, errno: 0 });
+        let nothing = |seq, change| HistoryFinding::AbortedNothing { seq, change };
+        assert_eq!(
+            c.findings(),
+            &[
+                nothing(again, crashed),
+                nothing(not_a_change, sealed),
+                nothing(built_on, deleted),
+                nothing(stale, renamed)
+            ]
+        );
     }
 
     #[test]

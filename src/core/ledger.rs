@@ -96,6 +96,14 @@ impl From<StoreError> for LedgerError {
     }
 }
 
+/// A Delete, Rename or Truncate committed before its system call, with the index changes that
+/// put back what it replaced, for `Ledger::abort` when the call fails.
+#[derive(Debug)]
+pub struct Change {
+    pub record: Record,
+    undo: Vec<IndexUpdate>,
+}
+
 /// Which kind of record a seal is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealKind {
@@ -429,7 +437,8 @@ impl Ledger {
 
     /// Delete an expired file: checked and recorded before the unlink happens. `open`: whether
     /// any handle has it open (the caller holds its open gate, so that cannot change).
-    pub fn delete(&self, path: &RelPath, size: u64, open: bool) -> Result<Record, LedgerError> {
+    pub fn delete(&self, path: &RelPath, size: u64, open: bool) -> Result<Change, LedgerError> {
+        let mut undo = Vec::new();
         self.append(|_, time_ns| {
             let state = self.store.file(path)?;
             policy::unlink(&self.standing(path, state.as_ref(), open, time_ns)?).map_err(LedgerError::Refused)?;
@@ -440,8 +449,22 @@ impl Ledger {
                 file_hash: state.file_hash,
                 retain_until_ns: state.retain_until_ns,
             };
+            undo.push(IndexUpdate::File(path.clone(), state));
             Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())]))
         })
+        .map(|record| Change { record, undo })
+    }
+
+    /// `change` did not happen (its system call failed with `errno`; 0: found undone at mount):
+    /// an Aborted record puts the index back as it was before it.
+    pub fn abort(&self, change: Change, errno: u32) -> Result<Record, LedgerError> {
+        let Change { record, undo } = change;
+        self.append(|_, _| Ok((Payload::Aborted { change: record.seq(), errno }, undo)))
+    }
+
+    /// Abort record `seq`, found undone at mount, restoring `undo`.
+    pub fn abort_found(&self, seq: u64, undo: Vec<IndexUpdate>) -> Result<Record, LedgerError> {
+        self.append(|_, _| Ok((Payload::Aborted { change: seq, errno: 0 }, undo)))
     }
 
     /// Rename an expired file: checked and recorded before it happens; its state moves to `to`.
@@ -452,7 +475,8 @@ impl Ledger {
         open: bool,
         target_exists: bool,
         exchange: bool,
-    ) -> Result<Record, LedgerError> {
+    ) -> Result<Change, LedgerError> {
+        let mut undo = Vec::new();
         self.append(|_, time_ns| {
             let state = self.store.file(from)?;
             let standing = self.standing(from, state.as_ref(), open, time_ns)?;
@@ -461,8 +485,10 @@ impl Ledger {
             policy::rename_file(&standing, target_exists, exchange).map_err(LedgerError::Refused)?;
             let state = state.ok_or_else(|| LedgerError::UnknownFile(from.clone()))?;
             let updates = vec![IndexUpdate::RemoveFile(from.clone()), IndexUpdate::File(to.clone(), state)];
+            undo = vec![IndexUpdate::RemoveFile(to.clone()), IndexUpdate::File(from.clone(), state)];
             Ok((Payload::Rename { from: from.clone(), to: to.clone() }, updates))
         })
+        .map(|record| Change { record, undo })
     }
 
     /// Truncate: a no-op to the current size (None: nothing recorded), smaller only once expired
@@ -475,10 +501,11 @@ impl Ledger {
         new_size: u64,
         open: bool,
         kept: (u64, Hash),
-    ) -> Result<Option<Record>, LedgerError> {
+    ) -> Result<Option<Change>, LedgerError> {
         if new_size == old_size {
             return Ok(None);
         }
+        let mut undo = Vec::new();
         self.append(|_, time_ns| {
             let state = self.store.file(path)?;
             let standing = self.standing(path, state.as_ref(), open, time_ns)?;
@@ -486,10 +513,11 @@ impl Ledger {
             let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
             let (kept_start, kept_hash) = kept;
             let payload = Payload::Truncate { path: path.clone(), old_size, new_size, kept_start, kept_hash };
+            undo.push(IndexUpdate::File(path.clone(), state));
             let state = FileState { sealed_size: new_size, ..state };
             Ok((payload, vec![IndexUpdate::File(path.clone(), state)]))
         })
-        .map(Some)
+        .map(|record| Some(Change { record, undo }))
     }
 
     /// Whether a truncate would be allowed now (`truncate` checks again under the chain lock).

@@ -39,6 +39,7 @@ pub enum Kind {
     ClockJump = 13,
     Access = 14,
     Damaged = 15,
+    Aborted = 16,
 }
 
 impl Kind {
@@ -58,6 +59,7 @@ impl Kind {
             13 => Kind::ClockJump,
             14 => Kind::Access,
             15 => Kind::Damaged,
+            16 => Kind::Aborted,
             _ => return None,
         })
     }
@@ -78,6 +80,7 @@ impl Kind {
             Kind::ClockJump => "ClockJump",
             Kind::Access => "Access",
             Kind::Damaged => "Damaged",
+            Kind::Aborted => "Aborted",
         }
     }
 }
@@ -184,6 +187,13 @@ pub enum Payload {
         sealed: u64,
         size: u64,
     },
+    /// The Delete, Rename or Truncate recorded as record `change` did not happen: its system
+    /// call failed with `errno`, or (errno 0) the mount after a stop found it undone on disk.
+    /// The file's history is what it was before that record.
+    Aborted {
+        change: u64,
+        errno: u32,
+    },
 }
 
 impl Payload {
@@ -203,6 +213,7 @@ impl Payload {
             Payload::ClockJump { .. } => Kind::ClockJump,
             Payload::Access { .. } => Kind::Access,
             Payload::Damaged { .. } => Kind::Damaged,
+            Payload::Aborted { .. } => Kind::Aborted,
         }
     }
 
@@ -306,6 +317,10 @@ impl Payload {
                 out.extend_from_slice(&sealed.to_be_bytes());
                 out.extend_from_slice(&size.to_be_bytes());
             }
+            Payload::Aborted { change, errno } => {
+                out.extend_from_slice(&change.to_be_bytes());
+                out.extend_from_slice(&errno.to_be_bytes());
+            }
         }
     }
 
@@ -351,6 +366,7 @@ impl Payload {
                 command: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| DecodeError::BadText)?,
             },
             Kind::Damaged => Payload::Damaged { path: r.path()?, sealed: r.u64()?, size: r.u64()? },
+            Kind::Aborted => Payload::Aborted { change: r.u64()?, errno: r.u32()? },
         })
     }
 }
@@ -591,6 +607,7 @@ mod tests {
             Payload::ClockJump { system_ns: 5, floor_ns: 9 },
             Payload::Access { path: path("a.log"), uid: 1000, pid: 4242, command: "cat".into() },
             Payload::Damaged { path: path("a.log"), sealed: 10, size: 12 },
+            Payload::Aborted { change: 7, errno: 18 },
             Payload::KeyRotate { epoch: 3, public_key: [8; 32], epoch_ns: 900_000_000_000 },
         ]
     }

@@ -12,13 +12,15 @@ use log::{error, info, warn};
 use super::backing::{DataDir, Protection};
 use super::error::{io_errno, Damage, FsError, FsResult};
 use super::handles::OpenFile;
-use super::history::{History, PriorRun};
+use super::history::{FileHistory, History, PriorRun};
 use super::ledger::{Ledger, SealKind};
 use super::metrics::{Metrics, SealFailure};
 use super::path::RelPath;
 use super::policy::{self, AtMount};
+use super::record::Payload;
 use super::record::Record;
 use super::segment::{Hash, SegmentHasher};
+use super::store::IndexUpdate;
 use super::sync::lock;
 
 /// Why a seal is being written (for logs).
@@ -223,6 +225,54 @@ pub fn recover(
         report.damaged.push(e.to_string());
     }
     Ok(report)
+}
+
+/// At mount, before recovery: the run before may have stopped between recording a Delete,
+/// Rename or Truncate and doing it, or failed to record that its system call failed. If DATA_DIR
+/// shows the change undone — the file still at its old name, its old size, every sealed byte
+/// hashing to its seal — an Aborted record says it did not happen (and `history` learns it).
+/// Returns that record's seq.
+pub fn reconcile(ledger: &Ledger, data: &DataDir, history: &mut History) -> FsResult<Option<u64>> {
+    let Some(last) = history.last_change() else { return Ok(None) };
+    let state = last.before.state();
+    let (at, undo) = match last.change {
+        Payload::Delete { path, .. } | Payload::Truncate { path, .. } => {
+            (path, vec![IndexUpdate::File(path.clone(), state)])
+        }
+        Payload::Rename { from, to } if data.stat(to) == Err(nix::errno::Errno::ENOENT) => {
+            (from, vec![IndexUpdate::RemoveFile(to.clone()), IndexUpdate::File(from.clone(), state)])
+        }
+        _ => return Ok(None),
+    };
+    if last.before.broken || !holds_exactly(data, at, last.before)? {
+        return Ok(None);
+    }
+    let (seq, at) = (last.seq, at.clone());
+    let record = ledger.abort_found(seq, undo).map_err(|e| FsError::ledger(&at, e))?;
+    warn!(
+        "{at}: record {seq} ({}) did not happen before the stop; recorded as aborted (record {})",
+        last.change.kind().name(),
+        record.seq()
+    );
+    history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
+    Ok(Some(record.seq()))
+}
+
+/// Whether `path` in DATA_DIR is exactly the file `before` describes: its sealed size, and every
+/// sealed range hashing to its seal.
+fn holds_exactly(data: &DataDir, path: &RelPath, before: &FileHistory) -> FsResult<bool> {
+    let Ok(file) = data.open_file(path, false) else { return Ok(false) };
+    if file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len() != before.sealed {
+        return Ok(false);
+    }
+    for r in &before.ranges {
+        match hash_range(&file, path, r.start, r.end) {
+            Ok(hash) if hash == r.hash => {}
+            Ok(_) | Err(FsError::Shrank { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// One file at mount; Ok(true) when a Recovered record was written.

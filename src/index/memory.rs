@@ -34,8 +34,9 @@ struct Inner {
     tree: BTreeMap<u64, Hash>,
     /// What `room` reports: tests set it to play a filling disk.
     room: Option<Room>,
-    /// Commits still to fail (`fail_commits`).
+    /// Commits still to fail (`fail_commits`), after `commits_before_failing` more succeed.
     failing_commits: usize,
+    commits_before_failing: usize,
 }
 
 impl MemoryStore {
@@ -51,7 +52,14 @@ impl MemoryStore {
 
     /// Fail the next `n` commits with an I/O error, changing nothing: a failing state disk.
     pub fn fail_commits(&self, n: usize) {
-        self.lock().failing_commits = n;
+        self.fail_commits_after(0, n);
+    }
+
+    /// Let `skip` commits succeed, then fail `n`.
+    pub fn fail_commits_after(&self, skip: usize, n: usize) {
+        let mut inner = self.lock();
+        inner.commits_before_failing = skip;
+        inner.failing_commits = n;
     }
 
     /// Report `room` as the free space from now on (None: no disk, the default).
@@ -129,7 +137,9 @@ impl Store for MemoryStore {
         // Check and apply under one lock, as RocksStore does, so racing commits cannot both
         // pass the check.
         let mut inner = self.lock();
-        if inner.failing_commits > 0 {
+        if inner.commits_before_failing > 0 {
+            inner.commits_before_failing -= 1;
+        } else if inner.failing_commits > 0 {
             inner.failing_commits -= 1;
             let source = Box::new(std::io::Error::from_raw_os_error(libc::EIO));
             return Err(StoreError::Backend { doing: "commit (a fault the test injected)".into(), source });

@@ -333,6 +333,8 @@ pub struct Builder {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     leave_data_missing: bool,
+    /// "data" or "state", each on a tmpfs of this many MiB (a disk that can fill).
+    tmpfs: Vec<(&'static str, u64)>,
 }
 
 impl Builder {
@@ -345,6 +347,14 @@ impl Builder {
     /// Environment variable for the daemon (RUST_LOG is cleared unless set here).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Put DATA_DIR (`"data"`) or STATE_DIR (`"state"`) on its own tmpfs of `mib` MiB, so a
+    /// test can fill it. Unmounted when the TestMount is dropped.
+    pub fn on_tmpfs(mut self, dir: &'static str, mib: u64) -> Self {
+        assert!(dir == "data" || dir == "state", "on_tmpfs takes \"data\" or \"state\"");
+        self.tmpfs.push((dir, mib));
         self
     }
 
@@ -363,7 +373,16 @@ impl Builder {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().canonicalize().unwrap();
         let (data, state, mnt) = (root.join("data"), root.join("state"), root.join("mnt"));
-        if !self.leave_data_missing {
+        let mut tmpfs = Vec::new();
+        for (dir, mib) in &self.tmpfs {
+            let at = root.join(dir);
+            fs::create_dir(&at).unwrap();
+            let size = format!("size={mib}m,mode=0755");
+            run_cmd(Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(&at))
+                .assert_success("mount a tmpfs");
+            tmpfs.push(at);
+        }
+        if !self.leave_data_missing && !data.exists() {
             fs::create_dir(&data).unwrap();
         }
         // `wormfs mount` needs a signing key in STATE_DIR; keygen also creates the directory.
@@ -373,8 +392,18 @@ impl Builder {
         fs::create_dir(&scratch).unwrap();
 
         let log_path = root.join("wormfs.log");
-        let mut tm =
-            TestMount { child: None, mnt, data, state, scratch, log_path, args: self.args, env: self.env, _dir: dir };
+        let mut tm = TestMount {
+            child: None,
+            mnt,
+            data,
+            state,
+            scratch,
+            log_path,
+            args: self.args,
+            env: self.env,
+            tmpfs,
+            _dir: dir,
+        };
         tm.spawn();
         tm.wait_until_mounted();
         tm
@@ -392,6 +421,8 @@ pub struct TestMount {
     /// Extra mount arguments and environment, reused by `restart`.
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// tmpfs mounts (`Builder::on_tmpfs`), unmounted after the daemon stopped.
+    tmpfs: Vec<PathBuf>,
     // Last, so the directory is removed only after Drop::drop has unmounted.
     _dir: TempDir,
 }
@@ -777,6 +808,9 @@ impl Drop for TestMount {
         // wormfs leaves sealed files immutable (chattr +i): clear that, or the temp dir's
         // removal could not delete them.
         unprotect_tree(&self.data);
+        for at in &self.tmpfs {
+            let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 

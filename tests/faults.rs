@@ -1,0 +1,177 @@
+//! Full disks under a real mount: STATE_DIR and DATA_DIR each on a small tmpfs that the test
+//! fills. The writer gets ENOSPC, the daemon keeps serving, nothing is sealed that was not
+//! written, and once space returns writing resumes without a remount and verify is clean.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+/// Fill the filesystem holding `dir` with one file, `filler`, until it takes no more bytes.
+fn fill(filler: &Path) -> u64 {
+    let mut f = File::create(filler).unwrap();
+    let mut total = 0;
+    for chunk in [1 << 20, 4096, 512, 1] {
+        let buf = vec![0u8; chunk];
+        loop {
+            match f.write(&buf) {
+                Ok(n) => total += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", filler.display()),
+            }
+        }
+    }
+    f.sync_all().ok();
+    total
+}
+
+/// Seal and Recovered records of mount path `path` ("/a.log"): (start, end).
+fn seals_for(records: &[Value], path: &str) -> Vec<(u64, u64)> {
+    records
+        .iter()
+        .filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path)
+        .map(|r| (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap()))
+        .collect()
+}
+
+fn verify(m: &TestMount) -> RunOutput {
+    let mut cmd = Command::new(WORMFS);
+    cmd.args(["verify", "--data"]).arg(m.data()).arg("--state").arg(m.state()).env_remove("RUST_LOG");
+    run_cmd(&mut cmd)
+}
+
+/// close(2) of `f`, with its result (std's drop ignores it).
+fn close(f: File) -> nix::Result<()> {
+    nix::unistd::close(f.into_raw_fd())
+}
+
+fn append_open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().append(true).create(true).mode(0o644).open(path)
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_full_state_disk_gets_enospc_and_writing_resumes_when_space_returns() {
+    let outside = tempfile::tempdir().unwrap();
+    let metrics_file = outside.path().join("metrics.prom");
+    // 48 MiB is the index's reserve (`index::rocks::RESERVE`); the tmpfs leaves room above it.
+    let mut tm = TestMount::builder()
+        .on_tmpfs("state", 96)
+        .arg("--seal-interval")
+        .arg("1s")
+        .arg("--metrics-file")
+        .arg(&metrics_file)
+        .start();
+    tm.create("sealed.log", b"sealed before\n");
+    let mut open = append_open(&tm.path("a.log")).unwrap();
+    open.write_all(b"written before\n").unwrap();
+
+    let filler = tm.state().join("filler");
+    let filled = fill(&filler);
+    eprintln!("filled STATE_DIR with {filled} bytes");
+    std::thread::sleep(Duration::from_millis(300)); // past the daemon's 100 ms look at the disk
+
+    // New bytes: ENOSPC, and nothing reaches the backing file.
+    let before = Snapshot::of(tm.backing("a.log"));
+    let e = open.write_all(b"refused\n").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    before.assert_unchanged();
+    // A new file: ENOSPC, and no file is left behind.
+    let e = append_open(&tm.path("new.log")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert!(!tm.backing("new.log").exists());
+    // Appends to an existing, sealed file: ENOSPC at the write, not at the open.
+    let mut other = append_open(&tm.path("sealed.log")).unwrap();
+    assert_eq!(other.write_all(b"x").unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+    close(other).unwrap();
+    // The close of a file with bytes to seal: the seal cannot be written, and close says so.
+    assert_eq!(close(open), Err(nix::errno::Errno::ENOSPC));
+    // Reads go on, and the daemon is alive.
+    assert_eq!(fs::read(tm.path("sealed.log")).unwrap(), b"sealed before\n");
+    assert!(tm.is_running(), "the daemon died:\n{}", tm.log());
+    assert!(seals_for(&tm.records(), "/a.log").is_empty(), "nothing was sealed below the reserve");
+
+    // Space returns: the waiting seal is written by the interval sealer, no remount.
+    fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log") == [(0, 15)]),
+        "the seal of the bytes written before was not written once space returned: {:?}\n{}",
+        seals_for(&tm.records(), "/a.log"),
+        tm.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = append_open(&tm.path("a.log")).unwrap();
+    again.write_all(b"after\n").unwrap();
+    close(again).unwrap();
+    tm.create("new.log", b"new\n");
+    assert_eq!(fs::read(tm.backing("a.log")).unwrap(), b"written before\nafter\n");
+
+    let log = tm.log();
+    let ran_out = log.lines().filter(|l| l.contains("to seal safely")).count();
+    assert_eq!(ran_out, 1, "running out is logged once:\n{log}");
+    assert!(log.contains("room again"), "{log}");
+    assert!(!log.contains("panicked") && !log.contains("Assertion"), "{log}");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let text = fs::read_to_string(&metrics_file).unwrap_or_default();
+            metric(&text, "wormfs_space_refusals_total").is_some_and(|n| n >= 3.0)
+                && metric(&text, "wormfs_state_space_short") == Some(0.0)
+        }),
+        "{}",
+        fs::read_to_string(&metrics_file).unwrap_or_default()
+    );
+    tm.stop();
+    let out = verify(&tm);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn a_full_data_disk_gets_enospc_and_keeps_what_was_written() {
+    let mut tm = TestMount::builder().on_tmpfs("data", 16).arg("--seal-interval").arg("1s").start();
+    let mut open = append_open(&tm.path("a.log")).unwrap();
+    open.write_all(b"first line\n").unwrap();
+    // Another process fills the disk (behind wormfs' back, removed before verify), then the
+    // writer runs into the wall.
+    let big = tm.data().join("big");
+    let filled = fill(&big);
+    eprintln!("filled DATA_DIR's disk with {filled} bytes");
+    let e = loop {
+        match open.write(&[b'y'; 4096]) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    let written = tm.backing_len("a.log");
+    // Whatever write(2) accepted is on disk and is what close seals.
+    close(open).unwrap();
+    assert!(tm.is_running());
+    assert!(wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1)
+        == Some(written)));
+    let e = append_open(&tm.path("a.log")).unwrap().write_all(&[b'z'; 8192]).unwrap_err();
+    assert!(matches!(e.raw_os_error(), Some(libc::ENOSPC)) || e.kind() == ErrorKind::WriteZero, "{e}");
+
+    // Space returns: writing resumes without a remount.
+    fs::remove_file(&big).unwrap();
+    let mut again = append_open(&tm.path("a.log")).unwrap();
+    again.write_all(b"after\n").unwrap();
+    close(again).unwrap();
+    let size = tm.backing_len("a.log");
+    assert!(wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1)
+        == Some(size)));
+    tm.stop();
+    let out = verify(&tm);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+}

@@ -158,8 +158,9 @@ fn a_full_data_disk_gets_enospc_and_keeps_what_was_written() {
     // Whatever write(2) accepted is on disk and is what close seals.
     close(open).unwrap();
     assert!(tm.is_running());
-    assert!(wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1)
-        == Some(written)));
+    assert!(
+        wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1) == Some(written))
+    );
     let e = append_open(&tm.path("a.log")).unwrap().write_all(&[b'z'; 8192]).unwrap_err();
     assert!(matches!(e.raw_os_error(), Some(libc::ENOSPC)) || e.kind() == ErrorKind::WriteZero, "{e}");
 
@@ -169,9 +170,45 @@ fn a_full_data_disk_gets_enospc_and_keeps_what_was_written() {
     again.write_all(b"after\n").unwrap();
     close(again).unwrap();
     let size = tm.backing_len("a.log");
-    assert!(wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1)
-        == Some(size)));
+    assert!(
+        wait_until(Duration::from_secs(10), || seals_for(&tm.records(), "/a.log").last().map(|s| s.1) == Some(size))
+    );
     tm.stop();
     let out = verify(&tm);
     assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+}
+
+/// The Found case of the issue: a filesystem mounted inside DATA_DIR makes a rename into it
+/// fail with EXDEV after the Rename was recorded. The chain must say it did not happen, so the
+/// file keeps its history where it is and verify stays clean, now and after a restart.
+#[test]
+fn a_rename_that_fails_with_exdev_leaves_the_chain_and_the_disk_agreeing() {
+    let mut tm = TestMount::builder().arg("--retention").arg("1s").start();
+    tm.mkdir("other");
+    let inner = tm.backing("other");
+    run_cmd(Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&inner))
+        .assert_success("mount a tmpfs inside DATA_DIR");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _inner = Unmount(&inner);
+    tm.create("a.log", b"evidence\n");
+    std::thread::sleep(Duration::from_millis(1300));
+    let e = fs::rename(tm.path("a.log"), tm.path("other/a.log")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "{e}");
+    assert_eq!(fs::read(tm.backing("a.log")).unwrap(), b"evidence\n");
+    let kinds: Vec<String> = tm.records().iter().map(|r| r["kind"].as_str().unwrap().to_string()).collect();
+    assert!(kinds.ends_with(&["Rename".to_string(), "Aborted".to_string()]), "{kinds:?}");
+    tm.stop();
+    let out = verify(&tm);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    tm.restart();
+    tm.assert_append_works("a.log");
+    tm.stop();
+    let out = verify(&tm);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("missing"), "{}", out.stdout);
 }

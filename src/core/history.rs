@@ -205,7 +205,9 @@ struct Undo {
     run: u64,
     /// Every entry about its paths as it was before it.
     before: Vec<PathEntries>,
-    warnings: Vec<HistoryWarning>,
+    /// The warnings before it, when a Rename or Truncate may change some (those about its
+    /// paths); None otherwise, which is nearly always.
+    warnings: Option<Vec<HistoryWarning>>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,7 +352,13 @@ impl History {
                 damage: self.damage.get(*p).copied(),
             })
             .collect();
-        Undo { seq, change: change.clone(), run: self.mounts, before, warnings: self.warnings.clone() }
+        let about = |w: &HistoryWarning| {
+            let (HistoryWarning::Adopted { path, .. } | HistoryWarning::RecoveredUnproven { path, .. }) = w;
+            paths.contains(&path)
+        };
+        let touches = !matches!(change, Payload::Delete { .. }) && self.warnings.iter().any(about);
+        let warnings = touches.then(|| self.warnings.clone());
+        Undo { seq, change: change.clone(), run: self.mounts, before, warnings }
     }
 
     /// An Aborted record: the change it names goes as if it had never been recorded.
@@ -372,7 +380,9 @@ impl History {
             put(&mut self.renamed, &e.path, e.renamed);
             put(&mut self.damage, &e.path, e.damage);
         }
-        self.warnings = undo.warnings;
+        if let Some(warnings) = undo.warnings {
+            self.warnings = warnings;
+        }
     }
 
     fn replay_one(&mut self, seq: u64, time_ns: u64, payload: &Payload) {
@@ -974,6 +984,20 @@ mod tests {
                 nothing(stale, renamed)
             ]
         );
+    }
+
+    #[test]
+    fn an_aborted_rename_takes_its_warnings_back_to_the_old_name() {
+        let mut c = Chain::new();
+        c.mount();
+        c.mount(); // unclean: the first run had no Unmount
+        let seq = c.recovered("a.log", b"found\n", true);
+        c.time = 5000;
+        let renamed = c.push(Payload::Rename { from: p("a.log"), to: p("b.log") });
+        assert_eq!(c.history.warnings, [HistoryWarning::Adopted { path: p("b.log"), seq }]);
+        c.push(Payload::Aborted { change: renamed, errno: 18 });
+        assert_eq!(c.history.warnings, [HistoryWarning::Adopted { path: p("a.log"), seq }]);
+        assert_eq!(c.findings(), &[]);
     }
 
     #[test]

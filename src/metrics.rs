@@ -191,8 +191,10 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // A half-written file must not stay behind to take space (a full disk is when this fails).
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Rewrites the daemon's metrics file every INTERVAL until stopped, and once more at the end.
@@ -204,10 +206,18 @@ pub struct MetricsWriter {
 impl MetricsWriter {
     pub fn start(fs: Arc<WormFs>, path: PathBuf) -> io::Result<MetricsWriter> {
         let (stop, stopped) = mpsc::channel::<()>();
+        // Logged when writing starts to fail and when it works again, not every INTERVAL.
+        let failing = std::sync::atomic::AtomicBool::new(false);
         let write = move |fs: &WormFs| {
             let head = fs.ledger().head().map_or(0, |h| h.seq);
-            if let Err(e) = write_atomically(&path, &render(&fs.metrics().snapshot(), &fs.gauges(), head)) {
-                warn!("writing metrics to {}: {e}", path.display());
+            let result = write_atomically(&path, &render(&fs.metrics().snapshot(), &fs.gauges(), head));
+            let was_failing = failing.swap(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+            match result {
+                Err(e) if !was_failing => {
+                    warn!("writing metrics to {}: {e} (retried every {INTERVAL:?})", path.display())
+                }
+                Ok(()) if was_failing => warn!("writing metrics to {} works again", path.display()),
+                _ => {}
             }
         };
         write(&fs);

@@ -432,3 +432,21 @@ fn a_failed_unlink_whose_abort_cannot_be_written_is_found_at_the_next_mount() {
     assert_eq!(aborted(&w), vec![(last_seq(&w, "Delete"), 0)]);
     assert_clean(&w, "after the mount that found it");
 }
+
+#[test]
+fn a_create_whose_record_cannot_be_written_leaves_no_file() {
+    let w = world();
+    w.store.fail_commits(1);
+    let e =
+        w.fs.create(&caller(), ROOT, OsStr::new("a.log"), libc::S_IFREG | 0o644, 0o022, libc::O_WRONLY).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO);
+    assert!(!w.data().join("a.log").exists(), "a file without a Create record would be damage");
+    // A create that fails on the data disk leaves nothing in the chain.
+    w.faults.fail(BackingOp::Create, Errno::ENOSPC, 1);
+    let e =
+        w.fs.create(&caller(), ROOT, OsStr::new("a.log"), libc::S_IFREG | 0o644, 0o022, libc::O_WRONLY).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC);
+    assert!(!w.kinds().contains(&"Create"), "{:?}", w.kinds());
+    w.sealed_file("a.log", b"works again\n");
+    assert_clean(&w, "after the failed creates");
+}

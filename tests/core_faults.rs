@@ -450,3 +450,24 @@ fn a_create_whose_record_cannot_be_written_leaves_no_file() {
     w.sealed_file("a.log", b"works again\n");
     assert_clean(&w, "after the failed creates");
 }
+
+#[test]
+fn a_damage_record_that_cannot_be_written_is_written_at_the_next_open() {
+    let mut w = world();
+    w.sealed_file("a.log", b"sealed\n");
+    let fh = reopen(&w, "a.log");
+    w.append(fh, b"unsynced\n");
+    // fdatasync fails, and so does the commit of the Damaged record that says so.
+    w.faults.fail(BackingOp::Sync, Errno::EIO, 1);
+    w.store.fail_commits(1);
+    assert!(close(&w, fh).is_err());
+    assert!(!w.kinds().contains(&"Damaged"));
+    // The next open finds the file longer than sealed and records it: before any crash could
+    // let recovery seal those bytes.
+    let attr = w.fs.lookup(ROOT, OsStr::new("a.log")).unwrap();
+    let e = w.fs.open(&caller(), attr.ino, libc::O_WRONLY | libc::O_APPEND).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO);
+    assert_eq!(w.kinds().iter().filter(|k| **k == "Damaged").count(), 1, "{:?}", w.kinds());
+    w.remount();
+    assert!(!w.kinds().contains(&"Recovered"), "{:?}", w.kinds());
+}

@@ -219,7 +219,8 @@ impl WormFs {
     /// New bytes and new files are taken only while the state disk has room for their seals
     /// (`core::space`); else ENOSPC, counted, and logged once each time room runs out and returns.
     fn room_for_more(&self, path: &RelPath) -> FsResult<()> {
-        let (answer, change) = self.space.check(|| (self.ledger.room(), self.open_files.all().len() as u64));
+        // Called with a file's state locked: counting the open files must not lock their table.
+        let (answer, change) = self.space.check(|| (self.ledger.room(), self.open_files.count()));
         log_space_change(change);
         answer.map_err(|no| {
             self.metrics.space_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -162,6 +162,9 @@ impl<T> HandleTable<T> {
 #[derive(Debug, Default)]
 pub struct OpenFiles {
     by_ino: Mutex<HashMap<u64, Arc<Mutex<OpenFile>>>>,
+    /// `by_ino.len()`, readable without the table's lock (a writer holding its file's state
+    /// must not take it: `detach` locks the table, then the state).
+    count: AtomicU64,
 }
 
 impl OpenFiles {
@@ -174,6 +177,7 @@ impl OpenFiles {
             None => {
                 let state = Arc::new(Mutex::new(first_open()?));
                 map.insert(ino, state.clone());
+                self.count.store(map.len() as u64, Ordering::Relaxed);
                 state
             }
         };
@@ -196,19 +200,27 @@ impl OpenFiles {
         }
         if s.handles == 0 && on_last(&mut s) {
             map.remove(&ino);
+            self.count.store(map.len() as u64, Ordering::Relaxed);
         }
     }
 
     /// Forget states with no handles and nothing left to seal (orphans whose retry succeeded).
     pub fn drop_orphans(&self) {
-        lock(&self.by_ino).retain(|_, state| {
+        let mut map = lock(&self.by_ino);
+        map.retain(|_, state| {
             let s = lock(state);
             s.handles > 0 || s.unsealed() > 0
         });
+        self.count.store(map.len() as u64, Ordering::Relaxed);
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Mutex<OpenFile>>> {
         lock(&self.by_ino).get(&ino).cloned()
+    }
+
+    /// How many files are open (or wait with unsealed bytes), without locking the table.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Every open file, for the interval sealer and unmount.

@@ -111,10 +111,17 @@ impl DamageLog {
     /// error it goes on to return (a request's reply logs it, recovery lists it).
     pub fn record(&self, ledger: &Ledger, path: &RelPath, damage: Damage) -> FsResult<()> {
         let Some((sealed, size)) = damage.sizes() else { return Ok(()) };
-        if !lock(&self.recorded).insert((path.clone(), sealed, size)) {
+        let key = (path.clone(), sealed, size);
+        // Held across the commit (nothing takes it under the chain lock), so two threads finding
+        // the same damage record it once.
+        let mut recorded = lock(&self.recorded);
+        if recorded.contains(&key) {
             return Ok(());
         }
+        // Marked recorded only once it is: one that failed (a full state disk) is tried again
+        // when the file is next opened.
         let record = ledger.damaged(path, sealed, size).map_err(|e| FsError::ledger(path, e))?;
+        recorded.insert(key);
         error!("{path}: {damage} (recorded as damaged, record {})", record.seq());
         Ok(())
     }
@@ -244,7 +251,7 @@ pub fn reconcile(ledger: &Ledger, data: &DataDir, history: &mut History) -> FsRe
         }
         _ => return Ok(None),
     };
-    if last.before.broken || !holds_exactly(data, at, last.before)? {
+    if last.before.broken || !holds_exactly(data, at, last.before) {
         return Ok(None);
     }
     let (seq, at) = (last.seq, at.clone());
@@ -259,20 +266,13 @@ pub fn reconcile(ledger: &Ledger, data: &DataDir, history: &mut History) -> FsRe
 }
 
 /// Whether `path` in DATA_DIR is exactly the file `before` describes: its sealed size, and every
-/// sealed range hashing to its seal.
-fn holds_exactly(data: &DataDir, path: &RelPath, before: &FileHistory) -> FsResult<bool> {
-    let Ok(file) = data.open_file(path, false) else { return Ok(false) };
-    if file.metadata().map_err(|e| FsError::os(path, io_errno(&e)))?.len() != before.sealed {
-        return Ok(false);
+/// sealed range hashing to its seal. A file that cannot be read is not (recovery reports it).
+fn holds_exactly(data: &DataDir, path: &RelPath, before: &FileHistory) -> bool {
+    let Ok(file) = data.open_file(path, false) else { return false };
+    if file.metadata().map(|m| m.len()).ok() != Some(before.sealed) {
+        return false;
     }
-    for r in &before.ranges {
-        match hash_range(&file, path, r.start, r.end) {
-            Ok(hash) if hash == r.hash => {}
-            Ok(_) | Err(FsError::Shrank { .. }) => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
+    before.ranges.iter().all(|r| hash_range(&file, path, r.start, r.end).is_ok_and(|hash| hash == r.hash))
 }
 
 /// One file at mount; Ok(true) when a Recovered record was written.

@@ -147,14 +147,17 @@ fn a_full_data_disk_gets_enospc_and_keeps_what_was_written() {
     let big = tm.data().join("big");
     let filled = fill(&big);
     eprintln!("filled DATA_DIR's disk with {filled} bytes");
+    let mut accepted = 0;
     let e = loop {
         match open.write(&[b'y'; 4096]) {
-            Ok(_) => continue,
+            Ok(n) => accepted += n as u64,
             Err(e) => break e,
         }
     };
+    eprintln!("write(2) accepted {accepted} more bytes before ENOSPC");
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     let written = tm.backing_len("a.log");
+    assert_eq!(written, 11 + accepted, "every byte write(2) accepted is on disk");
     // Whatever write(2) accepted is on disk and is what close seals.
     close(open).unwrap();
     assert!(tm.is_running());

@@ -37,8 +37,11 @@
 //!     included), hashing; `merkle` the RFC 6962 tree over the records;
 //!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;
 //!   - `metrics`  the counters the core keeps as it works;
+//!   - `space`    room on the state disk: no commit below the store's reserve, no new bytes
+//!     a margin above it;
 //!   - `store`    the traits the core needs from outside (Store, Clock, KeyVault);
-//!   - `backing`  DATA_DIR access that can never escape DATA_DIR; `path` validated paths.
+//!   - `backing`  DATA_DIR access that can never escape DATA_DIR (and the fault plan tests
+//!     inject I/O errors through); `path` validated paths.
 
 pub mod admin;
 pub mod checkpoint;

@@ -42,15 +42,6 @@ fn require_in_path(tool: &str, package: &str) {
     assert!(found.success(), "`{tool}` is not in PATH: install Debian's `{package}` package; this test never skips");
 }
 
-/// Seal and Recovered records of the file at mount path `path` (e.g. "/app.log"), in order.
-fn seals_for(records: &[Value], path: &str) -> Vec<(u64, u64)> {
-    records
-        .iter()
-        .filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path)
-        .map(|r| (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap()))
-        .collect()
-}
-
 /// Assert the file's segments follow each other from 0 and the last one ends at `size`.
 #[track_caller]
 fn assert_sealed_to(records: &[Value], path: &str, size: u64) {

@@ -10,12 +10,10 @@ use std::ffi::OsStr;
 use std::fs;
 
 use nix::errno::Errno;
-use sha2::{Digest, Sha256};
 
-use core_harness::{caller, CoreMount, CoreSetup, FakeClock, ROOT};
+use core_harness::{caller, seals, sha, CoreMount, CoreSetup, FakeClock, ROOT};
 use wormfs::core::backing::BackingOp;
 use wormfs::core::ledger::LedgerError;
-use wormfs::core::record::Record;
 use wormfs::core::seals::SealCause;
 use wormfs::core::space::{Room, BASE_MARGIN};
 use wormfs::core::store::StoreError;
@@ -34,15 +32,6 @@ fn world() -> CoreMount {
         retention_ns: RETENTION,
         software: "test",
     })
-}
-
-/// (start, end, segment hash) of every seal, Recovered ones included.
-fn seals(records: &[Record]) -> Vec<(u64, u64, [u8; 32])> {
-    records.iter().filter_map(|r| r.fields.payload.segment().map(|s| (s.start, s.end, s.segment_hash))).collect()
-}
-
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 /// Open `name` for appending.

@@ -8,13 +8,12 @@ use std::ffi::OsStr;
 use std::fs;
 
 use ed25519_dalek::SigningKey;
-use sha2::{Digest, Sha256};
 
-use core_harness::{caller, unprotect, CoreMount, CoreSetup, FakeClock, ROOT};
+use core_harness::{caller, seals, sha, unprotect, CoreMount, CoreSetup, FakeClock, ROOT};
 use wormfs::core::fs::Sealed;
 use wormfs::core::history::{HistoryFinding, HistoryWarning};
 use wormfs::core::ledger::{Ledger, LedgerError};
-use wormfs::core::record::{Payload, Record};
+use wormfs::core::record::Payload;
 use wormfs::core::retention::RetentionPolicy;
 use wormfs::core::seals::SealCause;
 use wormfs::core::store::Store;
@@ -34,14 +33,6 @@ fn world() -> CoreMount {
         retention_ns: RETENTION,
         software: "test",
     })
-}
-
-fn seals(records: &[Record]) -> Vec<(u64, u64, [u8; 32])> {
-    records.iter().filter_map(|r| r.fields.payload.segment().map(|s| (s.start, s.end, s.segment_hash))).collect()
-}
-
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 #[test]
@@ -469,7 +460,7 @@ fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
     let path = wormfs::core::RelPath::parse(OsStr::new("a.log")).unwrap();
     w.fs.ledger().hold(&wormfs::core::RelPath::root(), true, "everything", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().delete(&path, 1, false), Err(LedgerError::Refused(_))));
-    let kept = (0, Sha256::digest(b"").into());
+    let kept = (0, sha(b""));
     assert!(matches!(w.fs.ledger().truncate(&path, 1, 0, false, kept), Err(LedgerError::Refused(_))));
     w.fs.ledger().hold(&wormfs::core::RelPath::root(), false, "released", 0, true).unwrap();
     assert!(matches!(w.fs.ledger().rename(&path, &path, true, false, false), Err(LedgerError::Refused(_))), "open");

@@ -12,8 +12,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use common::*;
 
 /// Fill the filesystem holding `dir` with one file, `filler`, until it takes no more bytes.
@@ -32,15 +30,6 @@ fn fill(filler: &Path) -> u64 {
     }
     f.sync_all().ok();
     total
-}
-
-/// Seal and Recovered records of mount path `path` ("/a.log"): (start, end).
-fn seals_for(records: &[Value], path: &str) -> Vec<(u64, u64)> {
-    records
-        .iter()
-        .filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path)
-        .map(|r| (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap()))
-        .collect()
 }
 
 fn verify(m: &TestMount) -> RunOutput {

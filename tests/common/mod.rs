@@ -410,6 +410,16 @@ impl Builder {
     }
 }
 
+/// Seal and Recovered records (`wormfs log --json`) of the file at mount path `path` (e.g.
+/// "/app.log"), in order: (start, end).
+pub fn seals_for(records: &[serde_json::Value], path: &str) -> Vec<(u64, u64)> {
+    records
+        .iter()
+        .filter(|r| (r["kind"] == "Seal" || r["kind"] == "Recovered") && r["path"] == path)
+        .map(|r| (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap()))
+        .collect()
+}
+
 /// A live wormfs mount in a private temp dir. Dropping it unmounts (even after a panic).
 pub struct TestMount {
     child: Option<Child>,

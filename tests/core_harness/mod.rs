@@ -20,6 +20,17 @@ use wormfs::core::{Caller, WormFs};
 use wormfs::index::MemoryStore;
 use wormfs::verify;
 
+/// (start, end, segment hash) of every Seal and Recovered record, in chain order.
+pub fn seals(records: &[Record]) -> Vec<(u64, u64, [u8; 32])> {
+    records.iter().filter_map(|r| r.fields.payload.segment().map(|s| (s.start, s.end, s.segment_hash))).collect()
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
 /// The inode of DATA_DIR's root.
 pub const ROOT: u64 = 1;
 

@@ -26,7 +26,13 @@ pub fn parse_utc_ns(text: &str) -> Result<u64, String> {
     }
     let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
     let (hh, mm, ss) = (num(t[0])?, num(t[1])?, num(t[2])?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 || y < 1970 || y > 9999 {
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+        || !(1970..=9999).contains(&y)
+    {
         return Err(bad());
     }
     let days = days_from_civil(y, m as u32, day as u32);

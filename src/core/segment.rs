@@ -63,6 +63,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hex_is_digits_only() {
+        assert_eq!(from_hex("0d"), Some(vec![0x0d]));
+        // Found by tests/fuzz.rs: a sign made a second spelling of the same bytes.
+        assert_eq!(from_hex("+d"), None);
+        assert_eq!(from_hex("-1"), None);
+        assert_eq!(from_hex("0g"), None);
+    }
+
+    #[test]
     fn incremental_hash_equals_one_shot() {
         let mut h = SegmentHasher::default();
         h.update(b"hello ");

@@ -80,6 +80,9 @@ mod tests {
         assert!(parse_utc_ns("2001-02-29").is_err());
         assert!(parse_utc_ns("tomorrow").is_err());
         assert!(parse_utc_ns("2027-13-01").is_err());
+        // Found by tests/fuzz.rs: a huge year overflowed instead of being refused.
+        assert!(parse_utc_ns("292277026597-01-01T00:00:00Z").is_err());
+        assert!(parse_utc_ns("2555-01-01").is_err(), "past u64 nanoseconds");
     }
 
     #[test]

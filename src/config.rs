@@ -86,7 +86,15 @@ pub fn retention_policy(
         line: span.map(|s| line_of(&text, s.start)),
         reason,
     })?;
-    if let Some(ns) = flag_ns {
+    if let (Some(ns), Some(text)) = (flag_ns, retention_flag) {
+        // The file's bounds hold for the flag too: they are the admin's promise about every file.
+        let out_of_bounds = |reason: String| ConfigError { file: PathBuf::from("--retention"), line: None, reason };
+        if policy.min_ns.is_some_and(|min| ns < min) {
+            return Err(out_of_bounds(format!("{text} is shorter than min_retention in {}", path.display())));
+        }
+        if policy.max_ns.is_some_and(|max| ns > max) {
+            return Err(out_of_bounds(format!("{text} is longer than max_retention in {}", path.display())));
+        }
         policy.default_ns = ns;
     }
     Ok(policy)
@@ -186,5 +194,17 @@ mod tests {
         assert_eq!(p.default_ns, 2 * NS_PER_SEC);
         assert_eq!(retention_policy(None, None, DAY).unwrap().default_ns, DAY);
         assert!(retention_policy(None, Some("2"), DAY).is_err());
+    }
+
+    #[test]
+    fn the_flag_keeps_within_the_files_bounds() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"retention = \"30d\"\nmin_retention = \"7d\"\nmax_retention = \"1y\"\n")
+            .unwrap();
+        let policy = |flag| retention_policy(Some(file.path()), Some(flag), DAY);
+        assert_eq!(policy("10d").unwrap().default_ns, 10 * DAY);
+        let short = policy("1s").unwrap_err();
+        assert!(short.reason.contains("shorter than min_retention"), "{}", short.reason);
+        assert!(policy("2y").unwrap_err().reason.contains("longer than max_retention"));
     }
 }

@@ -204,3 +204,26 @@ fn a_rename_that_fails_with_exdev_leaves_the_chain_and_the_disk_agreeing() {
     assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("missing"), "{}", out.stdout);
 }
+
+/// Opening the index for writing writes too (RocksDB's WAL, MANIFEST, OPTIONS): on a full state
+/// disk the mount is refused with the figures, never aborted inside RocksDB, and nothing is lost.
+#[test]
+fn a_mount_on_a_full_state_disk_is_refused_with_a_clear_error() {
+    let mut tm = TestMount::builder().on_tmpfs("state", 96).start();
+    tm.create("a.log", b"sealed\n");
+    tm.stop();
+    let filler = tm.state().join("filler");
+    fill(&filler);
+    let mut cmd = Command::new(WORMFS);
+    cmd.args(["mount", "--data"]).arg(tm.data()).arg("--state").arg(tm.state()).arg(tm.mnt());
+    let out = run_cmd(cmd.env_remove("RUST_LOG"));
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("no room to write the index safely"), "{}", out.stderr);
+    assert!(!is_wormfs_mounted(tm.mnt()));
+    // The read-only tools still work on the full disk, and nothing was lost.
+    let out = verify(&tm);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    fs::remove_file(&filler).unwrap();
+    tm.restart();
+    tm.assert_append_works("a.log");
+}

@@ -116,7 +116,7 @@ impl fmt::Display for StoreError {
                 write!(f, "the head is record {head}: the sequence number space is exhausted")
             }
             StoreError::Corrupt(e) => write!(f, "index is corrupt: {e}"),
-            StoreError::NoSpace(no) => write!(f, "not written to the index: {no}"),
+            StoreError::NoSpace(no) => write!(f, "no room to write the index safely: {no}"),
         }
     }
 }

@@ -86,6 +86,7 @@ impl RocksStore {
         if Self::exists(index_dir) {
             return Err(StoreError::AlreadyExists(index_dir.to_path_buf()));
         }
+        require_room(index_dir.parent().unwrap_or(index_dir))?;
         let mut opts = db_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -104,6 +105,7 @@ impl RocksStore {
     /// so a second read-write open, in this or another process, fails.
     pub fn open(index_dir: &Path) -> StoreResult<RocksStore> {
         require_existing(index_dir)?;
+        require_room(index_dir)?;
         let mut opts = db_options();
         opts.create_if_missing(false);
         // An index from before the tree column family gains it here (empty; `merkle::repair`
@@ -296,9 +298,7 @@ impl Store for RocksStore {
     /// statvfs of the index directory: what this process may still write there (root may use
     /// the blocks reserved for it), and `RESERVE`.
     fn room(&self) -> Option<Room> {
-        let s = nix::sys::statvfs::statvfs(self.db.path()).ok()?;
-        let blocks = if nix::unistd::geteuid().is_root() { s.blocks_free() } else { s.blocks_available() };
-        Some(Room { free: blocks.saturating_mul(s.fragment_size()), reserve: RESERVE })
+        room_at(self.db.path())
     }
 
     fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()> {
@@ -395,6 +395,20 @@ fn backend(doing: &str, e: rocksdb::Error) -> StoreError {
     } else {
         StoreError::Backend { doing: doing.to_string(), source: Box::new(e) }
     }
+}
+
+/// Free space where `dir` is, as this process may use it (root may use the blocks reserved for
+/// it), against `RESERVE`.
+fn room_at(dir: &Path) -> Option<Room> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    let blocks = if nix::unistd::geteuid().is_root() { s.blocks_free() } else { s.blocks_available() };
+    Some(Room { free: blocks.saturating_mul(s.fragment_size()), reserve: RESERVE })
+}
+
+/// Opening an index for writing writes too (a new WAL, MANIFEST and OPTIONS file), and RocksDB
+/// meeting a full disk there aborts the process: refuse first, with the figures.
+fn require_room(dir: &Path) -> StoreResult<()> {
+    crate::core::space::commit_room(room_at(dir)).map_err(StoreError::NoSpace)
 }
 
 fn require_existing(index_dir: &Path) -> StoreResult<()> {

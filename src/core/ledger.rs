@@ -458,13 +458,12 @@ impl Ledger {
     /// `change` did not happen (its system call failed with `errno`; 0: found undone at mount):
     /// an Aborted record puts the index back as it was before it.
     pub fn abort(&self, change: Change, errno: u32) -> Result<Record, LedgerError> {
-        let Change { record, undo } = change;
-        self.append(|_, _| Ok((Payload::Aborted { change: record.seq(), errno }, undo)))
+        self.abort_found(change.record.seq(), errno, change.undo)
     }
 
-    /// Abort record `seq`, found undone at mount, restoring `undo`.
-    pub fn abort_found(&self, seq: u64, undo: Vec<IndexUpdate>) -> Result<Record, LedgerError> {
-        self.append(|_, _| Ok((Payload::Aborted { change: seq, errno: 0 }, undo)))
+    /// Abort record `seq` (found undone at mount: errno 0), restoring `undo`.
+    pub fn abort_found(&self, seq: u64, errno: u32, undo: Vec<IndexUpdate>) -> Result<Record, LedgerError> {
+        self.append(|_, _| Ok((Payload::Aborted { change: seq, errno }, undo)))
     }
 
     /// Rename an expired file: checked and recorded before it happens; its state moves to `to`.

@@ -255,7 +255,7 @@ pub fn reconcile(ledger: &Ledger, data: &DataDir, history: &mut History) -> FsRe
         return Ok(None);
     }
     let (seq, at) = (last.seq, at.clone());
-    let record = ledger.abort_found(seq, undo).map_err(|e| FsError::ledger(&at, e))?;
+    let record = ledger.abort_found(seq, 0, undo).map_err(|e| FsError::ledger(&at, e))?;
     warn!(
         "{at}: record {seq} ({}) did not happen before the stop; recorded as aborted (record {})",
         last.change.kind().name(),

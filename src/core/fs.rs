@@ -819,7 +819,9 @@ impl WormFs {
                 Err(e) => return Err(FsError::os(&h.path, e)),
             }
         }
-        state.hasher.update(&data[..written]);
+        if super::EVIDENCE {
+            state.hasher.update(&data[..written]);
+        }
         state.size += written as u64;
         if written > 0 && state.unsealed_since.is_none() {
             state.unsealed_since = Some(SystemTime::now());
@@ -922,28 +924,29 @@ impl WormFs {
         let h = self.files.remove(fh).ok_or(FsError::UnknownHandle(fh))?;
         if let Some(writer) = h.writer() {
             let closed = writer.closed.load(std::sync::atomic::Ordering::Relaxed);
-            // If the seal fails the state stays (with no handles), so the interval sealer, the
-            // next open or unmount can still seal exactly the bytes wormfs saw written.
-            let _flags = lock(&self.flag_lock);
-            self.open_files.detach(h.ino, closed, |state| {
-                match seals::seal_open(
-                    &self.ledger,
-                    &self.data,
-                    &self.metrics,
-                    &self.damage,
-                    state,
-                    SealCause::LastClose,
-                ) {
-                    Ok(()) => {
-                        self.data.protect(&state.path, Protection::Immutable);
-                        true
-                    }
-                    Err(e) => {
+            let Some(shared) = self.open_files.let_go(h.ino, closed) else { return Ok(()) };
+            // Sealed under the file's lock alone (usually there is nothing left: its opener's
+            // close sealed it). A new open may join meanwhile; its bytes are then sealed too.
+            {
+                let mut state = lock(&shared);
+                if state.handles() == 0 {
+                    let sealed = seals::seal_open(
+                        &self.ledger,
+                        &self.data,
+                        &self.metrics,
+                        &self.damage,
+                        &mut state,
+                        SealCause::LastClose,
+                    );
+                    if let Err(e) = sealed {
                         self.seal_failed(&state.path, SealCause::LastClose, &e);
-                        false
                     }
                 }
-            });
+            }
+            // If the seal failed the state stays (with no handles), so the interval sealer, the
+            // next open or unmount can still seal exactly the bytes wormfs saw written.
+            let _flags = lock(&self.flag_lock);
+            self.open_files.forget_if_done(h.ino, |state| self.data.protect(&state.path, Protection::Immutable));
         }
         Ok(())
     }
@@ -965,7 +968,9 @@ impl WormFs {
                 }
             }
         }
-        self.open_files.drop_orphans();
+        // An orphan sealed at last is closed: immutable like any other closed file.
+        let _flags = lock(&self.flag_lock);
+        self.open_files.drop_orphans(|state| self.data.protect(&state.path, Protection::Immutable));
         done
     }
 

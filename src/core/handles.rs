@@ -185,31 +185,51 @@ impl OpenFiles {
         Ok(state)
     }
 
-    /// A handle closed. When it was the file's last, `on_last` runs (to seal the file) before
-    /// the state is dropped, with the table locked so a new open cannot read the index in
-    /// between and see the file as unsealed. When `on_last` returns false (the seal failed) the
-    /// state stays, with no handles, so its hashed bytes can still be sealed.
+    /// A writable handle closed: its file has one handle fewer. Returns the file's state when
+    /// that was its last handle, for the caller to seal (under the state's lock alone: a seal's
+    /// syncs must not hold up other files' opens and closes) and then `forget_if_done`.
     /// `closed`: its opener had closed it (it was counted in `closed_by_opener`).
-    pub fn detach(&self, ino: u64, closed: bool, on_last: impl FnOnce(&mut OpenFile) -> bool) {
-        let mut map = lock(&self.by_ino);
-        let Some(state) = map.get(&ino).cloned() else { return };
+    pub fn let_go(&self, ino: u64, closed: bool) -> Option<Arc<Mutex<OpenFile>>> {
+        let state = self.get(ino)?;
         let mut s = lock(&state);
         s.handles = s.handles.saturating_sub(1);
         if closed {
             s.closed_by_opener = s.closed_by_opener.saturating_sub(1);
         }
-        if s.handles == 0 && on_last(&mut s) {
-            map.remove(&ino);
-            self.count.store(map.len() as u64, Ordering::Relaxed);
-        }
+        let last = s.handles == 0;
+        drop(s);
+        last.then_some(state)
     }
 
-    /// Forget states with no handles and nothing left to seal (orphans whose retry succeeded).
-    pub fn drop_orphans(&self) {
+    /// Drop the file's state if it has no handles and nothing left to seal, running
+    /// `on_forget` first, with the table locked so no open can join the state in between.
+    /// A state whose seal failed stays, with no handles, so its hashed bytes can still be
+    /// sealed; one a new open joined meanwhile stays for it. Says whether it was dropped.
+    pub fn forget_if_done(&self, ino: u64, on_forget: impl FnOnce(&OpenFile)) -> bool {
+        let mut map = lock(&self.by_ino);
+        let Some(state) = map.get(&ino).cloned() else { return false };
+        let s = lock(&state);
+        if s.handles > 0 || s.unsealed() > 0 {
+            return false;
+        }
+        on_forget(&s);
+        drop(s);
+        map.remove(&ino);
+        self.count.store(map.len() as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Forget states with no handles and nothing left to seal (orphans whose retry succeeded),
+    /// running `on_forget` for each first.
+    pub fn drop_orphans(&self, on_forget: impl Fn(&OpenFile)) {
         let mut map = lock(&self.by_ino);
         map.retain(|_, state| {
             let s = lock(state);
-            s.handles > 0 || s.unsealed() > 0
+            let keep = s.handles > 0 || s.unsealed() > 0;
+            if !keep {
+                on_forget(&s);
+            }
+            keep
         });
         self.count.store(map.len() as u64, Ordering::Relaxed);
     }
@@ -245,18 +265,17 @@ mod tests {
         let b = files.attach(5, || panic!("state is made once, at first open")).unwrap();
         lock(&a).size = 12;
         assert_eq!(lock(&b).size, 12);
-        let mut last_calls = 0;
-        files.detach(5, false, |_| {
-            last_calls += 1;
-            true
-        });
-        assert_eq!(last_calls, 0);
-        files.detach(5, false, |s| {
+        assert!(files.let_go(5, false).is_none(), "one handle is left");
+        let last = files.let_go(5, false).expect("the last handle");
+        assert!(Arc::ptr_eq(&last, &a));
+        assert!(!files.forget_if_done(5, |_| panic!("12 bytes are unsealed")), "kept: unsealed bytes");
+        lock(&last).sealed = 12;
+        let mut forgotten = 0;
+        assert!(files.forget_if_done(5, |s| {
             assert_eq!(s.size, 12);
-            last_calls += 1;
-            true
-        });
-        assert_eq!(last_calls, 1);
+            forgotten += 1;
+        }));
+        assert_eq!(forgotten, 1);
         assert!(files.get(5).is_none());
     }
 
@@ -265,15 +284,29 @@ mod tests {
         let files = OpenFiles::default();
         files.attach(5, || open_file(10)).unwrap();
         lock(&files.get(5).unwrap()).size = 12; // two bytes written, not sealed
-        files.detach(5, false, |_| false);
+        assert!(files.let_go(5, false).is_some());
+        assert!(!files.forget_if_done(5, |_| {}), "the seal failed: kept");
         let orphan = files.get(5).expect("kept: its bytes are not sealed");
-        files.drop_orphans();
+        files.drop_orphans(|_| panic!("still unsealed"));
         assert!(files.get(5).is_some(), "still unsealed");
         let again = files.attach(5, || panic!("the next open joins the kept state")).unwrap();
         assert!(Arc::ptr_eq(&orphan, &again));
         lock(&again).sealed = 12;
-        files.detach(5, false, |_| true);
+        assert!(files.let_go(5, false).is_some());
+        assert!(files.forget_if_done(5, |_| {}));
         assert!(files.get(5).is_none());
+    }
+
+    #[test]
+    fn a_state_joined_after_its_last_close_stays_for_the_new_handle() {
+        let files = OpenFiles::default();
+        files.attach(5, || open_file(10)).unwrap();
+        let last = files.let_go(5, false).expect("the last handle");
+        // A new open arrives while the closing handle seals.
+        let joined = files.attach(5, || panic!("joins the state being sealed")).unwrap();
+        assert!(Arc::ptr_eq(&last, &joined));
+        assert!(!files.forget_if_done(5, |_| panic!("it has a handle again")));
+        assert!(files.get(5).is_some());
     }
 
     #[test]

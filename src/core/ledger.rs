@@ -3,6 +3,7 @@
 //! the head lock so seqs never collide.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
@@ -120,6 +121,15 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     policy: RetentionPolicy,
     head: Mutex<ChainTime>,
+    /// The newest seq committed to the store (visible, not necessarily durable).
+    written: AtomicU64,
+    /// Group commit: records are committed under the chain lock and made durable outside it,
+    /// so one store sync covers every record committed while the previous sync ran. Every
+    /// record up to this seq is durable; the lock is held through a sync.
+    synced: Mutex<u64>,
+    /// A sync failed: no record after it can be trusted to be durable, so none is committed.
+    /// (Not under `synced`: a commit must not wait for a sync in progress.)
+    sync_failed: AtomicBool,
 }
 
 /// What appending needs, behind one lock: the head, the key that signs the next record and its
@@ -181,7 +191,18 @@ impl Ledger {
             }
         }
         let chain = ChainTime { head, key, epoch, clock_behind: false, unpromoted: false };
-        Ok(Ledger { store, clock, policy, head: Mutex::new(chain) })
+        // What the store holds now is as durable as it gets; an unsynced tail left by a killed
+        // daemon is synced by the first record's sync.
+        let upto = head.map_or(0, |h| h.seq);
+        Ok(Ledger {
+            store,
+            clock,
+            policy,
+            head: Mutex::new(chain),
+            written: AtomicU64::new(upto),
+            synced: Mutex::new(0),
+            sync_failed: AtomicBool::new(false),
+        })
     }
 
     /// The id of the key that signs the next record.
@@ -237,7 +258,34 @@ impl Ledger {
         &self,
         build: impl FnOnce(u64, u64) -> Result<(Payload, Vec<IndexUpdate>), LedgerError>,
     ) -> Result<Record, LedgerError> {
-        self.append_locked(&mut lock(&self.head), build)
+        let record = self.append_locked(&mut lock(&self.head), build)?;
+        self.durable(record.seq())?;
+        Ok(record)
+    }
+
+    /// Return once record `seq` and every one before it are durable. The first caller to find
+    /// them not yet synced syncs the store, covering every record committed by then; callers
+    /// that waited meanwhile find theirs covered and return at once.
+    fn durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut synced = lock(&self.synced);
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StoreError::SyncFailed);
+        }
+        if *synced >= seq {
+            return Ok(());
+        }
+        let upto = self.written.load(Ordering::Acquire);
+        match self.store.sync() {
+            Ok(()) => {
+                *synced = upto;
+                Ok(())
+            }
+            Err(e) => {
+                self.sync_failed.store(true, Ordering::Release);
+                log::error!("{e}; the chain takes no more records until wormfs is remounted");
+                Err(e)
+            }
+        }
     }
 
     fn append_locked(
@@ -276,6 +324,9 @@ impl Ledger {
         updates: Vec<IndexUpdate>,
     ) -> Result<Record, StoreError> {
         let seq = next_seq(chain.head.as_ref())?;
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StoreError::SyncFailed);
+        }
         // Below the store's reserve a write could meet a full disk half way (RocksDB may abort
         // the process then): refuse it whole, before anything is written.
         space::commit_room(self.store.room()).map_err(StoreError::NoSpace)?;
@@ -284,6 +335,7 @@ impl Ledger {
         let mut updates = updates;
         updates.push(merkle::hashes_for(self.store.as_ref(), seq, &record.encode())?);
         self.store.commit(&record, &updates)?;
+        self.written.store(seq, Ordering::Release);
         chain.head = Some(Head { seq, hash: record.hash, time_ns });
         Ok(record)
     }
@@ -314,6 +366,8 @@ impl Ledger {
             new_epoch = Some(state);
             Ok((Payload::KeyRotate { epoch, public_key, epoch_ns }, vec![IndexUpdate::Epoch(state)]))
         })?;
+        // The old key is destroyed only once the record certifying the new one is durable.
+        self.durable(record.seq())?;
         chain.key = next;
         chain.epoch = new_epoch.expect("the record was built");
         // The chain already names the new key: a failure here leaves the old key on disk (the
@@ -557,7 +611,8 @@ mod tests {
     use crate::core::chain::{ChainChecker, ChainFinding};
     use crate::core::store::SystemClock;
     use crate::index::MemoryStore;
-    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::ffi::OsStr;
+    use std::sync::atomic::AtomicU8;
 
     /// Keys in memory: what is staged and current, what was destroyed, and a promotion that
     /// can be made to fail once.
@@ -628,5 +683,57 @@ mod tests {
             Ledger::open(store, first, Arc::new(SystemClock), RetentionPolicy::uniform(0)),
             Err(LedgerError::KeyMismatch { .. })
         ));
+    }
+
+    fn open_ledger(store: &Arc<MemoryStore>) -> Arc<Ledger> {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        Arc::new(Ledger::open(store.clone(), key, Arc::new(SystemClock), RetentionPolicy::uniform(0)).unwrap())
+    }
+
+    #[test]
+    fn records_committed_while_a_sync_runs_share_the_next_sync() {
+        let store = Arc::new(MemoryStore::new());
+        let ledger = open_ledger(&store);
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        assert_eq!(store.syncs(), 1, "a record returns only once synced");
+        store.set_sync_delay(std::time::Duration::from_millis(50));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let ledger = ledger.clone();
+                std::thread::spawn(move || {
+                    let path = RelPath::parse(OsStr::new(&format!("f{i}"))).unwrap();
+                    ledger.create(&path, libc::S_IFREG | 0o644, 0, 0).unwrap().seq()
+                })
+            })
+            .collect();
+        let seqs: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(seqs.len(), 8);
+        // Eight records, each durable when its call returned, in far fewer than eight syncs:
+        // the first waits out one sync, the rest are committed meanwhile and share the next.
+        let syncs = store.syncs() - 1;
+        assert!((1..=3).contains(&syncs), "8 records took {syncs} syncs");
+    }
+
+    #[test]
+    fn after_a_failed_sync_nothing_more_is_committed() {
+        let store = Arc::new(MemoryStore::new());
+        let ledger = open_ledger(&store);
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        store.fail_syncs(1);
+        let a = RelPath::parse(OsStr::new("a")).unwrap();
+        // The record is in the store but may not be on disk: the caller is told it failed.
+        assert!(matches!(
+            ledger.create(&a, libc::S_IFREG | 0o644, 0, 0),
+            Err(LedgerError::Store(StoreError::Backend { .. }))
+        ));
+        let head = store.head().unwrap();
+        // Later records are refused before anything is written, also once syncs work again.
+        let b = RelPath::parse(OsStr::new("b")).unwrap();
+        assert!(matches!(
+            ledger.create(&b, libc::S_IFREG | 0o644, 0, 0),
+            Err(LedgerError::Store(StoreError::SyncFailed))
+        ));
+        assert!(matches!(ledger.unmount(), Err(LedgerError::Store(StoreError::SyncFailed))));
+        assert_eq!(store.head().unwrap(), head, "nothing committed after the failed sync");
     }
 }

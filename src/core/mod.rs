@@ -22,6 +22,10 @@ pub mod store;
 mod sync;
 pub mod timefmt;
 
+/// Whether this build hashes and seals what is written. Only the `bench-no-evidence` build
+/// (`scripts/bench`, to measure what the evidence costs) does not.
+pub const EVIDENCE: bool = !cfg!(feature = "bench-no-evidence");
+
 pub use error::{Damage, FsError, FsResult};
 pub use fs::{Attr, AttrChanges, Caller, DirEntry, FsStats, Opened, Started, TimeSet, WormFs, XattrReply};
 pub use path::RelPath;

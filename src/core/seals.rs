@@ -46,6 +46,11 @@ pub fn seal_open(
     if state.unsealed() == 0 {
         return Ok(());
     }
+    if !super::EVIDENCE {
+        state.sealed = state.size;
+        state.unsealed_since = None;
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     // After a failed fdatasync the kernel may have dropped the dirty pages it could not write
     // (and a retry then succeeds without writing them): what is on disk is unknown. Those

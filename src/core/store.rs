@@ -97,6 +97,9 @@ pub enum StoreError {
     /// Not written: the store's filesystem has less free space than it needs to write safely
     /// (`core::space`). Nothing was changed; it can be retried once there is room.
     NoSpace(NoRoom),
+    /// A sync of the index failed earlier: which of its commits are durable is unknown, so it
+    /// takes no more until it is reopened (a remount replays what it holds).
+    SyncFailed,
 }
 
 impl fmt::Display for StoreError {
@@ -117,6 +120,10 @@ impl fmt::Display for StoreError {
             }
             StoreError::Corrupt(e) => write!(f, "index is corrupt: {e}"),
             StoreError::NoSpace(no) => write!(f, "no room to write the index safely: {no}"),
+            StoreError::SyncFailed => write!(
+                f,
+                "an earlier sync of the index failed, so what it holds on disk is unknown; nothing more is committed until wormfs is remounted"
+            ),
         }
     }
 }
@@ -179,8 +186,15 @@ pub trait Store: Send + Sync {
     }
 
     /// Append `record` (whose seq must be head + 1), move the head to it, and apply the index
-    /// changes it implies — all in one atomic write that is durable (synced) on return.
+    /// changes it implies — all in one atomic write, visible to every read on return and
+    /// surviving the process being killed, but durable against a power cut only after `sync`.
+    /// (The ledger commits under its chain lock and syncs outside it, so one sync covers every
+    /// record committed by then: group commit.)
     fn commit(&self, record: &Record, updates: &[IndexUpdate]) -> StoreResult<()>;
+
+    /// Make every commit so far durable. After a failed sync what the disk holds is unknown
+    /// (as after a failed fsync of a data file): the caller must commit nothing more.
+    fn sync(&self) -> StoreResult<()>;
 
     /// The stored records with seq >= `from`, in seq order, as (seq key, raw bytes): raw,
     /// because a checker must see exactly what is stored, damage included. `visit` returns

@@ -37,6 +37,12 @@ struct Inner {
     /// Commits still to fail (`fail_commits`), after `commits_before_failing` more succeed.
     failing_commits: usize,
     commits_before_failing: usize,
+    /// Syncs still to fail (`fail_syncs`).
+    failing_syncs: usize,
+    /// Syncs done, so tests can see commits share them.
+    syncs: u64,
+    /// How long a sync takes (`set_sync_delay`): a slow disk, so commits pile up behind it.
+    sync_delay: std::time::Duration,
 }
 
 impl MemoryStore {
@@ -63,6 +69,21 @@ impl MemoryStore {
     }
 
     /// Report `room` as the free space from now on (None: no disk, the default).
+    /// Fail the next `n` syncs with an I/O error (the commits before them stay visible).
+    pub fn fail_syncs(&self, n: usize) {
+        self.lock().failing_syncs = n;
+    }
+
+    /// Make every sync take `delay`, as on a slow disk.
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.lock().sync_delay = delay;
+    }
+
+    /// How many syncs succeeded so far.
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
     pub fn set_room(&self, room: Option<Room>) {
         self.lock().room = room;
     }
@@ -175,6 +196,19 @@ impl Store for MemoryStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn sync(&self) -> StoreResult<()> {
+        let delay = self.lock().sync_delay;
+        std::thread::sleep(delay);
+        let mut inner = self.lock();
+        if inner.failing_syncs > 0 {
+            inner.failing_syncs -= 1;
+            let source = Box::new(std::io::Error::from_raw_os_error(libc::EIO));
+            return Err(StoreError::Backend { doing: "sync (a fault the test injected)".into(), source });
+        }
+        inner.syncs += 1;
         Ok(())
     }
 

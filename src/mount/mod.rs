@@ -188,6 +188,9 @@ impl std::error::Error for MountError {}
 pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let checked = preflight(args)?;
     let state = StateDir::new(&checked.state);
+    if !crate::core::EVIDENCE {
+        log::error!("this is a bench-no-evidence build: nothing written is hashed or sealed");
+    }
 
     // Block the stop signals before fuser starts its threads, so they inherit the mask and only
     // the signal thread below ever sees them.

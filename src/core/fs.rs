@@ -980,7 +980,10 @@ impl WormFs {
     /// history (`seals::recover`). `adopt_existing`: a new chain may adopt the files it finds.
     pub fn start(&self, software: &str, data_dir: &[u8], adopt_existing: bool) -> FsResult<Started> {
         let root = RelPath::root();
-        let mut history = History::replay(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
+        let mut history = match self.ledger.take_history() {
+            Some(history) => history,
+            None => History::replay(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?,
+        };
         let repairs = history.repairs(self.ledger.store()).map_err(|e| FsError::ledger(&root, e.into()))?;
         let repaired = repairs.len();
         if repaired > 0 {

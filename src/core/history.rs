@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::merkle;
 use super::path::RelPath;
 use super::record::{Payload, Record, Segment};
 use super::retention::{self, Standing};
@@ -252,14 +253,25 @@ impl History {
     /// replays its own index to know each file's history, and verify is the one that reports
     /// damage to the chain itself.
     pub fn replay(store: &dyn Store) -> StoreResult<History> {
+        Ok(Self::replay_with_tree(store, 0)?.0)
+    }
+
+    /// `replay`, also taking the Merkle frontier of records 1..=`size` in the same pass (what
+    /// `merkle::repair_from` checks the stored tree against): a mount reads the chain once.
+    pub fn replay_with_tree(store: &dyn Store, size: u64) -> StoreResult<(History, merkle::Frontier)> {
         let mut history = History::default();
-        store.scan_records(0, &mut |_, bytes| {
+        let mut frontier = merkle::Frontier::default();
+        store.scan_records(0, &mut |seq, bytes| {
+            // In seq order from 1, as `merkle::repair` takes them (a gap ends the frontier).
+            if seq == frontier.size() + 1 && seq <= size {
+                frontier.push(bytes);
+            }
             if let Ok(record) = Record::decode(bytes) {
                 history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
             }
             true
         })?;
-        Ok(history)
+        Ok((history, frontier))
     }
 
     /// The changes that make the index's file and hold tables say what the chain says: a

@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use log::warn;
 
 use super::chain::{key_id, sign};
+use super::history::History;
 use super::merkle;
 use super::path::RelPath;
 use super::policy::{self, HoldRefusal, Refusal};
@@ -130,6 +131,9 @@ pub struct Ledger {
     /// A sync failed: no record after it can be trusted to be durable, so none is committed.
     /// (Not under `synced`: a commit must not wait for a sync in progress.)
     sync_failed: AtomicBool,
+    /// The history replayed at open, with the head it was replayed at, for the mount's
+    /// recovery (`take_history`), so a mount reads the chain once.
+    opening: Mutex<Option<(u64, History)>>,
 }
 
 /// What appending needs, behind one lock: the head, the key that signs the next record and its
@@ -183,7 +187,10 @@ impl Ledger {
             return Err(LedgerError::KeyMismatch { index: epoch.key_id, ours });
         }
         let head = store.head()?;
-        match merkle::repair(store.as_ref(), head.map_or(0, |h| h.seq))? {
+        let size = head.map_or(0, |h| h.seq);
+        // One pass over the records: the history a mount needs next, and the tree's check.
+        let (history, frontier) = History::replay_with_tree(store.as_ref(), size)?;
+        match merkle::repair_from(store.as_ref(), size, &frontier)? {
             merkle::TreeRepair::Sound => {}
             merkle::TreeRepair::Built => log::info!("built the chain's Merkle tree from its records"),
             merkle::TreeRepair::Rebuilt => {
@@ -200,9 +207,17 @@ impl Ledger {
             policy,
             head: Mutex::new(chain),
             written: AtomicU64::new(upto),
+            opening: Mutex::new(Some((size, history))),
             synced: Mutex::new(0),
             sync_failed: AtomicBool::new(false),
         })
+    }
+
+    /// The chain's history as replayed when this ledger was opened, if nothing was appended
+    /// since (else None: replay it again). Given out once.
+    pub fn take_history(&self) -> Option<History> {
+        let (at, history) = lock(&self.opening).take()?;
+        (self.head().map_or(0, |h| h.seq) == at).then_some(history)
     }
 
     /// The id of the key that signs the next record.

@@ -147,6 +147,15 @@ pub fn repair(store: &dyn Store, size: u64) -> StoreResult<TreeRepair> {
         }
         seq < size
     })?;
+    repair_from(store, size, &frontier)
+}
+
+/// `repair`, with the frontier of the stored records up to `size` already taken by the
+/// caller's own pass over them (the mount's history replay), so the records are read once.
+pub fn repair_from(store: &dyn Store, size: u64, frontier: &Frontier) -> StoreResult<TreeRepair> {
+    if size > STORED_TREE_LIMIT {
+        return Ok(TreeRepair::Sound);
+    }
     let had_tree = has_tree(store, size)?;
     // Records missing from the chain: the tree cannot be rebuilt from them. One that is there
     // keeps serving appends; verify reports the gap.

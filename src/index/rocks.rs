@@ -222,9 +222,12 @@ impl Store for RocksStore {
             Some(v) => decode_head(&v).map(Some),
             // No head is an empty chain only if there are no records: a head removed from an
             // index that holds records would let the next commit write over record 1.
-            None if self.any_record()? => {
-                Err(StoreError::Corrupt("meta \"head\" is missing but the index holds records".into()))
-            }
+            // The head is read again after the records: the first commit may land between the
+            // two reads (a batch is seen whole or not at all, so after a record, its head).
+            None if self.any_record()? => match self.get(CF_META, META_HEAD)? {
+                Some(v) => decode_head(&v).map(Some),
+                None => Err(StoreError::Corrupt("meta \"head\" is missing but the index holds records".into())),
+            },
             None => Ok(None),
         }
     }

@@ -226,6 +226,12 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let started = filesystem.start(&software, data_dir, checked.adopt_existing).map_err(MountError::Recovery)?;
     // Loading the keys and the mount's rotation left key bytes in this thread's dead frames.
     keys::scrub_stack();
+    // The history replayed for recovery is gone; give its memory (tens of MiB for a chain of
+    // a million records) back to the system instead of keeping it as the daemon's high-water.
+    // SAFETY: malloc_trim only walks and trims glibc's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let recovery = &started.recovery;
     info!(
         "chain at record {}; recovery checked {} files, sealed {} with unsealed bytes",

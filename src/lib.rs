@@ -37,6 +37,8 @@
 //!     included), hashing; `merkle` the RFC 6962 tree over the records;
 //!   - `retention` retain-until, holds and the clock floor; `timefmt` RFC 3339 timestamps;
 //!   - `metrics`  the counters the core keeps as it works;
+//!   - `tail_hash` the running hash of an open file's unsealed bytes (on a thread of its own
+//!     for large writes);
 //!   - `space`    room on the state disk: no commit below the store's reserve, no new bytes
 //!     a margin above it;
 //!   - `store`    the traits the core needs from outside (Store, Clock, KeyVault);

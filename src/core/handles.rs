@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::error::{Damage, FsResult};
 use super::path::RelPath;
-use super::segment::SegmentHasher;
 use super::sync::lock;
+use super::tail_hash::TailHasher;
 
 /// What every writable handle of one file shares while the file is open. `size` is the
 /// authority for the append rule: read from the backing file at first open, then moved only by
@@ -18,7 +18,7 @@ pub struct OpenFile {
     pub path: RelPath,
     pub size: u64,
     pub sealed: u64,
-    pub hasher: SegmentHasher,
+    pub hasher: TailHasher,
     /// The file's own descriptor, so a seal can fdatasync it whichever handle is left.
     pub file: File,
     /// When the oldest unsealed byte arrived (None when everything is sealed).
@@ -39,7 +39,7 @@ impl OpenFile {
             path,
             size,
             sealed: size,
-            hasher: SegmentHasher::default(),
+            hasher: TailHasher::default(),
             file,
             unsealed_since: None,
             damaged: None,
@@ -53,7 +53,7 @@ impl OpenFile {
     pub fn abandon(&mut self, damage: Damage) {
         self.damaged = Some(damage);
         self.sealed = self.size;
-        self.hasher = SegmentHasher::default();
+        self.hasher = TailHasher::default();
         self.unsealed_since = None;
     }
 

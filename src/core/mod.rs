@@ -20,6 +20,7 @@ pub mod segment;
 pub mod space;
 pub mod store;
 mod sync;
+pub mod tail_hash;
 pub mod timefmt;
 
 /// Whether this build hashes and seals what is written. Only the `bench-no-evidence` build

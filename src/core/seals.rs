@@ -72,7 +72,7 @@ pub fn seal_open(
     metrics.sealed(started.elapsed());
     log::debug!("sealed {} [{}, {}) as record {} ({cause:?})", state.path, state.sealed, state.size, record.seq());
     state.sealed = state.size;
-    state.hasher = SegmentHasher::default();
+    state.hasher.reset();
     state.unsealed_since = None;
     Ok(())
 }
@@ -90,7 +90,7 @@ fn commit_seal(ledger: &Ledger, damage: &DamageLog, state: &mut OpenFile) -> FsR
         state.abandon(found);
         return Err(FsError::Damaged { path: state.path.clone(), damage: found });
     }
-    let segment_hash = state.hasher.clone().finish();
+    let segment_hash = state.hasher.hash();
     ledger
         .seal(&state.path, state.sealed, state.size, segment_hash, SealKind::Written)
         .map_err(|e| FsError::ledger(&state.path, e))

@@ -5,7 +5,9 @@
 //! `wormfs mount` and `wormfs verify` accept.
 //!
 //!     wormfs keygen --state STATE
-//!     cargo run --release --example bench_index -- DATA STATE FILES SEALS [SEGMENT]
+//!     cargo run --release --example bench_index -- DATA STATE DIR FILES SEALS [SEGMENT]
+//!
+//! The files are DIR/f000000, DIR/f000001… inside DATA (DIR "." for DATA itself).
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -74,16 +76,17 @@ impl Store for SyncAtEnd {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        eprintln!("usage: bench_index DATA STATE FILES SEALS [SEGMENT_BYTES]");
+    if args.len() < 5 {
+        eprintln!("usage: bench_index DATA STATE DIR FILES SEALS [SEGMENT_BYTES]");
         std::process::exit(2);
     }
     let data = PathBuf::from(&args[0]);
     let state = StateDir::new(PathBuf::from(&args[1]));
-    let files: u64 = args[2].parse().expect("FILES");
-    let seals: u64 = args[3].parse().expect("SEALS");
-    let segment: usize = args.get(4).map_or(64, |s| s.parse().expect("SEGMENT_BYTES"));
-    if let Err(e) = run(&data, &state, files, seals, segment) {
+    let dir = &args[2];
+    let files: u64 = args[3].parse().expect("FILES");
+    let seals: u64 = args[4].parse().expect("SEALS");
+    let segment: usize = args.get(5).map_or(64, |s| s.parse().expect("SEGMENT_BYTES"));
+    if let Err(e) = run(&data, &state, dir, files, seals, segment) {
         eprintln!("bench_index: {e}");
         std::process::exit(1);
     }
@@ -92,11 +95,16 @@ fn main() {
 fn run(
     data: &Path,
     state: &StateDir,
+    dir: &str,
     files: u64,
     seals: u64,
     segment: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(data)?;
+    let parent = match dir {
+        "." | "" => RelPath::root(),
+        dir => RelPath::parse(OsStr::new(dir)).map_err(|e| format!("{dir}: {e:?}"))?,
+    };
+    std::fs::create_dir_all(data.join(dir))?;
     let store = Arc::new(SyncAtEnd(RocksStore::create(&state.index())?));
     let key = keys::load_signing(state, None)?;
     let ledger = Ledger::open(store.clone(), key, Arc::new(SystemClock), RetentionPolicy::uniform(0))?;
@@ -109,9 +117,9 @@ fn run(
     };
     let hash: Hash = Sha256::digest(&line).into();
     for f in 0..files {
-        let name = format!("f{f:06}.log");
-        let path = RelPath::parse(OsStr::new(&name)).map_err(|e| format!("{name}: {e:?}"))?;
-        let mut file = std::fs::OpenOptions::new().create_new(true).append(true).open(data.join(&name))?;
+        let name = format!("f{f:06}");
+        let path = parent.join(OsStr::new(&name)).map_err(|e| format!("{name}: {e:?}"))?;
+        let mut file = std::fs::OpenOptions::new().create_new(true).append(true).open(data.join(dir).join(&name))?;
         ledger.create(&path, libc::S_IFREG | 0o644, 0, 0)?;
         for s in 0..seals {
             file.write_all(&line)?;

@@ -105,6 +105,9 @@ pub struct FsStats {
     pub frsize: u32,
 }
 
+/// Unsealed bytes of one file after which their writeback is started (`DataDir::start_writeback`).
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
 /// The largest chunk copy_file_range moves per request; the kernel loops for more.
 const COPY_CHUNK: u64 = 1 << 20;
 
@@ -823,6 +826,11 @@ impl WormFs {
             state.hasher.update(&data[..written]);
         }
         state.size += written as u64;
+        // A large writer's bytes go to disk as they come, not all at the seal's fdatasync.
+        if state.size - state.writeback_from >= WRITEBACK_CHUNK {
+            self.data.start_writeback(&state.file, state.writeback_from, state.size - state.writeback_from);
+            state.writeback_from = state.size;
+        }
         if written > 0 && state.unsealed_since.is_none() {
             state.unsealed_since = Some(SystemTime::now());
         }

@@ -21,6 +21,8 @@ pub struct OpenFile {
     pub hasher: TailHasher,
     /// The file's own descriptor, so a seal can fdatasync it whichever handle is left.
     pub file: File,
+    /// Bytes below this have been handed to the disk's writeback (`DataDir::start_writeback`).
+    pub writeback_from: u64,
     /// When the oldest unsealed byte arrived (None when everything is sealed).
     pub unsealed_since: Option<std::time::SystemTime>,
     /// Set when the backing file turned out changed behind wormfs' back while open: nothing
@@ -40,6 +42,7 @@ impl OpenFile {
             size,
             sealed: size,
             hasher: TailHasher::default(),
+            writeback_from: size,
             file,
             unsealed_since: None,
             damaged: None,

@@ -164,7 +164,18 @@ impl DataDir {
     /// Where the data filesystem has no such flags, or the daemon lacks CAP_LINUX_IMMUTABLE,
     /// says so once and carries on: wormfs' own rules and verify still hold.
     pub fn protect(&self, path: &RelPath, to: Protection) {
-        if let Err(e) = self.set_flags(path, to) {
+        let flagged = openat2(&self.root, path.as_at_path(), beneath(OFlag::O_RDONLY | OFlag::O_NONBLOCK))
+            .and_then(|fd| set_flags(fd.as_fd(), to));
+        self.flag_failed(path, flagged);
+    }
+
+    /// `protect` through a descriptor already open on the file (a new file's: no second lookup).
+    pub fn protect_open(&self, file: &File, path: &RelPath, to: Protection) {
+        self.flag_failed(path, set_flags(file.as_fd(), to));
+    }
+
+    fn flag_failed(&self, path: &RelPath, flagged: OsResult<()>) {
+        if let Err(e) = flagged {
             if !self.flags_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 let why = match e {
                     Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS => {
@@ -180,30 +191,10 @@ impl DataDir {
         }
     }
 
-    fn set_flags(&self, path: &RelPath, to: Protection) -> OsResult<()> {
-        let fd = openat2(&self.root, path.as_at_path(), beneath(OFlag::O_RDONLY | OFlag::O_NONBLOCK))?;
-        if fstat(&fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(()); // only files are sealed, so only files are flagged
-        }
-        let mut flags: libc::c_int = 0;
-        // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points at `flags`.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
-            return Err(Errno::last());
-        }
-        let wanted = (flags & !(FS_APPEND_FL | FS_IMMUTABLE_FL))
-            | match to {
-                Protection::None => 0,
-                Protection::AppendOnly => FS_APPEND_FL,
-                Protection::Immutable => FS_IMMUTABLE_FL,
-            };
-        if wanted == flags {
-            return Ok(());
-        }
-        // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points at `wanted`.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &wanted) } < 0 {
-            return Err(Errno::last());
-        }
-        Ok(())
+    /// Owner and mode of a file just created, through its descriptor.
+    pub fn own_open(&self, file: &File, uid: u32, gid: u32, mode: u32) -> OsResult<()> {
+        nix::unistd::fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+        nix::sys::stat::fchmod(file, Mode::from_bits_truncate(mode & 0o7777))
     }
 
     pub fn truncate(&self, path: &RelPath, size: u64) -> FsResult<()> {
@@ -330,6 +321,32 @@ impl DataDir {
     pub fn statvfs(&self) -> OsResult<Statvfs> {
         fstatvfs(&self.root)
     }
+}
+
+/// Set a regular file's append-only or immutable flag (and clear the other), through `fd`.
+fn set_flags(fd: std::os::fd::BorrowedFd<'_>, to: Protection) -> OsResult<()> {
+    if fstat(fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(()); // only files are sealed, so only files are flagged
+    }
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points at `flags`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
+        return Err(Errno::last());
+    }
+    let wanted = (flags & !(FS_APPEND_FL | FS_IMMUTABLE_FL))
+        | match to {
+            Protection::None => 0,
+            Protection::AppendOnly => FS_APPEND_FL,
+            Protection::Immutable => FS_IMMUTABLE_FL,
+        };
+    if wanted == flags {
+        return Ok(());
+    }
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points at `wanted`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &wanted) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// Ask for the size, then fetch; retry if the value grew in between.

@@ -340,7 +340,7 @@ impl WormFs {
     fn own_new(&self, parent: &RelPath, path: &RelPath, caller: &Caller, mode: u32) -> FsResult<()> {
         let dir = self.stat(parent)?;
         let setgid_dir = dir.st_mode & libc::S_ISGID != 0;
-        let gid = if setgid_dir { dir.st_gid } else { caller.gid };
+        let gid = new_node_group(&dir, caller);
         self.data.chown(path, Some(caller.uid), Some(gid)).map_err(|e| FsError::os(path, e))?;
         let is_dir = self.stat(path)?.st_mode & libc::S_IFMT == libc::S_IFDIR;
         // New directories in a setgid directory inherit setgid, as on any local filesystem.
@@ -597,11 +597,15 @@ impl WormFs {
         self.room_for_more(&path)?;
         match self.new_backing_file(&path, mode & !umask & 0o7777) {
             Ok(file) => {
-                self.own_new(&parent_path, &path, caller, mode & !umask)?;
-                let attr = self.remember(&path)?;
+                // Through the new file's descriptor: no second lookup of its name.
+                let gid = new_node_group(&self.stat(&parent_path)?, caller);
+                self.data.own_open(&file, caller.uid, gid, mode & !umask).map_err(|e| FsError::os(&path, e))?;
+                let st = nix::sys::stat::fstat(&file).map_err(|e| FsError::os(&path, e))?;
+                let attr = self.attr(&st);
+                self.inodes.remember(attr.ino, &path);
                 self.record_create(&path, &attr).inspect_err(|_| self.forget_new(&path))?;
                 let _flags = lock(&self.flag_lock);
-                self.data.protect(&path, Protection::AppendOnly);
+                self.data.protect_open(&file, &path, Protection::AppendOnly);
                 let opened = self.register_handle(caller, attr.ino, &path, file, flags)?;
                 Ok((attr, opened))
             }
@@ -1118,6 +1122,15 @@ impl WormFs {
     /// Handles still open (for logging at shutdown).
     pub fn open_handles(&self) -> usize {
         self.files.count()
+    }
+}
+
+/// The group a new node in directory `dir` gets: a setgid directory's, else the caller's.
+fn new_node_group(dir: &FileStat, caller: &Caller) -> u32 {
+    if dir.st_mode & libc::S_ISGID != 0 {
+        dir.st_gid
+    } else {
+        caller.gid
     }
 }
 

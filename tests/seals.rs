@@ -297,3 +297,38 @@ fn a_corrupt_index_is_refused_with_a_clear_error_and_nothing_is_lost() {
     assert!(!is_mount_point(m.mnt()));
     assert_eq!(fs::read(m.backing("kept.log")).unwrap(), b"evidence\n");
 }
+
+/// Large writes are hashed on a thread of their own (`core::tail_hash`), small ones inline; a
+/// file that gets both, from two handles at once, then fsyncs mid-way and closes, must still be
+/// sealed as exactly the bytes on disk, segment by segment.
+#[test]
+fn large_and_small_writes_from_two_handles_are_sealed_as_written() {
+    let m = TestMount::start();
+    let path = m.path("bulk.log");
+    let mut big = OpenOptions::new().create(true).append(true).mode(0o644).open(&path).unwrap();
+    let mut small = OpenOptions::new().append(true).open(&path).unwrap();
+    let mib: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    for round in 0..12 {
+        big.write_all(&mib).unwrap(); // a whole request of 1 MiB: hashed on the file's thread
+        small.write_all(format!("small {round}\n").as_bytes()).unwrap();
+        if round == 5 {
+            big.sync_all().unwrap(); // a seal in the middle, while the thread has bytes queued
+        }
+    }
+    drop(small);
+    drop(big);
+    let records = m.records();
+    let seals = seals_of(&records, "/bulk.log");
+    assert!(seals.len() >= 2, "the fsync and the close each seal: {records:#?}");
+    let size = fs::metadata(m.backing("bulk.log")).unwrap().len();
+    assert_eq!(size, 12 * (1 << 20) + (0..12).map(|r| format!("small {r}\n").len() as u64).sum::<u64>());
+    let mut at = 0;
+    for seal in &seals {
+        let (start, end) = range(seal);
+        assert_eq!(start, at, "seals follow each other");
+        assert_eq!(seal["segment_hash"], sha256sum_range(&m.backing("bulk.log"), start, end), "[{start}, {end})");
+        at = end;
+    }
+    assert_eq!(at, size, "every byte is sealed");
+    assert!(check(&m).intact());
+}

@@ -198,15 +198,14 @@ impl Ledger {
             }
         }
         let chain = ChainTime { head, key, epoch, clock_behind: false, unpromoted: false };
-        // What the store holds now is as durable as it gets; an unsynced tail left by a killed
-        // daemon is synced by the first record's sync.
-        let upto = head.map_or(0, |h| h.seq);
+        // What the store holds now counts as written; an unsynced tail left by a killed daemon
+        // is made durable by the first record's sync.
         Ok(Ledger {
             store,
             clock,
             policy,
             head: Mutex::new(chain),
-            written: AtomicU64::new(upto),
+            written: AtomicU64::new(size),
             opening: Mutex::new(Some((size, history))),
             synced: Mutex::new(0),
             sync_failed: AtomicBool::new(false),

@@ -262,10 +262,7 @@ impl History {
         let mut history = History::default();
         let mut frontier = merkle::Frontier::default();
         store.scan_records(0, &mut |seq, bytes| {
-            // In seq order from 1, as `merkle::repair` takes them (a gap ends the frontier).
-            if seq == frontier.size() + 1 && seq <= size {
-                frontier.push(bytes);
-            }
+            frontier.push_record(seq, bytes, size);
             if let Ok(record) = Record::decode(bytes) {
                 history.apply(record.seq(), record.fields.time_ns, &record.fields.payload);
             }

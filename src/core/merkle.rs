@@ -121,7 +121,7 @@ pub fn has_tree(store: &dyn Store, size: u64) -> StoreResult<bool> {
     }
 }
 
-/// What `repair` found.
+/// What `repair_from` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeRepair {
     /// The stored tree's root is the records' root.
@@ -132,27 +132,23 @@ pub enum TreeRepair {
     Rebuilt,
 }
 
-/// Make the stored tree agree with the records up to `size`: the records are signed, the tree is
-/// a cache, and a tree edited behind wormfs' back would make every later checkpoint false (and
-/// a missing hash would stop every append). One pass over the records.
-pub fn repair(store: &dyn Store, size: u64) -> StoreResult<TreeRepair> {
-    // A head no honest chain reaches (tampered): nothing is built; appending refuses it.
-    if size > STORED_TREE_LIMIT {
-        return Ok(TreeRepair::Sound);
-    }
+/// `repair_from` with its own pass over the records (the ledger's comes with the history replay).
+#[cfg(test)]
+fn repair(store: &dyn Store, size: u64) -> StoreResult<TreeRepair> {
     let mut frontier = Frontier::default();
     store.scan_records(1, &mut |seq, bytes| {
-        if seq <= size {
-            frontier.push(bytes);
-        }
+        frontier.push_record(seq, bytes, size);
         seq < size
     })?;
     repair_from(store, size, &frontier)
 }
 
-/// `repair`, with the frontier of the stored records up to `size` already taken by the
-/// caller's own pass over them (the mount's history replay), so the records are read once.
+/// Make the stored tree agree with the records up to `size`: the records are signed, the tree is
+/// a cache, and a tree edited behind wormfs' back would make every later checkpoint false (and
+/// a missing hash would stop every append). `frontier` is of the stored records up to `size`
+/// (`Frontier::push_record`), taken by the caller's own pass over them, so they are read once.
 pub fn repair_from(store: &dyn Store, size: u64, frontier: &Frontier) -> StoreResult<TreeRepair> {
+    // A head no honest chain reaches (tampered): nothing is built; appending refuses it.
     if size > STORED_TREE_LIMIT {
         return Ok(TreeRepair::Sound);
     }
@@ -201,6 +197,14 @@ pub struct Frontier {
 impl Frontier {
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Take stored record `seq` into the tree of records 1..=`size`, as a scan in seq order meets
+    /// it: only the next one (a gap ends the tree; `repair_from` then leaves the stored one).
+    pub fn push_record(&mut self, seq: u64, record_bytes: &[u8], size: u64) {
+        if seq == self.size + 1 && seq <= size {
+            self.push(record_bytes);
+        }
     }
 
     pub fn push(&mut self, record_bytes: &[u8]) {

@@ -168,7 +168,7 @@ pub trait Store: Send + Sync {
     fn tree_hashes(&self, indexes: &[u64]) -> StoreResult<Vec<Hash>>;
 
     /// Store tree hashes without a record, synced: only to build the tree of an index made
-    /// before wormfs kept one, or to repair one (`merkle::repair`).
+    /// before wormfs kept one, or to repair one (`merkle::repair_from`).
     fn put_tree_hashes(&self, first: u64, hashes: &[Hash]) -> StoreResult<()>;
 
     fn file(&self, path: &RelPath) -> StoreResult<Option<FileState>>;

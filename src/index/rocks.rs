@@ -108,7 +108,7 @@ impl RocksStore {
         require_room(index_dir)?;
         let mut opts = db_options();
         opts.create_if_missing(false);
-        // An index from before the tree column family gains it here (empty; `merkle::repair`
+        // An index from before the tree column family gains it here (empty; `merkle::repair_from`
         // fills it from the records).
         opts.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&opts, index_dir, cf_descriptors())

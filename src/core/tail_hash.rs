@@ -23,15 +23,20 @@ const MAX_THREADS: usize = 4;
 
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-#[derive(Default)]
-pub struct TailHasher {
-    worker: Option<Worker>,
-    /// Used while there is no worker.
-    inline: SegmentHasher,
+pub enum TailHasher {
+    Inline(SegmentHasher),
+    Threaded(Worker),
 }
 
-struct Worker {
-    jobs: SyncSender<Job>,
+impl Default for TailHasher {
+    fn default() -> Self {
+        TailHasher::Inline(SegmentHasher::default())
+    }
+}
+
+pub struct Worker {
+    /// None only while it is dropped (closing the queue ends the thread).
+    jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,38 +49,45 @@ enum Job {
 
 impl std::fmt::Debug for TailHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TailHasher").field("threaded", &self.worker.is_some()).finish()
+        f.write_str(match self {
+            TailHasher::Inline(_) => "TailHasher::Inline",
+            TailHasher::Threaded(_) => "TailHasher::Threaded",
+        })
     }
 }
 
 impl TailHasher {
     pub fn update(&mut self, bytes: &[u8]) {
-        if self.worker.is_none() && bytes.len() >= LARGE_WRITE {
-            self.worker = Worker::start(self.inline.clone());
+        if let TailHasher::Inline(hasher) = self {
+            if bytes.len() >= LARGE_WRITE {
+                if let Some(worker) = Worker::start(hasher) {
+                    *self = TailHasher::Threaded(worker);
+                }
+            }
         }
-        match &self.worker {
-            Some(w) => w.send(Job::Bytes(bytes.to_vec())),
-            None => self.inline.update(bytes),
+        match self {
+            TailHasher::Inline(hasher) => hasher.update(bytes),
+            TailHasher::Threaded(w) => w.send(Job::Bytes(bytes.to_vec())),
         }
     }
 
     /// SHA-256 of every byte since the last reset (waits for the thread to catch up).
     pub fn hash(&self) -> Hash {
-        match &self.worker {
-            Some(w) => {
+        match self {
+            TailHasher::Inline(hasher) => hasher.clone().finish(),
+            TailHasher::Threaded(w) => {
                 let (tx, rx) = mpsc::sync_channel(1);
                 w.send(Job::Hash(tx));
                 rx.recv().expect("a file's hashing thread answers until it is dropped")
             }
-            None => self.inline.clone().finish(),
         }
     }
 
     /// Start over (the bytes so far are sealed, or given up).
     pub fn reset(&mut self) {
-        match &self.worker {
-            Some(w) => w.send(Job::Reset),
-            None => self.inline = SegmentHasher::default(),
+        match self {
+            TailHasher::Inline(hasher) => *hasher = SegmentHasher::default(),
+            TailHasher::Threaded(w) => w.send(Job::Reset),
         }
     }
 }
@@ -83,14 +95,15 @@ impl TailHasher {
 impl Worker {
     /// A hashing thread that continues `from`, or None when there are enough already (or the
     /// system will not make one): then the caller hashes inline, as before.
-    fn start(from: SegmentHasher) -> Option<Worker> {
+    fn start(from: &SegmentHasher) -> Option<Worker> {
+        let from = from.clone();
         if THREADS.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
             THREADS.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         let (jobs, rx) = mpsc::sync_channel(QUEUED);
         match std::thread::Builder::new().name("wormfs-hash".into()).spawn(move || hash_jobs(from, rx)) {
-            Ok(thread) => Some(Worker { jobs, thread: Some(thread) }),
+            Ok(thread) => Some(Worker { jobs: Some(jobs), thread: Some(thread) }),
             Err(e) => {
                 THREADS.fetch_sub(1, Ordering::AcqRel);
                 log::warn!("no hashing thread ({e}); hashing on the request thread");
@@ -101,7 +114,8 @@ impl Worker {
 
     fn send(&self, job: Job) {
         // The thread only ends when `jobs` is dropped, with this worker.
-        self.jobs.send(job).expect("a file's hashing thread runs until it is dropped");
+        let jobs = self.jobs.as_ref().expect("only a worker being dropped has no queue");
+        jobs.send(job).expect("a file's hashing thread runs until it is dropped");
     }
 }
 
@@ -120,8 +134,7 @@ fn hash_jobs(mut hasher: SegmentHasher, jobs: Receiver<Job>) {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the queue ends the thread once it has hashed what is queued.
-        let (dead, _) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.jobs, dead));
+        drop(self.jobs.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

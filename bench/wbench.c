@@ -16,10 +16,6 @@
  *       Sends N "<13>wbench: wbench-seq=..." datagrams to the unix socket SOCKET (SOCK_DGRAM,
  *       blocking), then polls the files under DIR until N complete lines with "wbench-seq=" are
  *       there. secs = first send to the poll that found the last line; send_secs = sending alone.
- *   wbench index DIR FILES RECORDS THREADS
- *       Fills a wormfs index: creates DIR/fNNNNNN, FILES of them (each a Create and a Seal
- *       record), then open(O_WRONLY|O_APPEND) + write 16 bytes + close cycles over them (one Seal
- *       each) until about RECORDS records, from THREADS threads. ops = records made.
  *   wbench hold DIR N PID ro|append
  *       Opens DIR/f000000 .. N-1 (O_RDONLY, or O_WRONLY|O_APPEND) and keeps them open, reads
  *       VmRSS (rss_kb) and the open descriptors (daemon_fds) of process PID (the daemon), then
@@ -59,7 +55,7 @@ static void die(const char *what, const char *path) {
 
 static void usage(void) {
     fprintf(stderr, "usage: wbench append DIR SIZE N [THREADS [sync]] | create DIR N [THREADS [sync]] |\n"
-                    "       syslog SOCKET N DIR | index DIR FILES RECORDS THREADS | hold DIR N PID ro|append\n");
+                    "       syslog SOCKET N DIR | hold DIR N PID ro|append\n");
     exit(2);
 }
 
@@ -94,8 +90,7 @@ struct job {
     int id, sync;
     const char *dir;
     size_t size;
-    long n, first, step; /* index: files first, first + step, ... below n */
-    long records;        /* index: cycles this thread makes after creating its files */
+    long n;
     double *lat, close_s;
 };
 
@@ -135,32 +130,6 @@ static void *create_thread(void *arg) {
         if (close(fd) != 0)
             die("close", path);
         j->lat[i] = now() - t;
-    }
-    return NULL;
-}
-
-static void append_16(const char *path, int flags) {
-    int fd = open(path, flags, 0644);
-    if (fd < 0)
-        die("open", path);
-    write_all(fd, "wbench index 16\n", 16, path);
-    if (close(fd) != 0)
-        die("close", path);
-}
-
-static void *index_thread(void *arg) {
-    struct job *j = arg;
-    char path[4096];
-    for (long i = j->first; i < j->n; i += j->step) {
-        snprintf(path, sizeof path, "%s/f%06ld", j->dir, i);
-        append_16(path, O_CREAT | O_EXCL | O_WRONLY | O_APPEND);
-    }
-    for (long k = 0, i = j->first; k < j->records; k++) {
-        snprintf(path, sizeof path, "%s/f%06ld", j->dir, i);
-        append_16(path, O_WRONLY | O_APPEND);
-        i += j->step;
-        if (i >= j->n)
-            i = j->first;
     }
     return NULL;
 }
@@ -298,27 +267,6 @@ static int syslog_mode(const char *sock, long n, const char *dir) {
     return 0;
 }
 
-static int index_mode(const char *dir, long files, long records, int threads) {
-    struct job jobs[64];
-    pthread_t tid[64];
-    if (threads < 1 || threads > 64 || files < threads)
-        usage();
-    long cycles = records > 2 * files ? records - 2 * files : 0;
-    double t0 = now();
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = (struct job){.id = t, .dir = dir, .n = files, .first = t, .step = threads,
-                               .records = cycles / threads + (t < cycles % threads)};
-        if ((errno = pthread_create(&tid[t], NULL, index_thread, &jobs[t])) != 0)
-            die("pthread_create", "");
-    }
-    for (int t = 0; t < threads; t++)
-        pthread_join(tid[t], NULL);
-    double secs = now() - t0;
-    long ops = 2 * files + cycles;
-    printf("ops=%ld secs=%.6f ops_s=%.1f files=%ld cycles=%ld\n", ops, secs, ops / secs, files, cycles);
-    return 0;
-}
-
 static long vm_rss_kb(const char *pid) {
     char path[64], line[256];
     long kb = -1;
@@ -402,8 +350,6 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "syslog") == 0 && argc == 5)
         return syslog_mode(argv[2], atol(argv[3]), argv[4]);
-    if (strcmp(mode, "index") == 0 && argc == 6)
-        return index_mode(argv[2], atol(argv[3]), atol(argv[4]), atoi(argv[5]));
     if (strcmp(mode, "hold") == 0 && argc == 6)
         return hold_mode(argv[2], atol(argv[3]), argv[4], strcmp(argv[5], "ro") == 0 ? O_RDONLY : O_WRONLY | O_APPEND);
     usage();

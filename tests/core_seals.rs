@@ -472,3 +472,24 @@ fn the_ledger_itself_refuses_changes_under_hold_or_while_open() {
     w.fs.ledger().delete(&path, 1, false).unwrap();
     assert_eq!(w.records().len(), before + 1);
 }
+
+/// ftruncate through the writer's own handle after a large write (whose writeback was started in
+/// 8 MiB steps) and more appends: the cut moves every mark of the open file with it.
+#[test]
+fn an_ftruncate_after_a_large_write_restarts_every_mark_at_the_cut() {
+    let w = world();
+    let fh = w.create("big.log");
+    let big = vec![b'x'; 9 << 20];
+    w.append(fh, &big);
+    w.fs.fsync(fh, true).unwrap();
+    w.set_clock(START_NS + RETENTION + 1);
+    let ino = w.fs.lookup(ROOT, OsStr::new("big.log")).unwrap().ino;
+    let cut = wormfs::core::AttrChanges { size: Some(1 << 20), via: Some(fh), ..Default::default() };
+    w.fs.setattr(&caller(), ino, &cut).unwrap();
+    w.append(fh, b"after the cut\n");
+    w.fs.flush(&caller(), fh).unwrap();
+    w.fs.release(fh).unwrap();
+    assert_eq!(fs::metadata(w.data().join("big.log")).unwrap().len(), (1 << 20) + 14);
+    assert_eq!(seals(&w.records()).last(), Some(&(1 << 20, (1 << 20) + 14, sha(b"after the cut\n"))));
+    assert!(w.check().intact(), "{:?}", w.check().findings);
+}

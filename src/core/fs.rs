@@ -105,7 +105,7 @@ pub struct FsStats {
     pub frsize: u32,
 }
 
-/// Unsealed bytes of one file after which their writeback is started (`DataDir::start_writeback`).
+/// Bytes of one file after which their writeback is started (`DataDir::start_writeback`).
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 /// The largest chunk copy_file_range moves per request; the kernel loops for more.
@@ -449,8 +449,7 @@ impl WormFs {
                 return Err(e);
             }
             if let Some(state) = state.as_deref_mut() {
-                state.size = to;
-                state.sealed = to;
+                state.cut_to(to);
             }
         }
         Ok(())
@@ -826,17 +825,9 @@ impl WormFs {
                 Err(e) => return Err(FsError::os(&h.path, e)),
             }
         }
-        if super::EVIDENCE {
-            state.hasher.update(&data[..written]);
-        }
-        state.size += written as u64;
         // A large writer's bytes go to disk as they come, not all at the seal's fdatasync.
-        if state.size - state.writeback_from >= WRITEBACK_CHUNK {
-            self.data.start_writeback(&state.file, state.writeback_from, state.size - state.writeback_from);
-            state.writeback_from = state.size;
-        }
-        if written > 0 && state.unsealed_since.is_none() {
-            state.unsealed_since = Some(SystemTime::now());
+        if let Some((start, len)) = state.appended(&data[..written], WRITEBACK_CHUNK) {
+            self.data.start_writeback(&state.file, start, len);
         }
         self.metrics.appended(written);
         Ok(written as u32)

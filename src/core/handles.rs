@@ -60,6 +60,30 @@ impl OpenFile {
         self.unsealed_since = None;
     }
 
+    /// `bytes` were appended at the end: hashed, counted, and, once `writeback_chunk` bytes have
+    /// come since the last time, the range whose writeback should start now.
+    pub fn appended(&mut self, bytes: &[u8], writeback_chunk: u64) -> Option<(u64, u64)> {
+        if bytes.is_empty() {
+            return None;
+        }
+        if super::EVIDENCE {
+            self.hasher.update(bytes);
+        }
+        self.size += bytes.len() as u64;
+        if self.unsealed_since.is_none() {
+            self.unsealed_since = Some(std::time::SystemTime::now());
+        }
+        let due = self.size - self.writeback_from;
+        (due >= writeback_chunk).then(|| (std::mem::replace(&mut self.writeback_from, self.size), due))
+    }
+
+    /// The file was truncated to `to` (its bytes were all sealed first): every mark moves there.
+    pub fn cut_to(&mut self, to: u64) {
+        self.size = to;
+        self.sealed = to;
+        self.writeback_from = to;
+    }
+
     pub fn unsealed(&self) -> u64 {
         self.size - self.sealed
     }

@@ -592,3 +592,35 @@ fn a_chain_that_claims_to_be_mounted_but_stopped_rotating_is_warned_about() {
     let (_, doc) = verify(&tm, &[]);
     assert!(!warned(&doc), "after a clean stop: {doc:#}");
 }
+
+/// The stored Merkle tree is a cache of the records. One edited while wormfs was down is rebuilt
+/// by the next mount (its one pass over the chain also checks the tree), so the checkpoints signed
+/// after it name the records' own root and verify against an anchor taken from them.
+#[test]
+fn a_tree_edited_while_unmounted_is_rebuilt_at_mount_and_checkpoints_stay_true() {
+    let mut tm = TestMount::start();
+    for i in 0..5 {
+        tm.append("a.log", format!("line {i}\n").as_bytes());
+    }
+    tm.stop();
+    {
+        // The newest stored hash (the last complete subtree's, which every root is made from).
+        let size = tm.records().last().unwrap()["seq"].as_u64().unwrap();
+        let last = tlog_tiles::stored_hash_count(size) - 1;
+        let db = open_index(tm.state());
+        let tree = db.cf_handle("tree").unwrap();
+        assert!(db.get_cf(tree, last.to_be_bytes()).unwrap().is_some(), "the index keeps a tree");
+        db.put_cf(tree, last.to_be_bytes(), [0xAA; 32]).unwrap();
+    }
+    // Signed from the forged tree, a checkpoint no longer matches the records.
+    let forged = take_checkpoint(&tm, "forged", &[]);
+    let (code, doc) = verify(&tm, &["--anchor", forged.to_str().unwrap()]);
+    assert_eq!(code, 1, "{doc:#}");
+    tm.restart();
+    assert!(tm.log().contains("Merkle tree disagreed with the records"), "{}", tm.log());
+    tm.append("a.log", b"after the repair\n");
+    tm.stop();
+    let anchor = take_checkpoint(&tm, "anchor", &[]);
+    let (code, doc) = verify(&tm, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 0, "the checkpoint after the repair is of the records themselves: {doc:#}");
+}

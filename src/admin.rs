@@ -1,13 +1,16 @@
-//! The retention and legal-hold commands (`wormfs hold`, `wormfs retention extend`): what each
-//! does to the chain, whoever runs it — the daemon for a caller on the control socket while
-//! mounted, or the CLI on the index directly when nothing is mounted. Same code, same results.
+//! The admin commands that change the chain (`wormfs hold`, `wormfs retention extend`, and the
+//! records `wormfs archive` makes): what each does, whoever runs it — the daemon for a caller on
+//! the control socket while mounted, or the CLI on the index directly when nothing is mounted.
+//! Same code, same results.
 
 use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::ledger::{Ledger, LedgerError};
+use crate::core::ledger::LedgerError;
+use crate::core::record::Payload;
+use crate::core::{FsError, WormFs};
 use crate::core::store::StoreError;
 use crate::core::timefmt::rfc3339_ns;
 use crate::core::RelPath;
@@ -30,6 +33,23 @@ pub enum Request {
         until_ns: Option<u64>,
         by_ns: Option<u64>,
     },
+    /// Record an upload `wormfs archive` made; refused unless it is of the file's sealed bytes.
+    Archived {
+        path: String,
+        size: u64,
+        /// Hex.
+        file_hash: String,
+        bucket: String,
+        key: String,
+        version_id: String,
+        receipt_version_id: String,
+        retain_until_ns: u64,
+    },
+    /// Delete the local copy of an expired file that Archived record `archived` keeps in S3.
+    Prune {
+        path: String,
+        archived: u64,
+    },
 }
 
 /// The answer, as one line for the admin.
@@ -47,6 +67,10 @@ pub enum AdminError {
     /// The rules refused (shortening a retention, a hold without reason or target) or the chain
     /// could not record it.
     Ledger(LedgerError),
+    /// A file_hash that is not 64 hex digits.
+    BadHash(String),
+    /// A prune the filesystem refused or could not do.
+    Fs(FsError),
 }
 
 impl fmt::Display for AdminError {
@@ -57,6 +81,8 @@ impl fmt::Display for AdminError {
             AdminError::Store(e) => write!(f, "{e}"),
             AdminError::Ledger(LedgerError::UnknownFile(p)) => write!(f, "{p}: not a file wormfs has sealed"),
             AdminError::Ledger(e) => write!(f, "{e}"),
+            AdminError::BadHash(h) => write!(f, "`{h}` is not a SHA-256 in hex"),
+            AdminError::Fs(e) => write!(f, "{e}"),
         }
     }
 }
@@ -66,6 +92,7 @@ impl std::error::Error for AdminError {
         match self {
             AdminError::Store(e) => Some(e),
             AdminError::Ledger(e) => Some(e),
+            AdminError::Fs(e) => Some(e),
             _ => None,
         }
     }
@@ -77,7 +104,8 @@ fn mount_path(text: &str) -> Result<RelPath, AdminError> {
 
 /// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`. The rules are the
 /// core's (`policy::hold`, `policy::extend_retention`); this gathers the facts they need.
-pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) -> Result<String, AdminError> {
+pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Result<String, AdminError> {
+    let ledger = fs.ledger();
     match request {
         Request::HoldSet { path, reason } | Request::HoldClear { path, reason } => {
             let set = matches!(request, Request::HoldSet { .. });
@@ -97,6 +125,29 @@ pub fn execute(ledger: &Ledger, data_dir: &Path, uid: u32, request: &Request) ->
             };
             let record = ledger.extend_retention(&file, requested, uid).map_err(AdminError::Ledger)?;
             Ok(format!("{file} retained until {} (record {})", rfc3339_ns(requested), record.seq()))
+        }
+        Request::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+            let file = mount_path(path)?;
+            let file_hash = crate::core::segment::from_hex(file_hash)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| AdminError::BadHash(file_hash.clone()))?;
+            let copy = Payload::Archived {
+                path: file.clone(),
+                size: *size,
+                file_hash,
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: version_id.clone(),
+                receipt_version_id: receipt_version_id.clone(),
+                retain_until_ns: *retain_until_ns,
+            };
+            let record = ledger.archived(copy).map_err(AdminError::Ledger)?;
+            Ok(format!("{file} archived as s3://{bucket}/{key} version {version_id} (record {})", record.seq()))
+        }
+        Request::Prune { path, archived } => {
+            let file = mount_path(path)?;
+            let seq = fs.prune(&file, *archived).map_err(AdminError::Fs)?;
+            Ok(format!("{file} deleted here, kept in the archive by record {archived} (record {seq})"))
         }
     }
 }

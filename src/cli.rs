@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::admin::Request;
+use crate::archive::S3Args;
 use crate::control;
 use crate::core::retention::parse_duration_ns;
 use crate::core::store::{Store, SystemClock};
@@ -156,6 +157,32 @@ pub enum Command {
         /// Also write the result as a Prometheus text file (for node_exporter's textfile collector).
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
+        /// Also check every copy the chain archived to this bucket (s3://BUCKET): present, same
+        /// bytes, locked in COMPLIANCE mode at least as long as the chain retains it, held where
+        /// the chain holds it.
+        #[arg(long, value_name = "s3://BUCKET")]
+        archive: Option<String>,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Copy every sealed, closed file not archived yet to an S3 bucket with Object Lock, locked
+    /// in COMPLIANCE mode until its retain-until, with its receipt; record each upload in the
+    /// chain; carry retention extensions and legal holds over to the objects.
+    Archive {
+        #[arg(long, value_name = "STATE_DIR")]
+        state: PathBuf,
+        /// The bucket, and optionally a key prefix: s3://BUCKET[/PREFIX].
+        #[arg(long, value_name = "s3://BUCKET")]
+        bucket: String,
+        /// A key prefix (after any in --bucket), e.g. the host's name.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Also delete local copies that are archived, past their retention and under no hold,
+        /// once their archived object has been read back and checked (recorded in the chain).
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        s3: S3Args,
     },
 }
 
@@ -273,6 +300,25 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let request = Request::RetentionExtend { path, until_ns, by_ns };
             println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
         }
+        Command::Archive { state, bucket, prefix, prune, s3 } => {
+            let (bucket, in_url) = crate::archive::parse_bucket_url(&bucket).map_err(usage)?;
+            let prefix = [in_url.as_str(), prefix.as_deref().unwrap_or("")]
+                .iter()
+                .map(|p| p.trim_matches('/'))
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("/");
+            let client = s3.client(&bucket).map_err(fail)?;
+            let session = control::Session::open(&StateDir::new(state.clone())).map_err(fail)?;
+            let opts = crate::archive::upload::RunOptions {
+                prefix,
+                prune,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                now_ns: crate::core::store::Clock::now_ns(&SystemClock),
+            };
+            let summary = crate::archive::upload::run(&StateDir::new(state), &session, &client, &opts).map_err(fail)?;
+            return crate::archive::upload::print_summary(&summary, &bucket, &mut std::io::stdout().lock()).map_err(fail);
+        }
         Command::Ls { state, data, path } => {
             let prefix = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
             let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
@@ -292,8 +338,14 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             witness_key,
             json,
             metrics_file,
+            archive,
+            s3,
         } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
+            let archive = archive
+                .map(|url| crate::archive::parse_bucket_url(&url).map(|(bucket, _)| (bucket, s3)))
+                .transpose()
+                .map_err(usage)?;
             let options = verify_cmd::VerifyArgs {
                 pubkey: pubkey.as_deref(),
                 only,
@@ -303,6 +355,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 witness_keys: witness_key,
                 json,
                 metrics_file,
+                archive,
             };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
             return verify_cmd::run(&data, &StateDir::new(state), options)

@@ -17,6 +17,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use crate::admin::{self, AdminError, Request, Response};
 use crate::core::ledger::{Ledger, LedgerError};
+use crate::core::WormFs;
 use crate::core::retention::RetentionPolicy;
 use crate::core::store::{Store, StoreError, SystemClock};
 use crate::keys::{self, KeyError};
@@ -34,7 +35,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve admin requests for the mounted filesystem until the process exits: each client on a
 /// thread of its own, so a slow or silent one delays nobody else.
-pub fn serve(state_dir: &StateDir, ledger: Arc<Ledger>, data_dir: PathBuf) -> io::Result<PathBuf> {
+pub fn serve(state_dir: &StateDir, fs: Arc<WormFs>, data_dir: PathBuf) -> io::Result<PathBuf> {
     let path = state_dir.control_socket();
     // A socket file left by a daemon that died: nobody answers on it, so it can go.
     if path.exists() && UnixStream::connect(&path).is_err() {
@@ -59,10 +60,10 @@ pub fn serve(state_dir: &StateDir, ledger: Arc<Ledger>, data_dir: PathBuf) -> io
                     answer(&stream, &Response { ok: false, message: "the wormfs daemon is busy: try again".into() });
                 continue;
             };
-            let (ledger, data_dir) = (ledger.clone(), data_dir.clone());
+            let (fs, data_dir) = (fs.clone(), data_dir.clone());
             let spawned = std::thread::Builder::new().name("control-client".into()).spawn(move || {
                 let _slot = slot;
-                if let Err(e) = handle(stream, &ledger, &data_dir) {
+                if let Err(e) = handle(stream, &fs, &data_dir) {
                     warn!("control socket: {e}");
                 }
             });
@@ -130,7 +131,7 @@ fn read_request(stream: &UnixStream) -> io::Result<String> {
     String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the request is not UTF-8"))
 }
 
-fn handle(stream: UnixStream, ledger: &Ledger, data_dir: &Path) -> io::Result<()> {
+fn handle(stream: UnixStream, fs: &WormFs, data_dir: &Path) -> io::Result<()> {
     let uid = getsockopt(&stream, PeerCredentials).map(|c| c.uid()).map_err(io::Error::from)?;
     let response = if uid != 0 {
         warn!("control socket: refused a request from uid {uid}");
@@ -138,7 +139,7 @@ fn handle(stream: UnixStream, ledger: &Ledger, data_dir: &Path) -> io::Result<()
     } else {
         let line = read_request(&stream)?;
         match serde_json::from_str::<Request>(&line) {
-            Ok(request) => match admin::execute(ledger, data_dir, uid, &request) {
+            Ok(request) => match admin::execute(fs, data_dir, uid, &request) {
                 Ok(message) => {
                     info!("admin (uid {uid}): {message}");
                     Response { ok: true, message }
@@ -205,37 +206,70 @@ impl std::error::Error for SubmitError {
 
 /// Carry out `request`: through the daemon when the filesystem is mounted, else on the index.
 pub fn submit(state_dir: &StateDir, request: &Request) -> Result<String, SubmitError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(SubmitError::NotRoot);
-    }
-    match UnixStream::connect(state_dir.control_socket()) {
-        Ok(stream) => {
-            stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(SubmitError::Io)?;
-            let mut out = &stream;
-            let line = serde_json::to_string(request).map_err(SubmitError::BadAnswer)?;
-            writeln!(out, "{line}").map_err(SubmitError::Io)?;
-            let mut answer = String::new();
-            BufReader::new(&stream).read_line(&mut answer).map_err(SubmitError::Io)?;
-            let response: Response = serde_json::from_str(&answer).map_err(SubmitError::BadAnswer)?;
-            if response.ok {
-                Ok(response.message)
-            } else {
-                Err(SubmitError::Refused(response.message))
-            }
+    Session::open(state_dir)?.submit(request)
+}
+
+/// Where admin requests go for a run of several (`wormfs archive` makes one per file): the
+/// daemon, or the index opened once when nothing is mounted.
+pub enum Session {
+    Daemon(PathBuf),
+    Offline { fs: Box<WormFs>, data_dir: PathBuf },
+}
+
+impl Session {
+    pub fn open(state_dir: &StateDir) -> Result<Session, SubmitError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(SubmitError::NotRoot);
+        }
+        let socket = state_dir.control_socket();
+        if UnixStream::connect(&socket).is_ok() {
+            return Ok(Session::Daemon(socket));
         }
         // Nothing listening: not mounted. Work on the index directly.
-        Err(_) => offline(state_dir, request),
+        let store = state_dir.open_index().map_err(SubmitError::Index)?;
+        let data_dir = store.data_dir().map_err(|e| SubmitError::Ledger(e.into()))?.ok_or(SubmitError::NeverMounted)?;
+        let expected = keys::chain_key_id(&store).map_err(|e| SubmitError::Ledger(e.into()))?;
+        let key = keys::load_signing(state_dir, expected).map_err(SubmitError::Key)?;
+        // Admin records do not seal, so the retention policy does not matter here.
+        let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0))
+            .map_err(SubmitError::Ledger)?;
+        let data_dir = PathBuf::from(std::ffi::OsString::from_vec(data_dir));
+        let fs = WormFs::new(&data_dir, Arc::new(ledger)).map_err(|e| SubmitError::Admin(AdminError::Fs(e)))?;
+        Ok(Session::Offline { fs: Box::new(fs), data_dir })
+    }
+
+    /// The index, when this session holds it (offline); while mounted, open it read-only.
+    pub fn store(&self) -> Option<&dyn Store> {
+        match self {
+            Session::Daemon(_) => None,
+            Session::Offline { fs, .. } => Some(fs.ledger().store()),
+        }
+    }
+
+    pub fn mounted(&self) -> bool {
+        matches!(self, Session::Daemon(_))
+    }
+
+    pub fn submit(&self, request: &Request) -> Result<String, SubmitError> {
+        match self {
+            Session::Daemon(socket) => ask_daemon(socket, request),
+            Session::Offline { fs, data_dir } => admin::execute(fs, data_dir, 0, request).map_err(SubmitError::Admin),
+        }
     }
 }
 
-fn offline(state_dir: &StateDir, request: &Request) -> Result<String, SubmitError> {
-    let store = state_dir.open_index().map_err(SubmitError::Index)?;
-    let data_dir = store.data_dir().map_err(|e| SubmitError::Ledger(e.into()))?.ok_or(SubmitError::NeverMounted)?;
-    let expected = keys::chain_key_id(&store).map_err(|e| SubmitError::Ledger(e.into()))?;
-    let key = keys::load_signing(state_dir, expected).map_err(SubmitError::Key)?;
-    // Holds and extensions do not seal, so the retention policy does not matter here.
-    let ledger = Ledger::open(Arc::new(store), key, Arc::new(SystemClock), RetentionPolicy::uniform(0))
-        .map_err(SubmitError::Ledger)?;
-    let data_dir = PathBuf::from(std::ffi::OsString::from_vec(data_dir));
-    admin::execute(&ledger, &data_dir, 0, request).map_err(SubmitError::Admin)
+fn ask_daemon(socket: &Path, request: &Request) -> Result<String, SubmitError> {
+    let stream = UnixStream::connect(socket).map_err(SubmitError::Io)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(SubmitError::Io)?;
+    let mut out = &stream;
+    let line = serde_json::to_string(request).map_err(SubmitError::BadAnswer)?;
+    writeln!(out, "{line}").map_err(SubmitError::Io)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(SubmitError::Io)?;
+    let response: Response = serde_json::from_str(&answer).map_err(SubmitError::BadAnswer)?;
+    if response.ok {
+        Ok(response.message)
+    } else {
+        Err(SubmitError::Refused(response.message))
+    }
 }

@@ -118,6 +118,27 @@ pub fn record_json(r: &Record) -> Value {
         }),
         Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
         Payload::Aborted { change, errno } => json!({ "change": change, "errno": errno }),
+        Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+            json!({
+                "path": path_text(path),
+                "size": size,
+                "file_hash": hex(file_hash),
+                "bucket": bucket,
+                "key": key,
+                "version_id": version_id,
+                "receipt_version_id": receipt_version_id,
+                "retain_until": rfc3339_ns(*retain_until_ns),
+                "retain_until_ns": retain_until_ns,
+            })
+        }
+        Payload::Pruned { path, size, file_hash, retain_until_ns, archived } => json!({
+            "path": path_text(path),
+            "size": size,
+            "file_hash": hex(file_hash),
+            "retain_until": rfc3339_ns(*retain_until_ns),
+            "retain_until_ns": retain_until_ns,
+            "archived": archived,
+        }),
         Payload::KeyRotate { epoch, public_key, epoch_ns } => {
             json!({ "epoch": epoch, "public_key": hex(public_key), "epoch_ns": epoch_ns })
         }
@@ -204,6 +225,13 @@ pub fn record_line(r: &Record) -> String {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
         }
         Payload::Access { path, uid, pid, command } => format!("{path} read by uid {uid} pid {pid} ({command})"),
+        Payload::Archived { path, size, bucket, key, version_id, retain_until_ns, .. } => format!(
+            "{path} ({size} bytes) to s3://{bucket}/{key} version {version_id}, locked until {}",
+            rfc3339_ns(*retain_until_ns)
+        ),
+        Payload::Pruned { path, size, archived, .. } => {
+            format!("{path} ({size} bytes) deleted here, kept in the archive (record {archived})")
+        }
         Payload::KeyRotate { epoch, public_key, epoch_ns } => {
             format!("epoch {epoch} key {} ({} s)", hex(public_key), epoch_ns / 1_000_000_000)
         }

@@ -68,3 +68,4 @@ pub mod verify;
 pub mod verify_cmd;
 pub mod verify_report;
 pub mod witness;
+pub mod archive;

@@ -66,6 +66,17 @@ impl std::error::Error for ReceiptError {}
 /// checkpoint of this store's tree).
 pub fn make(store: &dyn Store, path: &RelPath, cp: &Checkpoint, signer: &LogSigner) -> Result<Value, ReceiptError> {
     let history = History::replay(store).map_err(ReceiptError::Store)?;
+    make_from(store, &history, path, cp, signer)
+}
+
+/// `make` with the store's history already replayed (the archive makes many receipts at once).
+pub fn make_from(
+    store: &dyn Store,
+    history: &History,
+    path: &RelPath,
+    cp: &Checkpoint,
+    signer: &LogSigner,
+) -> Result<Value, ReceiptError> {
     let file = history.files.get(path).ok_or_else(|| ReceiptError::NoSuchFile(path.clone()))?;
     let seqs = file.records.clone();
     let needed = seqs.last().copied().unwrap_or(0);

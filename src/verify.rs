@@ -12,7 +12,9 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::core::backing::DataDir;
 use crate::core::chain::{ChainChecker, ChainFinding, ChainReport, EpochView};
-use crate::core::history::{CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin};
+use crate::core::history::{
+    ArchiveDue, CheckedRange, Ended, FileHistory, History, HistoryFinding, HistoryWarning, Origin,
+};
 use crate::core::merkle::Frontier;
 use crate::core::path::RelPath;
 use crate::core::policy::{NodeKind, Refusal};
@@ -103,6 +105,39 @@ pub enum Finding {
         anchor: String,
         why: String,
     },
+    /// An archived copy in S3 (`--archive`) is not what its Archived record put there, or no
+    /// longer locked as the chain requires.
+    Archive(ArchiveFinding),
+}
+
+/// What is wrong with one archived copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveFinding {
+    pub path: RelPath,
+    /// The Archived record.
+    pub seq: u64,
+    pub key: String,
+    pub version_id: String,
+    pub problem: ArchiveProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveProblem {
+    /// The recorded version is gone (deleted, or never there).
+    Missing,
+    /// The receipt object beside it is gone.
+    ReceiptMissing,
+    /// Its bytes are not the archived bytes: another size, or [start, end) hashes otherwise.
+    ContentChanged { start: u64, end: u64 },
+    SizeDiffers { size: u64 },
+    /// Not locked in COMPLIANCE mode (GOVERNANCE can be lifted; none means no lock).
+    NotCompliance { mode: Option<&'static str> },
+    /// Locked until before the date the chain requires (or with no date).
+    RetentionShort { until_ns: Option<u64>, due_ns: u64 },
+    /// A hold covers the file in the chain, but the object has no legal hold.
+    HoldMissing { hold: RelPath },
+    /// The server answered something else than the object for this version (not a 404).
+    Unreadable { reason: String },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -122,6 +157,13 @@ pub enum Warning {
     /// without an Unmount (a crash or a kill), or records were dropped from its end. Anchors
     /// tell which.
     StaleEpoch { epoch: u64, since_ns: u64, epoch_ns: u64 },
+    /// A newer version (or a delete marker) sits on top of an archived version: it is intact,
+    /// but a reader that does not ask for its version id gets something else.
+    ArchiveCovered { path: RelPath, key: String, version_id: String },
+    /// The object still has a legal hold the chain has cleared (the next archive run lifts it).
+    ArchiveHoldNotCleared { path: RelPath, key: String },
+    /// Archived records about another bucket than the one checked: not checked.
+    ArchiveNotChecked { bucket: String, copies: u64 },
 }
 
 impl Finding {
@@ -156,6 +198,8 @@ impl Finding {
                 HistoryFinding::WhileUnmounted { .. } => "chain.record_while_unmounted",
                 HistoryFinding::Damaged { .. } => "file.damaged",
                 HistoryFinding::AbortedNothing { .. } => "chain.aborted_nothing",
+                HistoryFinding::ArchivedUnsealed { .. } => "chain.archived_unsealed",
+                HistoryFinding::PrunedWithoutArchive { .. } => "file.pruned_without_archive",
             },
             Finding::ContentChanged { .. } => "file.content_changed",
             Finding::Truncated { .. } => "file.truncated",
@@ -170,6 +214,15 @@ impl Finding {
             Finding::ForkedFromAnchor { .. } => "chain.forked_from_anchor",
             Finding::AnchorUnverified { .. } => "anchor.unverified",
             Finding::FromTheFuture { .. } => "chain.from_the_future",
+            Finding::Archive(a) => match a.problem {
+                ArchiveProblem::Missing => "archive.missing",
+                ArchiveProblem::ReceiptMissing => "archive.receipt_missing",
+                ArchiveProblem::ContentChanged { .. } | ArchiveProblem::SizeDiffers { .. } => "archive.content_changed",
+                ArchiveProblem::NotCompliance { .. } => "archive.unlocked",
+                ArchiveProblem::RetentionShort { .. } => "archive.retention_short",
+                ArchiveProblem::HoldMissing { .. } => "archive.hold_missing",
+                ArchiveProblem::Unreadable { .. } => "archive.unreadable",
+            },
         }
     }
 
@@ -193,7 +246,9 @@ impl Finding {
                 | HistoryFinding::TruncateMisplaced { path, .. }
                 | HistoryFinding::SealedAfterCleanUnmount { path, .. }
                 | HistoryFinding::RecoveredOutsideRecovery { path, .. }
-                | HistoryFinding::Damaged { path, .. } => Some(path),
+                | HistoryFinding::Damaged { path, .. }
+                | HistoryFinding::ArchivedUnsealed { path, .. }
+                | HistoryFinding::PrunedWithoutArchive { path, .. } => Some(path),
                 HistoryFinding::WhileUnmounted { .. } | HistoryFinding::AbortedNothing { .. } => None,
             },
             Finding::ContentChanged { path, .. }
@@ -203,6 +258,7 @@ impl Finding {
             | Finding::NotAFile { path, .. }
             | Finding::Unreadable { path, .. }
             | Finding::AppendedAfterUnmount { path, .. } => Some(path),
+            Finding::Archive(a) => Some(&a.path),
         }
     }
 }
@@ -216,6 +272,9 @@ impl Warning {
             Warning::DeleteNotCompleted { .. } => "file.delete_not_completed",
             Warning::RenameNotCompleted { .. } => "file.rename_not_completed",
             Warning::StaleEpoch { .. } => "chain.stale_epoch",
+            Warning::ArchiveCovered { .. } => "archive.covered",
+            Warning::ArchiveHoldNotCleared { .. } => "archive.hold_not_cleared",
+            Warning::ArchiveNotChecked { .. } => "archive.not_checked",
         }
     }
 
@@ -226,7 +285,8 @@ impl Warning {
             | Warning::UnsealedTail { path, .. }
             | Warning::DeleteNotCompleted { path, .. }
             | Warning::RenameNotCompleted { path, .. } => Some(path),
-            Warning::StaleEpoch { .. } => None,
+            Warning::ArchiveCovered { path, .. } | Warning::ArchiveHoldNotCleared { path, .. } => Some(path),
+            Warning::StaleEpoch { .. } | Warning::ArchiveNotChecked { .. } => None,
         }
     }
 }
@@ -287,6 +347,13 @@ impl fmt::Display for Finding {
                     f,
                     "{path}: wormfs found it cut to {size} of {sealed} sealed bytes (record {seq})"
                 ),
+                HistoryFinding::ArchivedUnsealed { path, seq } => {
+                    write!(f, "{path}: record {seq} archives bytes that are not the file's sealed bytes")
+                }
+                HistoryFinding::PrunedWithoutArchive { path, seq, archived } => write!(
+                    f,
+                    "{path}: deleted as archived (record {seq}), but record {archived} is no archive of these bytes"
+                ),
             },
             Finding::ContentChanged { path, start, end, seq } => {
                 write!(f, "{path}: bytes [{start}, {end}) changed since sealed (record {seq})")
@@ -322,6 +389,34 @@ impl fmt::Display for Finding {
                 expiry(*time_ns),
                 expiry(*now_ns)
             ),
+            Finding::Archive(a) => {
+                write!(f, "{}: archived copy {} version {} (record {}) ", a.path, a.key, a.version_id, a.seq)?;
+                match &a.problem {
+                    ArchiveProblem::Missing => write!(f, "is gone from the bucket"),
+                    ArchiveProblem::ReceiptMissing => write!(f, "has lost its receipt ({}.receipt)", a.key),
+                    ArchiveProblem::ContentChanged { start, end } => {
+                        write!(f, "differs from the sealed bytes in [{start}, {end})")
+                    }
+                    ArchiveProblem::SizeDiffers { size } => write!(f, "holds {size} bytes, not the archived size"),
+                    ArchiveProblem::NotCompliance { mode: Some(mode) } => {
+                        write!(f, "is locked in {mode} mode, which can be lifted: not COMPLIANCE")
+                    }
+                    ArchiveProblem::NotCompliance { mode: None } => write!(f, "has no Object Lock retention"),
+                    ArchiveProblem::RetentionShort { until_ns: Some(until), due_ns } => write!(
+                        f,
+                        "is locked only until {}; the chain retains it until {}",
+                        expiry(*until),
+                        expiry(*due_ns)
+                    ),
+                    ArchiveProblem::RetentionShort { until_ns: None, due_ns } => {
+                        write!(f, "has no retain-until date; the chain retains it until {}", expiry(*due_ns))
+                    }
+                    ArchiveProblem::HoldMissing { hold } => {
+                        write!(f, "has no legal hold, but the hold on {hold} covers it in the chain")
+                    }
+                    ArchiveProblem::Unreadable { reason } => write!(f, "could not be checked: {reason}"),
+                }
+            }
         }
     }
 }
@@ -338,6 +433,16 @@ fn origin(o: &Origin) -> String {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::ArchiveCovered { path, key, version_id } => write!(
+                f,
+                "{path}: the archived version {version_id} of {key} is intact, but something newer sits on top of it (a plain GET of the key returns other bytes)"
+            ),
+            Warning::ArchiveHoldNotCleared { path, key } => {
+                write!(f, "{path}: {key} still has a legal hold the chain has cleared (the next archive run lifts it)")
+            }
+            Warning::ArchiveNotChecked { bucket, copies } => {
+                write!(f, "{copies} archived copies are in bucket {bucket}, which was not checked")
+            }
             Warning::History(HistoryWarning::Adopted { path, seq }) => {
                 write!(f, "{path}: adopted by wormfs (record {seq}), not created through it")
             }
@@ -382,6 +487,11 @@ pub struct Report {
     pub rotations: u64,
     /// The anchors the chain was found to extend: (name, tree size).
     pub anchored: Vec<(String, u64)>,
+    /// Every archived copy and the lock it must have (checked against S3 by `archive::check`
+    /// when verify is given --archive).
+    pub archived: Vec<ArchiveDue>,
+    /// With --archive: the bucket checked and how many copies it holds that were checked.
+    pub archive_checked: Option<(String, u64)>,
 }
 
 impl Report {
@@ -547,6 +657,7 @@ pub fn check_with(
     let Replay { chain, history, head_time, roots, leaves, future } = Replay::of(store, key, &sizes, opts.now_ns)?;
     let (anchor_findings, anchored) = check_anchors(&opts.anchors, &roots, leaves);
     let closed = history.closed();
+    let archived = history.archive_dues();
     let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
     let mut findings: Vec<Finding> = chain.findings.into_iter().map(Finding::Chain).collect();
     // What the records show is about the chain as a whole: reported whatever --path says.
@@ -642,6 +753,8 @@ pub fn check_with(
         epoch: chain.epoch,
         rotations: chain.rotations,
         anchored,
+        archived,
+        archive_checked: None,
     })
 }
 

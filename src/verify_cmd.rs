@@ -7,6 +7,8 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::archive::s3::S3Error;
+use crate::archive::S3Args;
 use crate::checkpoint;
 use crate::core::store::{Clock, SystemClock};
 use crate::core::RelPath;
@@ -26,6 +28,8 @@ pub enum VerifyCmdError {
     Index(InspectError),
     Key(KeyError),
     Check(VerifyError),
+    /// The archive could not be checked at all (S3 unreachable, no credentials).
+    Archive(S3Error),
     Output(std::io::Error),
 }
 
@@ -46,6 +50,7 @@ impl fmt::Display for VerifyCmdError {
             VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Key(e) => write!(f, "cannot verify: {e}"),
             VerifyCmdError::Check(e) => write!(f, "cannot verify: {e}"),
+            VerifyCmdError::Archive(e) => write!(f, "cannot verify the archive: {e}"),
             VerifyCmdError::Output(e) => write!(f, "writing the report: {e}"),
         }
     }
@@ -66,6 +71,8 @@ pub struct VerifyArgs<'a> {
     pub witness_keys: Vec<String>,
     pub json: bool,
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Also check the archived copies in this bucket (`s3://BUCKET`), reached this way.
+    pub archive: Option<(String, S3Args)>,
 }
 
 /// The anchors whose signatures check out, and a finding for each that does not.
@@ -109,7 +116,12 @@ fn read_anchors(
 
 /// Returns the exit status: 0 intact, 1 findings.
 pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
-    let VerifyArgs { pubkey, only, expect_head, anchors, checkpoint_key, witness_keys, json, metrics_file } = args;
+    let VerifyArgs { pubkey, only, expect_head, anchors, checkpoint_key, witness_keys, json, metrics_file, archive } =
+        args;
+    let archive = match archive {
+        Some((bucket, s3)) => Some(s3.client(&bucket).map_err(VerifyCmdError::Archive)?),
+        None => None,
+    };
     if !data.is_dir() {
         return Err(VerifyCmdError::NoDataDir(data.to_path_buf()));
     }
@@ -141,9 +153,16 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
     } else {
         None
     };
-    let report = verify::check_with(&store, data, key, &opts).map_err(VerifyCmdError::Check)?;
+    let mut report = verify::check_with(&store, data, key, &opts).map_err(VerifyCmdError::Check)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(s3) = &archive {
+        let (findings, warnings, copies) =
+            crate::archive::check::check(s3, &report.archived, &|_| {}).map_err(VerifyCmdError::Archive)?;
+        report.findings.extend(findings);
+        report.warnings.extend(warnings);
+        report.archive_checked = Some((s3.bucket().to_string(), copies));
     }
 
     let verdict = Verdict { report: &report, public_key: key.to_bytes(), key_source };

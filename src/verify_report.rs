@@ -12,7 +12,7 @@ use crate::core::path::RelPath;
 use crate::core::segment::hex;
 use crate::core::timefmt::rfc3339_ns;
 use crate::inspect::{path_text, put_hex};
-use crate::verify::{Finding, Report, Warning};
+use crate::verify::{ArchiveProblem, Finding, Report, Warning};
 
 /// Where the trusted public key came from.
 #[derive(Debug, Clone)]
@@ -100,6 +100,13 @@ impl Verdict<'_> {
         for (name, size) in &r.anchored {
             writeln!(out, "anchor:    {name}: the chain extends its {size} records")?;
         }
+        if let Some((bucket, copies)) = &r.archive_checked {
+            writeln!(
+                out,
+                "archive:   s3://{bucket}: {copies} archived cop{} checked (bytes, COMPLIANCE lock, retain-until, legal hold, receipt)",
+                if *copies == 1 { "y" } else { "ies" }
+            )?;
+        }
         writeln!(
             out,
             "files:     {} checked, {} bytes hashed in {:.2}s ({:.0} MB/s, {} threads)",
@@ -146,6 +153,7 @@ impl Verdict<'_> {
                 "forward_secure_through": r.forward_secure_through(),
             },
             "anchors": r.anchored.iter().map(|(name, size)| json!({ "anchor": name, "size": size })).collect::<Vec<_>>(),
+            "archive": r.archive_checked.as_ref().map(|(bucket, copies)| json!({ "bucket": bucket, "copies_checked": copies })),
             "files": r.files,
             "bytes_hashed": r.bytes_hashed,
             "seconds": r.hash_time.as_secs_f64(),
@@ -203,6 +211,8 @@ fn finding_json(f: &Finding) -> Value {
                 json!({ "start": start, "end": end, "seq": seq })
             }
             HistoryFinding::Damaged { seq, sealed, size, .. } => json!({ "seq": seq, "sealed": sealed, "size": size }),
+            HistoryFinding::ArchivedUnsealed { seq, .. } => json!({ "seq": seq }),
+            HistoryFinding::PrunedWithoutArchive { seq, archived, .. } => json!({ "seq": seq, "archived": archived }),
         },
         Finding::ContentChanged { start, end, seq, .. } => json!({ "start": start, "end": end, "seq": seq }),
         Finding::Truncated { size, sealed, .. } => json!({ "size": size, "sealed": sealed }),
@@ -218,6 +228,25 @@ fn finding_json(f: &Finding) -> Value {
         Finding::ForkedFromAnchor { anchor, size } => json!({ "anchor": anchor, "anchor_size": size }),
         Finding::AnchorUnverified { anchor, why } => json!({ "anchor": anchor, "why": why }),
         Finding::FromTheFuture { seq, time_ns, now_ns } => json!({ "seq": seq, "time_ns": time_ns, "now_ns": now_ns }),
+        Finding::Archive(a) => {
+            let mut v = json!({ "seq": a.seq, "key": a.key, "version_id": a.version_id });
+            let more = match &a.problem {
+                ArchiveProblem::ContentChanged { start, end } => json!({ "start": start, "end": end }),
+                ArchiveProblem::SizeDiffers { size } => json!({ "size": size }),
+                ArchiveProblem::NotCompliance { mode } => json!({ "mode": mode }),
+                ArchiveProblem::RetentionShort { until_ns, due_ns } => json!({
+                    "retain_until": until_ns.map(rfc3339_ns),
+                    "due": rfc3339_ns(*due_ns),
+                }),
+                ArchiveProblem::HoldMissing { hold } => json!({ "hold": path_text(hold) }),
+                ArchiveProblem::Unreadable { reason } => json!({ "reason": reason }),
+                ArchiveProblem::Missing | ArchiveProblem::ReceiptMissing => json!({}),
+            };
+            if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), more) {
+                obj.extend(more);
+            }
+            v
+        }
     };
     merge(&mut v, extra, f.path());
     v
@@ -237,6 +266,9 @@ fn warning_json(w: &Warning) -> Value {
         Warning::StaleEpoch { epoch, since_ns, epoch_ns } => {
             json!({ "epoch": epoch, "since": rfc3339_ns(*since_ns), "epoch_ns": epoch_ns })
         }
+        Warning::ArchiveCovered { key, version_id, .. } => json!({ "key": key, "version_id": version_id }),
+        Warning::ArchiveHoldNotCleared { key, .. } => json!({ "key": key }),
+        Warning::ArchiveNotChecked { bucket, copies } => json!({ "bucket": bucket, "copies": copies }),
     };
     merge(&mut v, extra, w.path());
     v

@@ -323,6 +323,22 @@ impl DataDir {
     }
 }
 
+/// The write-once flag an open file carries (None when the filesystem has no such flags).
+pub fn protection_of(file: &File) -> Option<Protection> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points at `flags`.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
+        return None;
+    }
+    Some(if flags & FS_IMMUTABLE_FL != 0 {
+        Protection::Immutable
+    } else if flags & FS_APPEND_FL != 0 {
+        Protection::AppendOnly
+    } else {
+        Protection::None
+    })
+}
+
 /// Set a regular file's append-only or immutable flag (and clear the other), through `fd`.
 fn set_flags(fd: std::os::fd::BorrowedFd<'_>, to: Protection) -> OsResult<()> {
     if fstat(fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {

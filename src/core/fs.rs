@@ -640,12 +640,29 @@ impl WormFs {
         let st = self.stat(&path)?;
         let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
         let change = self.ledger.delete(&path, st.st_size as u64, open).map_err(|e| gated(&path, e))?;
+        self.remove(&path, change)
+    }
+
+    /// Delete the local copy of an expired file that record `archived` keeps in S3 (`wormfs
+    /// archive --prune`, after it checked the object): `unlink`'s rules, recorded as Pruned.
+    /// The Pruned record's seq.
+    pub fn prune(&self, path: &RelPath, archived: u64) -> FsResult<u64> {
+        let _gate = write(&self.gate);
+        let st = self.stat(path)?;
+        let open = self.is_open(self.inodes.fuse_ino(st.st_ino));
+        let change = self.ledger.prune(path, st.st_size as u64, open, archived).map_err(|e| gated(path, e))?;
+        let seq = change.record.seq();
+        self.remove(path, change).map(|()| seq)
+    }
+
+    /// The unlink a recorded Delete or Pruned stands for (aborted in the chain if it fails).
+    fn remove(&self, path: &RelPath, change: super::ledger::Change) -> FsResult<()> {
         let _flags = lock(&self.flag_lock);
-        self.data.protect(&path, Protection::None);
-        self.data.unlink(&path).map_err(|e| {
-            self.data.protect(&path, Protection::Immutable);
-            let e = FsError::os(&path, e);
-            self.abort(&path, change, &e);
+        self.data.protect(path, Protection::None);
+        self.data.unlink(path).map_err(|e| {
+            self.data.protect(path, Protection::Immutable);
+            let e = FsError::os(path, e);
+            self.abort(path, change, &e);
             e
         })
     }

@@ -72,6 +72,8 @@ pub struct FileHistory {
     /// Recovered and Truncate records and the Renames that brought it to its name (a receipt
     /// carries them).
     pub records: Vec<u64>,
+    /// The Archived records of its bytes (`History::archived`), oldest first.
+    pub archived: Vec<u64>,
 }
 
 impl FileHistory {
@@ -87,6 +89,7 @@ impl FileHistory {
             retain_until_ns: 0,
             broken: false,
             records: Vec::new(),
+            archived: Vec::new(),
         }
     }
 
@@ -122,7 +125,8 @@ enum Phase {
     Never,
     /// Mounted; `recovering` while only the mount's recovery records have followed the Mount.
     Up { prior: PriorRun, recovering: bool },
-    /// After an Unmount: only admin records (holds, retention) may follow until the next Mount.
+    /// After an Unmount: only admin records (holds, retention, archive and prune) may follow until
+    /// the next Mount.
     Down,
 }
 
@@ -156,6 +160,45 @@ pub enum HistoryFinding {
     /// An Aborted record of a record that is not the newest Delete, Rename or Truncate, or
     /// that comes after other records about its files: nothing it could undo.
     AbortedNothing { seq: u64, change: u64 },
+    /// An Archived record of bytes that are not the file's sealed bytes then (another size or
+    /// file_hash, or no such file): wormfs archives only what it sealed.
+    ArchivedUnsealed { path: RelPath, seq: u64 },
+    /// A Pruned record whose `archived` is not an Archived record of exactly those bytes.
+    PrunedWithoutArchive { path: RelPath, seq: u64, archived: u64 },
+}
+
+/// An archived copy and the lock the chain requires of it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveDue {
+    pub copy: ArchivedCopy,
+    pub retain_until_ns: u64,
+    /// The hold that covers it, if any.
+    pub hold: Option<RelPath>,
+}
+
+/// A file's bytes as an Archived record put them in S3, and what the lock on them must be now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedCopy {
+    pub seq: u64,
+    /// The name it was archived under.
+    pub path: RelPath,
+    pub size: u64,
+    pub file_hash: Hash,
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub receipt_version_id: String,
+    /// The retain-until the object was put with.
+    pub put_until_ns: u64,
+    /// The seal ranges of [0, size) at the time: what the object's bytes must hash to.
+    pub ranges: Vec<CheckedRange>,
+    /// Where the history it came from is now (a rename moves it); None once that history ended,
+    /// when `retain_until_ns` stays what it was then.
+    pub file: Option<RelPath>,
+    /// The history's retain-until when it ended (while `file` is Some, the file's is used).
+    pub retain_until_ns: u64,
+    /// The Pruned record that deleted the local copy, if one did.
+    pub pruned: Option<u64>,
 }
 
 /// Worth knowing, not proof of tampering.
@@ -189,6 +232,8 @@ pub struct History {
     pub damage: BTreeMap<RelPath, (u64, u64, u64)>,
     pub findings: Vec<HistoryFinding>,
     pub warnings: Vec<HistoryWarning>,
+    /// Every Archived record's copy, by the record's seq.
+    pub archived: BTreeMap<u64, ArchivedCopy>,
     phase: Phase,
     /// The newest Delete, Rename or Truncate with what it replaced, until another record about
     /// its files (or a second Mount) follows: what an Aborted record of it puts back.
@@ -241,6 +286,7 @@ impl Default for History {
             damage: BTreeMap::new(),
             findings: Vec::new(),
             warnings: Vec::new(),
+            archived: BTreeMap::new(),
             phase: Phase::Never,
             undo: None,
             mounts: 0,
@@ -338,7 +384,9 @@ impl History {
             }
         }
         let undo = match payload {
-            Payload::Delete { path, .. } | Payload::Truncate { path, .. } => Some(self.entries(seq, payload, &[path])),
+            Payload::Delete { path, .. } | Payload::Pruned { path, .. } | Payload::Truncate { path, .. } => {
+                Some(self.entries(seq, payload, &[path]))
+            }
             Payload::Rename { from, to } => Some(self.entries(seq, payload, &[from, to])),
             _ => None,
         };
@@ -384,6 +432,12 @@ impl History {
             };
         }
         for e in undo.before {
+            if let Some(h) = &e.file {
+                self.copies_follow(h, Some(&e.path));
+                for seq in &h.archived {
+                    self.archived.get_mut(seq).expect("archived before").pruned = None;
+                }
+            }
             put(&mut self.files, &e.path, e.file);
             put(&mut self.ended, &e.path, e.ended);
             put(&mut self.renamed, &e.path, e.renamed);
@@ -405,11 +459,47 @@ impl History {
             Payload::Create { path, .. } => self.begin(path, seq, Origin::Created { seq }, seq),
             Payload::Seal(s) => self.seal(seq, s),
             Payload::Recovered { segment, adopted } => self.recovered(seq, segment, *adopted),
+            Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+                let Some(h) = self.files.get_mut(path).filter(|h| h.sealed == *size && h.file_hash == *file_hash) else {
+                    self.findings.push(HistoryFinding::ArchivedUnsealed { path: path.clone(), seq });
+                    return;
+                };
+                let copy = ArchivedCopy {
+                    seq,
+                    path: path.clone(),
+                    size: *size,
+                    file_hash: *file_hash,
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    version_id: version_id.clone(),
+                    receipt_version_id: receipt_version_id.clone(),
+                    put_until_ns: *retain_until_ns,
+                    ranges: h.ranges.iter().filter(|r| r.end <= *size).cloned().collect(),
+                    file: Some(path.clone()),
+                    retain_until_ns: h.retain_until_ns,
+                    pruned: None,
+                };
+                h.archived.push(seq);
+                self.archived.insert(seq, copy);
+            }
+            Payload::Pruned { path, size, file_hash, archived, .. } => {
+                let matches = self.archived.get(archived).is_some_and(|c| {
+                    c.file.as_ref() == Some(path) && c.size == *size && c.file_hash == *file_hash && c.pruned.is_none()
+                });
+                if !matches {
+                    let archived = *archived;
+                    self.findings.push(HistoryFinding::PrunedWithoutArchive { path: path.clone(), seq, archived });
+                }
+                if self.gated(path, "prune", seq, time_ns) {
+                    if let Some(copy) = self.archived.get_mut(archived).filter(|_| matches) {
+                        copy.pruned = Some(seq);
+                    }
+                    self.end(path, seq);
+                }
+            }
             Payload::Delete { path, .. } => {
                 if self.gated(path, "delete", seq, time_ns) {
-                    self.files.remove(path);
-                    self.damage.remove(path);
-                    self.ended.insert(path.clone(), Ended::Deleted { seq });
+                    self.end(path, seq);
                 }
             }
             Payload::Rename { from, to } => {
@@ -425,6 +515,7 @@ impl History {
                     let origin = self.files[to].origin.clone();
                     let mut records = moved.records.clone();
                     records.push(seq);
+                    self.copies_follow(&moved, Some(to));
                     self.files.insert(to.clone(), FileHistory { origin, records, ..moved });
                     self.renamed.insert(to.clone(), (from.clone(), seq));
                 }
@@ -458,7 +549,12 @@ impl History {
     fn check_phase(&mut self, seq: u64, payload: &Payload) {
         let mounted_only = !matches!(
             payload,
-            Payload::Mount { .. } | Payload::Hold { .. } | Payload::Retention { .. } | Payload::ClockJump { .. }
+            Payload::Mount { .. }
+                | Payload::Hold { .. }
+                | Payload::Retention { .. }
+                | Payload::ClockJump { .. }
+                | Payload::Archived { .. }
+                | Payload::Pruned { .. }
         );
         if mounted_only && !matches!(self.phase, Phase::Up { .. }) {
             self.findings.push(HistoryFinding::WhileUnmounted { seq, kind: payload.kind().name() });
@@ -546,6 +642,54 @@ impl History {
         h.retain_until_ns = h.retain_until_ns.max(s.retain_until_ns);
         h.ranges.push(CheckedRange { seq, start: s.start, end: s.end, hash: s.segment_hash });
         h.records.push(seq);
+    }
+
+    /// The history at `path` ended (a Delete or a Pruned): its archived copies keep the
+    /// retention it had.
+    fn end(&mut self, path: &RelPath, seq: u64) {
+        if let Some(h) = self.files.remove(path) {
+            self.copies_follow(&h, None);
+        }
+        self.damage.remove(path);
+        self.ended.insert(path.clone(), Ended::Deleted { seq });
+    }
+
+    /// The archived copies of history `h` now belong to the file at `to` (None: to no file,
+    /// with `h`'s retention as it stands).
+    fn copies_follow(&mut self, h: &FileHistory, to: Option<&RelPath>) {
+        for seq in &h.archived {
+            let copy = self.archived.get_mut(seq).expect("a history's copies are recorded");
+            copy.file = to.cloned();
+            copy.retain_until_ns = h.retain_until_ns;
+        }
+    }
+
+    /// Every archived copy with the lock it must have now (newest Archived record per key only:
+    /// an older record of the same key and version says nothing more).
+    pub fn archive_dues(&self) -> Vec<ArchiveDue> {
+        let mut newest: BTreeMap<(&str, &str), &ArchivedCopy> = BTreeMap::new();
+        for copy in self.archived.values() {
+            newest.insert((copy.bucket.as_str(), copy.key.as_str()), copy);
+        }
+        newest
+            .into_values()
+            .map(|copy| {
+                let (retain_until_ns, hold) = self.copy_lock(copy);
+                ArchiveDue { copy: copy.clone(), retain_until_ns, hold }
+            })
+            .collect()
+    }
+
+    /// What the lock on `copy` must be now: retained until the later of its history's
+    /// retain-until and the date it was put with, and held if a hold covers its file (or, once
+    /// that history ended, the name it was archived under).
+    pub fn copy_lock(&self, copy: &ArchivedCopy) -> (u64, Option<RelPath>) {
+        let (until, name) = match copy.file.as_ref().and_then(|f| self.files.get(f).map(|h| (h, f))) {
+            Some((h, f)) => (h.retain_until_ns, f),
+            None => (copy.retain_until_ns, &copy.path),
+        };
+        let hold = retention::hold_covering(self.holds.iter(), name).map(|(prefix, _)| prefix.clone());
+        (until.max(copy.put_until_ns), hold)
     }
 
     /// A Delete, Rename or Truncate must find a history, after its retention expired (by the
@@ -696,6 +840,113 @@ mod tests {
         fn findings(&self) -> &[HistoryFinding] {
             &self.history.findings
         }
+    }
+
+    impl Chain {
+        /// An Archived record of `path` as it is sealed now.
+        fn archived(&mut self, path: &str, key: &str) -> u64 {
+            let (size, file_hash) = self.file_hash[&p(path)];
+            self.push(Payload::Archived {
+                path: p(path),
+                size,
+                file_hash,
+                bucket: "b".into(),
+                key: key.into(),
+                version_id: "v1".into(),
+                receipt_version_id: "r1".into(),
+                retain_until_ns: 1100,
+            })
+        }
+
+        fn pruned(&mut self, path: &str, archived: u64) -> u64 {
+            let (size, file_hash) = self.file_hash[&p(path)];
+            self.push(Payload::Pruned { path: p(path), size, file_hash, retain_until_ns: 1100, archived })
+        }
+
+        fn due(&self, key: &str) -> ArchiveDue {
+            self.history.archive_dues().into_iter().find(|d| d.copy.key == key).expect("archived")
+        }
+    }
+
+    #[test]
+    fn an_archived_copy_must_be_retained_and_held_as_its_file_is_wherever_the_file_goes() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        let seq = c.archived("a.log", "k");
+        assert_eq!(c.findings(), &[]);
+        let due = c.due("k");
+        assert_eq!((due.copy.seq, due.copy.size, due.retain_until_ns, due.hold.clone()), (seq, 4, 1100, None));
+        assert_eq!(due.copy.ranges.len(), 1);
+        // Retention extended and a hold set: the object must follow.
+        c.push(Payload::Retention { path: p("a.log"), retain_until_ns: 9000, uid: 0 });
+        c.push(Payload::Hold { prefix: RelPath::root(), set: true, reason: "case".into(), uid: 0 });
+        assert_eq!((c.due("k").retain_until_ns, c.due("k").hold), (9000, Some(RelPath::root())));
+        c.push(Payload::Hold { prefix: RelPath::root(), set: false, reason: "case".into(), uid: 0 });
+        // Renamed once expired: the copy follows the history to its new name.
+        c.time = 10_000;
+        c.push(Payload::Rename { from: p("a.log"), to: p("b.log") });
+        assert_eq!(c.due("k").copy.file, Some(p("b.log")));
+        c.push(Payload::Retention { path: p("b.log"), retain_until_ns: 20_000, uid: 0 });
+        assert_eq!(c.due("k").retain_until_ns, 20_000);
+        // Deleted: the copy keeps the retention the file had, and a hold on its archived name.
+        c.time = 30_000;
+        c.push(Payload::Delete { path: p("b.log"), size: 4, file_hash: [0; 32], retain_until_ns: 20_000 });
+        c.push(Payload::Hold { prefix: p("a.log"), set: true, reason: "late".into(), uid: 0 });
+        let due = c.due("k");
+        assert_eq!((due.copy.file, due.retain_until_ns, due.hold), (None, 20_000, Some(p("a.log"))));
+        assert_eq!(c.findings(), &[]);
+    }
+
+    #[test]
+    fn an_archive_of_bytes_not_sealed_is_a_finding() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        let size = 99;
+        let seq = c.push(Payload::Archived {
+            path: p("a.log"),
+            size,
+            file_hash: [7; 32],
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: "v".into(),
+            receipt_version_id: "r".into(),
+            retain_until_ns: 1100,
+        });
+        assert_eq!(c.findings(), &[HistoryFinding::ArchivedUnsealed { path: p("a.log"), seq }]);
+        assert!(c.history.archive_dues().is_empty());
+    }
+
+    #[test]
+    fn a_prune_ends_the_history_only_as_an_archived_expired_file_and_can_be_aborted() {
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        let archived = c.archived("a.log", "k");
+        c.time = 5000;
+        let seq = c.pruned("a.log", archived);
+        assert_eq!(c.findings(), &[]);
+        assert!(!c.history.files.contains_key(&p("a.log")));
+        assert_eq!(c.history.ended.get(&p("a.log")), Some(&Ended::Deleted { seq }));
+        assert_eq!(c.due("k").copy.pruned, Some(seq));
+        // The unlink failed: the history and the copy's link to it come back.
+        c.push(Payload::Aborted { change: seq, errno: 5 });
+        assert!(c.history.files.contains_key(&p("a.log")));
+        assert_eq!((c.due("k").copy.pruned, c.due("k").copy.file), (None, Some(p("a.log"))));
+        assert_eq!(c.findings(), &[]);
+
+        // A prune naming a record that is no archive of it, and one before expiry.
+        let mut c = Chain::new();
+        c.mount();
+        c.create("a.log");
+        c.seal("a.log", b"one\n");
+        let seq = c.pruned("a.log", 2);
+        assert!(c.findings().contains(&HistoryFinding::PrunedWithoutArchive { path: p("a.log"), seq, archived: 2 }));
+        assert!(c.findings().iter().any(|f| matches!(f, HistoryFinding::ChangedBeforeExpiry { op: "prune", .. })));
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub enum LedgerError {
     Rotation(VaultError),
     /// The chain is in epoch 2^64−1 (a forged index): no epoch can follow.
     EpochsExhausted,
+    /// An archive of bytes that are not the file's sealed bytes now (it grew, or it is not
+    /// the file that was read): wormfs records only copies of what it sealed.
+    NotSealedBytes(RelPath),
+    /// An archive locked for less than the file is retained.
+    ArchiveExpiresFirst { path: RelPath, until_ns: u64, retain_until_ns: u64 },
+    /// A prune that names no Archived record of the file's bytes as they are.
+    NotArchived { path: RelPath, archived: u64 },
 }
 
 impl fmt::Display for LedgerError {
@@ -77,6 +84,16 @@ impl fmt::Display for LedgerError {
             LedgerError::Rotation(e) => write!(f, "cannot rotate the signing key: {e}"),
             LedgerError::EpochsExhausted => {
                 write!(f, "the chain is in the last possible key epoch (a forged index): no rotation can follow")
+            }
+            LedgerError::NotSealedBytes(p) => write!(f, "{p}: the archived bytes are not its sealed bytes now"),
+            LedgerError::ArchiveExpiresFirst { path, until_ns, retain_until_ns } => write!(
+                f,
+                "{path}: an archive locked until {} would expire before the file's retention ({})",
+                super::timefmt::rfc3339_ns(*until_ns),
+                super::timefmt::rfc3339_ns(*retain_until_ns)
+            ),
+            LedgerError::NotArchived { path, archived } => {
+                write!(f, "{path}: record {archived} is not an archive of its bytes as they are")
             }
         }
     }
@@ -516,6 +533,56 @@ impl Ledger {
                 size,
                 file_hash: state.file_hash,
                 retain_until_ns: state.retain_until_ns,
+            };
+            undo.push(IndexUpdate::File(path.clone(), state));
+            Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())]))
+        })
+        .map(|record| Change { record, undo })
+    }
+
+    /// Record that the file's bytes as sealed now went to S3 (`copy`: an Archived payload,
+    /// checked here against the index so that only sealed bytes are ever said to be archived).
+    pub fn archived(&self, copy: Payload) -> Result<Record, LedgerError> {
+        let Payload::Archived { path, size, file_hash, retain_until_ns, .. } = &copy else {
+            unreachable!("Ledger::archived takes an Archived payload");
+        };
+        self.append(|_, _| {
+            let state = self.store.file(path)?.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
+            if state.sealed_size != *size || state.file_hash != *file_hash {
+                return Err(LedgerError::NotSealedBytes(path.clone()));
+            }
+            if *retain_until_ns < state.retain_until_ns {
+                let (until_ns, retain_until_ns) = (*retain_until_ns, state.retain_until_ns);
+                return Err(LedgerError::ArchiveExpiresFirst { path: path.clone(), until_ns, retain_until_ns });
+            }
+            Ok((copy.clone(), Vec::new()))
+        })
+    }
+
+    /// Delete an expired file's local copy because record `archived` keeps its bytes in S3
+    /// (the caller checked the object just before): the rules of `delete`, and the Archived
+    /// record must be of exactly the bytes the file holds. Recorded before the unlink.
+    pub fn prune(&self, path: &RelPath, size: u64, open: bool, archived: u64) -> Result<Change, LedgerError> {
+        let copy = self.store.record_bytes(archived)?.and_then(|bytes| Record::decode(&bytes).ok());
+        let mut undo = Vec::new();
+        self.append(|_, time_ns| {
+            let state = self.store.file(path)?;
+            policy::unlink(&self.standing(path, state.as_ref(), open, time_ns)?).map_err(LedgerError::Refused)?;
+            let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
+            let same = matches!(
+                copy.as_ref().map(|r| &r.fields.payload),
+                Some(Payload::Archived { path: p, size: s, file_hash: h, .. })
+                    if p == path && *s == state.sealed_size && *s == size && *h == state.file_hash
+            );
+            if !same {
+                return Err(LedgerError::NotArchived { path: path.clone(), archived });
+            }
+            let payload = Payload::Pruned {
+                path: path.clone(),
+                size,
+                file_hash: state.file_hash,
+                retain_until_ns: state.retain_until_ns,
+                archived,
             };
             undo.push(IndexUpdate::File(path.clone(), state));
             Ok((payload, vec![IndexUpdate::RemoveFile(path.clone())]))

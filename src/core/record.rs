@@ -40,6 +40,8 @@ pub enum Kind {
     Access = 14,
     Damaged = 15,
     Aborted = 16,
+    Archived = 17,
+    Pruned = 18,
 }
 
 impl Kind {
@@ -60,6 +62,8 @@ impl Kind {
             14 => Kind::Access,
             15 => Kind::Damaged,
             16 => Kind::Aborted,
+            17 => Kind::Archived,
+            18 => Kind::Pruned,
             _ => return None,
         })
     }
@@ -81,6 +85,8 @@ impl Kind {
             Kind::Access => "Access",
             Kind::Damaged => "Damaged",
             Kind::Aborted => "Aborted",
+            Kind::Archived => "Archived",
+            Kind::Pruned => "Pruned",
         }
     }
 }
@@ -194,6 +200,30 @@ pub enum Payload {
         change: u64,
         errno: u32,
     },
+    /// The file's bytes [0, size), whose seals end in `file_hash`, were uploaded to S3 as
+    /// version `version_id` of `key` in `bucket`, locked in COMPLIANCE mode until
+    /// `retain_until_ns`, with its receipt beside it (`key` + ".receipt", version
+    /// `receipt_version_id`). Recorded after the upload succeeded.
+    Archived {
+        path: RelPath,
+        size: u64,
+        file_hash: Hash,
+        bucket: String,
+        key: String,
+        version_id: String,
+        receipt_version_id: String,
+        retain_until_ns: u64,
+    },
+    /// A file whose retention had expired was deleted from DATA_DIR because record `archived`
+    /// (an Archived of exactly these bytes) keeps it in S3, checked just before (recorded before
+    /// the unlink, like Delete).
+    Pruned {
+        path: RelPath,
+        size: u64,
+        file_hash: Hash,
+        retain_until_ns: u64,
+        archived: u64,
+    },
 }
 
 impl Payload {
@@ -214,6 +244,8 @@ impl Payload {
             Payload::Access { .. } => Kind::Access,
             Payload::Damaged { .. } => Kind::Damaged,
             Payload::Aborted { .. } => Kind::Aborted,
+            Payload::Archived { .. } => Kind::Archived,
+            Payload::Pruned { .. } => Kind::Pruned,
         }
     }
 
@@ -234,7 +266,9 @@ impl Payload {
             | Payload::Retention { path, .. }
             | Payload::Truncate { path, .. }
             | Payload::Access { path, .. }
-            | Payload::Damaged { path, .. } => Some(path),
+            | Payload::Damaged { path, .. }
+            | Payload::Archived { path, .. }
+            | Payload::Pruned { path, .. } => Some(path),
             Payload::Hold { prefix, .. } => Some(prefix),
             Payload::Rename { from, .. } => Some(from),
             other => other.segment().map(|s| &s.path),
@@ -321,6 +355,23 @@ impl Payload {
                 out.extend_from_slice(&change.to_be_bytes());
                 out.extend_from_slice(&errno.to_be_bytes());
             }
+            Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(file_hash);
+                put_bytes(out, bucket.as_bytes());
+                put_bytes(out, key.as_bytes());
+                put_bytes(out, version_id.as_bytes());
+                put_bytes(out, receipt_version_id.as_bytes());
+                out.extend_from_slice(&retain_until_ns.to_be_bytes());
+            }
+            Payload::Pruned { path, size, file_hash, retain_until_ns, archived } => {
+                put_bytes(out, path.as_os_str().as_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(file_hash);
+                out.extend_from_slice(&retain_until_ns.to_be_bytes());
+                out.extend_from_slice(&archived.to_be_bytes());
+            }
         }
     }
 
@@ -367,6 +418,23 @@ impl Payload {
             },
             Kind::Damaged => Payload::Damaged { path: r.path()?, sealed: r.u64()?, size: r.u64()? },
             Kind::Aborted => Payload::Aborted { change: r.u64()?, errno: r.u32()? },
+            Kind::Archived => Payload::Archived {
+                path: r.path()?,
+                size: r.u64()?,
+                file_hash: r.fixed()?,
+                bucket: r.text()?,
+                key: r.text()?,
+                version_id: r.text()?,
+                receipt_version_id: r.text()?,
+                retain_until_ns: r.u64()?,
+            },
+            Kind::Pruned => Payload::Pruned {
+                path: r.path()?,
+                size: r.u64()?,
+                file_hash: r.fixed()?,
+                retain_until_ns: r.u64()?,
+                archived: r.u64()?,
+            },
         })
     }
 }
@@ -546,6 +614,11 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u32()? as usize;
         self.take(len)
+    }
+
+    /// UTF-8 text (an S3 bucket, key or version id).
+    fn text(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::BadText)
     }
 
     /// A file's path: never the root.

@@ -248,7 +248,7 @@ pub fn reconcile(ledger: &Ledger, data: &DataDir, history: &mut History) -> FsRe
     let Some(last) = history.last_change() else { return Ok(None) };
     let state = last.before.state();
     let (at, undo) = match last.change {
-        Payload::Delete { path, .. } | Payload::Truncate { path, .. } => {
+        Payload::Delete { path, .. } | Payload::Pruned { path, .. } | Payload::Truncate { path, .. } => {
             (path, vec![IndexUpdate::File(path.clone(), state)])
         }
         Payload::Rename { from, to } if data.stat(to) == Err(nix::errno::Errno::ENOENT) => {

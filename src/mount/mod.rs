@@ -251,7 +251,7 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     };
 
     daemon.socket = Some(
-        control::serve(&state, ledger.clone(), checked.data.clone())
+        control::serve(&state, filesystem.clone(), checked.data.clone())
             .map_err(|err| MountError::Dir { path: state.control_socket(), err })?,
     );
 

@@ -213,7 +213,9 @@ pub fn submit(state_dir: &StateDir, request: &Request) -> Result<String, SubmitE
 /// daemon, or the index opened once when nothing is mounted.
 pub enum Session {
     Daemon(PathBuf),
-    Offline { fs: Box<WormFs>, data_dir: PathBuf },
+    /// The filesystem itself: offline (opened for this command), or the daemon's own (its
+    /// archive timer).
+    Direct { fs: Arc<WormFs>, data_dir: PathBuf },
 }
 
 impl Session {
@@ -235,14 +237,14 @@ impl Session {
             .map_err(SubmitError::Ledger)?;
         let data_dir = PathBuf::from(std::ffi::OsString::from_vec(data_dir));
         let fs = WormFs::new(&data_dir, Arc::new(ledger)).map_err(|e| SubmitError::Admin(AdminError::Fs(e)))?;
-        Ok(Session::Offline { fs: Box::new(fs), data_dir })
+        Ok(Session::Direct { fs: Arc::new(fs), data_dir })
     }
 
     /// The index, when this session holds it (offline); while mounted, open it read-only.
     pub fn store(&self) -> Option<&dyn Store> {
         match self {
             Session::Daemon(_) => None,
-            Session::Offline { fs, .. } => Some(fs.ledger().store()),
+            Session::Direct { fs, .. } => Some(fs.ledger().store()),
         }
     }
 
@@ -253,7 +255,7 @@ impl Session {
     pub fn submit(&self, request: &Request) -> Result<String, SubmitError> {
         match self {
             Session::Daemon(socket) => ask_daemon(socket, request),
-            Session::Offline { fs, data_dir } => admin::execute(fs, data_dir, 0, request).map_err(SubmitError::Admin),
+            Session::Direct { fs, data_dir } => admin::execute(fs, data_dir, 0, request).map_err(SubmitError::Admin),
         }
     }
 }

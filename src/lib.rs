@@ -13,6 +13,9 @@
 //! - `checkpoint` — C2SP checkpoints of the chain's Merkle tree: signing, reading, cosignatures.
 //!   `checkpoint_cmd` runs `wormfs checkpoint`.
 //! - `witness`  — submitting checkpoints to C2SP tlog-witnesses.
+//! - `archive`  — off the box: `wormfs archive` uploads sealed files to S3 with Object Lock and
+//!   records it, `wormfs verify --archive` checks the bucket against the chain; `archiver` is
+//!   the daemon's timer that archives every interval.
 //! - `receipt`  — one file's seal records with inclusion proofs, checked with the checkpoint
 //!   key alone; `receipt_cmd` runs `wormfs receipt` and `wormfs verify-receipt`.
 //! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
@@ -46,6 +49,8 @@
 //!     inject I/O errors through); `path` validated paths.
 
 pub mod admin;
+pub mod archive;
+pub mod archiver;
 pub mod checkpoint;
 pub mod checkpoint_cmd;
 pub mod checkpointer;
@@ -68,4 +73,3 @@ pub mod verify;
 pub mod verify_cmd;
 pub mod verify_report;
 pub mod witness;
-pub mod archive;

@@ -772,6 +772,44 @@ mod tests {
     }
 
     #[test]
+    fn only_sealed_bytes_are_recorded_as_archived_and_only_archived_expired_files_are_pruned() {
+        let store = Arc::new(MemoryStore::new());
+        let ledger = open_ledger(&store);
+        ledger.mount("t", b"/d", Vec::new()).unwrap();
+        let path = RelPath::parse(OsStr::new("a.log")).unwrap();
+        ledger.create(&path, libc::S_IFREG | 0o644, 0, 0).unwrap();
+        let seal = ledger.seal(&path, 0, 4, crate::core::segment::sha256(b"one\n"), SealKind::Written).unwrap();
+        let state = ledger.file(&path).unwrap().unwrap();
+        let copy = |size: u64, until: u64| Payload::Archived {
+            path: path.clone(),
+            size,
+            file_hash: state.file_hash,
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: "v".into(),
+            receipt_version_id: "r".into(),
+            retain_until_ns: until,
+        };
+        assert!(matches!(ledger.archived(copy(5, u64::MAX)), Err(LedgerError::NotSealedBytes(_))));
+        let short = state.retain_until_ns - 1;
+        assert!(matches!(ledger.archived(copy(4, short)), Err(LedgerError::ArchiveExpiresFirst { .. })));
+        let archived = ledger.archived(copy(4, state.retain_until_ns)).unwrap().seq();
+
+        // A prune must name that record, find the file closed and expired, and under no hold.
+        assert!(matches!(ledger.prune(&path, 4, false, seal.seq()), Err(LedgerError::NotArchived { .. })));
+        assert!(matches!(ledger.prune(&path, 5, false, archived), Err(LedgerError::NotArchived { .. })));
+        assert!(matches!(ledger.prune(&path, 4, true, archived), Err(LedgerError::Refused(_))));
+        ledger.hold(&RelPath::root(), true, "case", 0, true).unwrap();
+        assert!(matches!(ledger.prune(&path, 4, false, archived), Err(LedgerError::Refused(_))));
+        ledger.hold(&RelPath::root(), false, "case", 0, true).unwrap();
+        let head = ledger.head().unwrap().seq;
+        let change = ledger.prune(&path, 4, false, archived).unwrap();
+        assert_eq!(change.record.seq(), head + 1, "the refusals appended nothing");
+        assert!(matches!(change.record.fields.payload, Payload::Pruned { archived: a, size: 4, .. } if a == archived));
+        assert_eq!(ledger.file(&path).unwrap(), None);
+    }
+
+    #[test]
     fn records_committed_while_a_sync_runs_share_the_next_sync() {
         let store = Arc::new(MemoryStore::new());
         let ledger = open_ledger(&store);

@@ -20,6 +20,8 @@ use nix::sys::signal::{SigSet, Signal};
 pub use kernel::FS_TYPE;
 pub use preflight::is_mount_point;
 
+use crate::archive::S3Args;
+use crate::archiver;
 use crate::checkpoint::{LogSigner, WitnessKey};
 use crate::checkpointer::{self, Checkpointer};
 use crate::config::{self, ConfigError};
@@ -87,6 +89,24 @@ pub struct MountArgs {
     /// A C2SP tlog-witness to submit checkpoints to: its http:// URL and its vkey. Repeatable.
     #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
     pub witness: Vec<String>,
+    /// Archive every sealed, closed file to this S3 bucket with Object Lock (s3://BUCKET[/PREFIX])
+    /// every --archive-interval, as `wormfs archive` does. Credentials as the AWS tools find them.
+    #[arg(long, value_name = "s3://BUCKET")]
+    pub archive: Option<String>,
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_interval)]
+    pub archive_interval: Duration,
+    /// With --archive: also prune (as `wormfs archive --prune`).
+    #[arg(long, requires = "archive")]
+    pub archive_prune: bool,
+    /// With --archive: the S3 endpoint (default AWS's for the region).
+    #[arg(long, value_name = "URL", requires = "archive")]
+    pub archive_endpoint: Option<String>,
+    /// With --archive: path-style addressing (MinIO, Ceph RGW, LocalStack).
+    #[arg(long, requires = "archive")]
+    pub archive_path_style: bool,
+    /// With --archive: the region to sign for.
+    #[arg(long, value_name = "REGION", requires = "archive")]
+    pub archive_region: Option<String>,
     /// An empty directory to mount on.
     pub mountpoint: PathBuf,
 }
@@ -132,6 +152,8 @@ pub enum MountError {
     BadWitness(String),
     /// A --key-epoch longer than verify accepts.
     KeyEpochTooLong(Duration),
+    /// --archive names no usable bucket, or there are no credentials for it.
+    Archive(String),
 }
 
 impl fmt::Display for MountError {
@@ -178,6 +200,7 @@ impl fmt::Display for MountError {
             MountError::BadWitness(v) => {
                 write!(f, "--witness: {v:?} is not a witness vkey (NAME+ID+BASE64 of a type 0x04 ed25519 key)")
             }
+            MountError::Archive(why) => write!(f, "--archive: {why}"),
         }
     }
 }
@@ -204,6 +227,9 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
     let policy = config::retention_policy(args.config.as_deref(), args.retention.as_deref(), fallback)
         .map_err(MountError::Config)?;
     let witnesses = witnesses(&args.witness)?;
+    // Checked before anything is mounted: a daemon that can never archive should not start
+    // as if it could.
+    let archive = archive_plan(args)?;
     let epoch_ns = u64::try_from(args.key_epoch.as_nanos()).unwrap_or(u64::MAX);
     if epoch_ns > crate::core::chain::MAX_EPOCH_NS {
         return Err(MountError::KeyEpochTooLong(args.key_epoch));
@@ -285,6 +311,13 @@ pub fn run(args: &MountArgs) -> Result<(), MountError> {
         Checkpointer::start(filesystem.clone(), state.clone(), signer, witnesses, args.checkpoint_interval)
             .map_err(MountError::Session)?,
     );
+    if let Some(plan) = archive {
+        let bucket = plan.client.bucket().to_string();
+        let timer = archiver::start(filesystem.clone(), state.clone(), checked.data.clone(), plan)
+            .map_err(MountError::Session)?;
+        daemon.timers.push(timer);
+        info!("archiving to s3://{bucket} every {} s", args.archive_interval.as_secs());
+    }
     let metrics_file = args.metrics_file.clone().unwrap_or_else(|| state.metrics_file());
     daemon.metrics = Some(MetricsWriter::start(filesystem.clone(), metrics_file).map_err(MountError::Session)?);
     // Ready only once the mount answers: a stat of its root is served by run() below.
@@ -322,6 +355,18 @@ struct Daemon {
     checkpointer: Option<Checkpointer>,
     metrics: Option<MetricsWriter>,
     torn_down: bool,
+}
+
+fn archive_plan(args: &MountArgs) -> Result<Option<archiver::Plan>, MountError> {
+    let Some(url) = &args.archive else { return Ok(None) };
+    let (bucket, prefix) = crate::archive::parse_bucket_url(url).map_err(MountError::Archive)?;
+    let s3 = S3Args {
+        endpoint: args.archive_endpoint.clone(),
+        path_style: args.archive_path_style,
+        region: args.archive_region.clone(),
+    };
+    let client = s3.client(&bucket).map_err(|e| MountError::Archive(e.to_string()))?;
+    Ok(Some(archiver::Plan { client, prefix, interval: args.archive_interval, prune: args.archive_prune }))
 }
 
 impl Daemon {

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::ledger::LedgerError;
 use crate::core::record::Payload;
-use crate::core::{FsError, WormFs};
 use crate::core::store::StoreError;
 use crate::core::timefmt::rfc3339_ns;
 use crate::core::RelPath;
+use crate::core::{FsError, WormFs};
 
 /// A change an admin asks for. Paths are as seen in the mount (`/app/x.log`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -317,7 +317,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 now_ns: crate::core::store::Clock::now_ns(&SystemClock),
             };
             let summary = crate::archive::upload::run(&StateDir::new(state), &session, &client, &opts).map_err(fail)?;
-            return crate::archive::upload::print_summary(&summary, &bucket, &mut std::io::stdout().lock()).map_err(fail);
+            return crate::archive::upload::print_summary(&summary, &bucket, &mut std::io::stdout().lock())
+                .map_err(fail);
         }
         Command::Ls { state, data, path } => {
             let prefix = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;

@@ -17,9 +17,9 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use crate::admin::{self, AdminError, Request, Response};
 use crate::core::ledger::{Ledger, LedgerError};
-use crate::core::WormFs;
 use crate::core::retention::RetentionPolicy;
 use crate::core::store::{Store, StoreError, SystemClock};
+use crate::core::WormFs;
 use crate::keys::{self, KeyError};
 use crate::state_dir::{IndexOpenError, StateDir};
 
@@ -215,7 +215,10 @@ pub enum Session {
     Daemon(PathBuf),
     /// The filesystem itself: offline (opened for this command), or the daemon's own (its
     /// archive timer).
-    Direct { fs: Arc<WormFs>, data_dir: PathBuf },
+    Direct {
+        fs: Arc<WormFs>,
+        data_dir: PathBuf,
+    },
 }
 
 impl Session {

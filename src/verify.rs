@@ -128,16 +128,30 @@ pub enum ArchiveProblem {
     /// The receipt object beside it is gone.
     ReceiptMissing,
     /// Its bytes are not the archived bytes: another size, or [start, end) hashes otherwise.
-    ContentChanged { start: u64, end: u64 },
-    SizeDiffers { size: u64 },
+    ContentChanged {
+        start: u64,
+        end: u64,
+    },
+    SizeDiffers {
+        size: u64,
+    },
     /// Not locked in COMPLIANCE mode (GOVERNANCE can be lifted; none means no lock).
-    NotCompliance { mode: Option<&'static str> },
+    NotCompliance {
+        mode: Option<&'static str>,
+    },
     /// Locked until before the date the chain requires (or with no date).
-    RetentionShort { until_ns: Option<u64>, due_ns: u64 },
+    RetentionShort {
+        until_ns: Option<u64>,
+        due_ns: u64,
+    },
     /// A hold covers the file in the chain, but the object has no legal hold.
-    HoldMissing { hold: RelPath },
+    HoldMissing {
+        hold: RelPath,
+    },
     /// The server answered something else than the object for this version (not a 404).
-    Unreadable { reason: String },
+    Unreadable {
+        reason: String,
+    },
 }
 
 /// Worth knowing, not proof of tampering.
@@ -164,6 +178,9 @@ pub enum Warning {
     ArchiveHoldNotCleared { path: RelPath, key: String },
     /// Archived records about another bucket than the one checked: not checked.
     ArchiveNotChecked { bucket: String, copies: u64 },
+    /// An archived copy is gone after the date the chain retained it until (and no hold covers
+    /// it): deleted as it may be, like a local file past its retention.
+    ArchiveExpiredGone { path: RelPath, key: String, retain_until_ns: u64 },
 }
 
 impl Finding {
@@ -275,6 +292,7 @@ impl Warning {
             Warning::ArchiveCovered { .. } => "archive.covered",
             Warning::ArchiveHoldNotCleared { .. } => "archive.hold_not_cleared",
             Warning::ArchiveNotChecked { .. } => "archive.not_checked",
+            Warning::ArchiveExpiredGone { .. } => "archive.expired_gone",
         }
     }
 
@@ -285,7 +303,9 @@ impl Warning {
             | Warning::UnsealedTail { path, .. }
             | Warning::DeleteNotCompleted { path, .. }
             | Warning::RenameNotCompleted { path, .. } => Some(path),
-            Warning::ArchiveCovered { path, .. } | Warning::ArchiveHoldNotCleared { path, .. } => Some(path),
+            Warning::ArchiveCovered { path, .. }
+            | Warning::ArchiveHoldNotCleared { path, .. }
+            | Warning::ArchiveExpiredGone { path, .. } => Some(path),
             Warning::StaleEpoch { .. } | Warning::ArchiveNotChecked { .. } => None,
         }
     }
@@ -443,6 +463,11 @@ impl fmt::Display for Warning {
             Warning::ArchiveNotChecked { bucket, copies } => {
                 write!(f, "{copies} archived copies are in bucket {bucket}, which was not checked")
             }
+            Warning::ArchiveExpiredGone { path, key, retain_until_ns } => write!(
+                f,
+                "{path}: the archived copy {key} is gone, after the chain's retention of it ended ({})",
+                expiry(*retain_until_ns)
+            ),
             Warning::History(HistoryWarning::Adopted { path, seq }) => {
                 write!(f, "{path}: adopted by wormfs (record {seq}), not created through it")
             }

@@ -24,7 +24,10 @@ pub enum VerifyCmdError {
     NoPublicKey(std::path::PathBuf),
     NoCheckpointKey(std::path::PathBuf),
     BadWitnessKey(String),
-    Anchor { path: std::path::PathBuf, err: std::io::Error },
+    Anchor {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
     Index(InspectError),
     Key(KeyError),
     Check(VerifyError),
@@ -159,7 +162,8 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
     }
     if let Some(s3) = &archive {
         let (findings, warnings, copies) =
-            crate::archive::check::check(s3, &report.archived, &|_| {}).map_err(VerifyCmdError::Archive)?;
+            crate::archive::check::check(s3, &report.archived, SystemClock.now_ns(), &|_| {})
+                .map_err(VerifyCmdError::Archive)?;
         report.findings.extend(findings);
         report.warnings.extend(warnings);
         report.archive_checked = Some((s3.bucket().to_string(), copies));

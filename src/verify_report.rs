@@ -269,6 +269,9 @@ fn warning_json(w: &Warning) -> Value {
         Warning::ArchiveCovered { key, version_id, .. } => json!({ "key": key, "version_id": version_id }),
         Warning::ArchiveHoldNotCleared { key, .. } => json!({ "key": key }),
         Warning::ArchiveNotChecked { bucket, copies } => json!({ "bucket": bucket, "copies": copies }),
+        Warning::ArchiveExpiredGone { key, retain_until_ns, .. } => {
+            json!({ "key": key, "retain_until": rfc3339_ns(*retain_until_ns) })
+        }
     };
     merge(&mut v, extra, w.path());
     v

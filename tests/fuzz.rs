@@ -41,8 +41,8 @@ use wormfs::core::retention::{parse_duration_ns, RetentionPolicy, NS_PER_SEC};
 use wormfs::core::segment::{from_hex, hex, sha256, Hash, ZERO_HASH};
 use wormfs::core::store::{IndexUpdate, Store, SystemClock};
 use wormfs::core::timefmt::{parse_utc_ns, rfc3339_ns};
-use wormfs::core::WormFs;
 use wormfs::core::RelPath;
+use wormfs::core::WormFs;
 use wormfs::index::MemoryStore;
 use wormfs::keys::{base64_decode, base64_encode, parse_public, parse_vkey, vkey};
 use wormfs::verify::{self, Finding};
@@ -308,7 +308,16 @@ fn payload() -> BoxedStrategy<Payload> {
         (boundary_u64(), any::<u32>()).prop_map(|(change, errno)| Payload::Aborted { change, errno }),
         (rel_path(), boundary_u64(), hash(), [text(), text(), text(), text()], boundary_u64()).prop_map(
             |(path, size, file_hash, [bucket, key, version_id, receipt_version_id], retain_until_ns)| {
-                Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns }
+                Payload::Archived {
+                    path,
+                    size,
+                    file_hash,
+                    bucket,
+                    key,
+                    version_id,
+                    receipt_version_id,
+                    retain_until_ns,
+                }
             }
         ),
         (rel_path(), boundary_u64(), hash(), boundary_u64(), boundary_u64()).prop_map(

@@ -14,6 +14,7 @@ use crate::verify::{ArchiveFinding, ArchiveProblem, Finding, Warning};
 pub fn check(
     s3: &S3,
     dues: &[ArchiveDue],
+    now_ns: u64,
     progress: &dyn Fn(u64),
 ) -> Result<(Vec<Finding>, Vec<Warning>, u64), S3Error> {
     let mut findings = Vec::new();
@@ -38,6 +39,15 @@ pub fn check(
         };
         let mut found = Vec::new();
         match lock_problems(s3, &c.key, &c.version_id, due)? {
+            // Past the date the chain retained it until, a copy may go, as a local file may.
+            None if due.retain_until_ns < now_ns && due.hold.is_none() => {
+                warnings.push(Warning::ArchiveExpiredGone {
+                    path: c.path.clone(),
+                    key: c.key.clone(),
+                    retain_until_ns: due.retain_until_ns,
+                });
+                continue;
+            }
             None => found.push(ArchiveProblem::Missing),
             Some((problems, stale_hold)) => {
                 found.extend(problems);
@@ -61,7 +71,9 @@ pub fn check(
             None => found.push(ArchiveProblem::ReceiptMissing),
             // A receipt proves only what the chain proves already; its lock matters less than the
             // file's, but a lifted one is still reported.
-            Some((problems, _)) => found.extend(problems.into_iter().filter(|p| !matches!(p, ArchiveProblem::HoldMissing { .. }))),
+            Some((problems, _)) => {
+                found.extend(problems.into_iter().filter(|p| !matches!(p, ArchiveProblem::HoldMissing { .. })))
+            }
         }
         findings.extend(found.into_iter().map(finding));
     }
@@ -105,8 +117,11 @@ fn lock_problems(
 fn content_problem(s3: &S3, due: &ArchiveDue, progress: &dyn Fn(u64)) -> Result<Option<ArchiveProblem>, S3Error> {
     let c = &due.copy;
     let Some(mut body) = s3.get(&c.key, &c.version_id)? else { return Ok(Some(ArchiveProblem::Missing)) };
-    let checked = check_bytes(&mut body, &c.ranges, c.size, progress)
-        .map_err(|err| S3Error::Io { op: "GetObject", key: c.key.clone(), err })?;
+    let checked = check_bytes(&mut body, &c.ranges, c.size, progress).map_err(|err| S3Error::Io {
+        op: "GetObject",
+        key: c.key.clone(),
+        err,
+    })?;
     Ok(match checked {
         Ok(_) => None,
         Err(Mismatch::Range { start, end }) => Some(ArchiveProblem::ContentChanged { start, end }),

@@ -90,15 +90,36 @@ pub struct Version {
 pub enum S3Error {
     /// No credentials in the environment or the shared credentials file.
     NoCredentials,
-    BadCredentialsFile { path: String, why: String },
+    BadCredentialsFile {
+        path: String,
+        why: String,
+    },
     BadEndpoint(String),
     /// The request did not get an answer (connection refused, TLS, timeout).
-    Transport { op: &'static str, key: String, err: Box<ureq::Error> },
+    Transport {
+        op: &'static str,
+        key: String,
+        err: Box<ureq::Error>,
+    },
     /// The server answered with an error.
-    Refused { op: &'static str, key: String, status: u16, code: String, message: String },
+    Refused {
+        op: &'static str,
+        key: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// The server answered something this client cannot read.
-    BadAnswer { op: &'static str, key: String, why: String },
-    Io { op: &'static str, key: String, err: std::io::Error },
+    BadAnswer {
+        op: &'static str,
+        key: String,
+        why: String,
+    },
+    Io {
+        op: &'static str,
+        key: String,
+        err: std::io::Error,
+    },
 }
 
 impl S3Error {
@@ -315,9 +336,9 @@ impl S3 {
                     request = request.header(*name, *value);
                 }
                 match body {
-                    Some((reader, len)) => request
-                        .header("content-length", len.to_string())
-                        .send(ureq::SendBody::from_reader(reader)),
+                    Some((reader, len)) => {
+                        request.header("content-length", len.to_string()).send(ureq::SendBody::from_reader(reader))
+                    }
                     None => request.header("content-length", "0").send_empty(),
                 }
             }
@@ -420,7 +441,9 @@ impl S3 {
                 query.push(("key-marker", k));
                 query.push(("version-id-marker", v));
             }
-            let xml = self.send("ListObjectVersions", Method::Get, None, &query, &[], None)?.text("ListObjectVersions", key)?;
+            let xml = self
+                .send("ListObjectVersions", Method::Get, None, &query, &[], None)?
+                .text("ListObjectVersions", key)?;
             for (tag, entry) in children(&xml, &["Version", "DeleteMarker"]) {
                 if xml_text(entry, "Key").as_deref() != Some(key) {
                     continue;
@@ -459,10 +482,20 @@ impl S3 {
 
     fn put_config(&self, op: &'static str, key: &str, version: &str, what: &str, body: &str) -> S3Result<()> {
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256(body.as_bytes()));
+        // Unsigned (signing it would gain nothing), but without it some servers read no XML.
+        let mut request_headers = vec![("content-type", "application/xml")];
         let headers = [("x-amz-checksum-sha256", checksum.as_str()), ("x-amz-sdk-checksum-algorithm", "SHA256")];
+        request_headers.extend(headers);
         let mut bytes = body.as_bytes();
         let len = bytes.len() as u64;
-        self.send(op, Method::Put, Some(key), &[(what, ""), ("versionId", version)], &headers, Some((&mut bytes, len)))?;
+        self.send(
+            op,
+            Method::Put,
+            Some(key),
+            &[(what, ""), ("versionId", version)],
+            &request_headers,
+            Some((&mut bytes, len)),
+        )?;
         Ok(())
     }
 
@@ -499,7 +532,8 @@ impl S3 {
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256(bytes));
         let headers = [("x-amz-checksum-sha256", checksum.as_str()), ("x-amz-sdk-checksum-algorithm", "SHA256")];
         let mut body = bytes;
-        let answer = self.send("PutObject", Method::Put, Some(key), &[], &headers, Some((&mut body, bytes.len() as u64)))?;
+        let answer =
+            self.send("PutObject", Method::Put, Some(key), &[], &headers, Some((&mut body, bytes.len() as u64)))?;
         Ok(answer.header("x-amz-version-id").unwrap_or("null").to_string())
     }
 }
@@ -507,11 +541,11 @@ impl S3 {
 impl Answer {
     fn text(self, op: &'static str, key: &str) -> S3Result<String> {
         let mut body = String::new();
-        self.body
-            .into_reader()
-            .take(16 << 20)
-            .read_to_string(&mut body)
-            .map_err(|err| S3Error::Io { op, key: key.into(), err })?;
+        self.body.into_reader().take(16 << 20).read_to_string(&mut body).map_err(|err| S3Error::Io {
+            op,
+            key: key.into(),
+            err,
+        })?;
         Ok(body)
     }
 }
@@ -602,8 +636,12 @@ mod tests {
 
     #[test]
     fn a_credentials_file_profile_is_found() {
-        let text = "[default]\naws_access_key_id = A\n\n[prod]\n# comment\naws_access_key_id=B\naws_secret_access_key = s\n";
-        assert_eq!(ini_section(text, "prod"), vec![("aws_access_key_id".into(), "B".into()), ("aws_secret_access_key".into(), "s".into())]);
+        let text =
+            "[default]\naws_access_key_id = A\n\n[prod]\n# comment\naws_access_key_id=B\naws_secret_access_key = s\n";
+        assert_eq!(
+            ini_section(text, "prod"),
+            vec![("aws_access_key_id".into(), "B".into()), ("aws_secret_access_key".into(), "s".into())]
+        );
         assert_eq!(ini_section(text, "none"), vec![]);
     }
 }

@@ -66,7 +66,10 @@ pub enum ArchiveError {
     Session(SubmitError),
     S3(S3Error),
     NeverMounted,
-    DataDir { path: PathBuf, err: nix::errno::Errno },
+    DataDir {
+        path: PathBuf,
+        err: nix::errno::Errno,
+    },
     /// The bucket cannot hold COMPLIANCE locks: archiving there would protect nothing.
     NoObjectLock(String),
     Checkpoint(String),
@@ -260,7 +263,9 @@ fn archive_one(
             let sha = match check_bytes(&mut file, &h.ranges, h.sealed, &|_| {}).map_err(|e| e.to_string())? {
                 Ok(sha) => sha,
                 Err(Mismatch::Range { start, end }) => {
-                    return Err(format!("bytes [{start}, {end}) are not what was sealed: not archived (run wormfs verify)"))
+                    return Err(format!(
+                        "bytes [{start}, {end}) are not what was sealed: not archived (run wormfs verify)"
+                    ))
                 }
                 Err(m) => return Err(format!("not the sealed bytes ({m:?}): not archived (run wormfs verify)")),
             };
@@ -285,8 +290,17 @@ fn archive_one(
             let bytes = receipt()?;
             let sha = crate::core::segment::sha256(&bytes);
             let mut body = &bytes[..];
-            s3.put_locked(&rkey, &mut body, bytes.len() as u64, &sha, LockMode::Compliance, retain_until_ns, hold, &meta)
-                .map_err(|e| e.to_string())?
+            s3.put_locked(
+                &rkey,
+                &mut body,
+                bytes.len() as u64,
+                &sha,
+                LockMode::Compliance,
+                retain_until_ns,
+                hold,
+                &meta,
+            )
+            .map_err(|e| e.to_string())?
         }
     };
     Ok(Uploaded { version_id, receipt_version_id, retain_until_ns: s3_date_ns(retain_until_ns), adopted })

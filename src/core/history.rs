@@ -459,8 +459,18 @@ impl History {
             Payload::Create { path, .. } => self.begin(path, seq, Origin::Created { seq }, seq),
             Payload::Seal(s) => self.seal(seq, s),
             Payload::Recovered { segment, adopted } => self.recovered(seq, segment, *adopted),
-            Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
-                let Some(h) = self.files.get_mut(path).filter(|h| h.sealed == *size && h.file_hash == *file_hash) else {
+            Payload::Archived {
+                path,
+                size,
+                file_hash,
+                bucket,
+                key,
+                version_id,
+                receipt_version_id,
+                retain_until_ns,
+            } => {
+                let Some(h) = self.files.get_mut(path).filter(|h| h.sealed == *size && h.file_hash == *file_hash)
+                else {
                     self.findings.push(HistoryFinding::ArchivedUnsealed { path: path.clone(), seq });
                     return;
                 };

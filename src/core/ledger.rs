@@ -57,9 +57,16 @@ pub enum LedgerError {
     /// the file that was read): wormfs records only copies of what it sealed.
     NotSealedBytes(RelPath),
     /// An archive locked for less than the file is retained.
-    ArchiveExpiresFirst { path: RelPath, until_ns: u64, retain_until_ns: u64 },
+    ArchiveExpiresFirst {
+        path: RelPath,
+        until_ns: u64,
+        retain_until_ns: u64,
+    },
     /// A prune that names no Archived record of the file's bytes as they are.
-    NotArchived { path: RelPath, archived: u64 },
+    NotArchived {
+        path: RelPath,
+        archived: u64,
+    },
 }
 
 impl fmt::Display for LedgerError {

@@ -355,7 +355,16 @@ impl Payload {
                 out.extend_from_slice(&change.to_be_bytes());
                 out.extend_from_slice(&errno.to_be_bytes());
             }
-            Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+            Payload::Archived {
+                path,
+                size,
+                file_hash,
+                bucket,
+                key,
+                version_id,
+                receipt_version_id,
+                retain_until_ns,
+            } => {
                 put_bytes(out, path.as_os_str().as_bytes());
                 out.extend_from_slice(&size.to_be_bytes());
                 out.extend_from_slice(file_hash);

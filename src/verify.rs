@@ -108,6 +108,11 @@ pub enum Finding {
     /// An archived copy in S3 (`--archive`) is not what its Archived record put there, or no
     /// longer locked as the chain requires.
     Archive(ArchiveFinding),
+    /// The bucket archived copies are in does not have Object Lock enabled: whatever lock its
+    /// objects claim, nothing enforces it (some servers accept lock headers there).
+    ArchiveBucketUnlocked {
+        bucket: String,
+    },
 }
 
 /// What is wrong with one archived copy.
@@ -231,6 +236,7 @@ impl Finding {
             Finding::ForkedFromAnchor { .. } => "chain.forked_from_anchor",
             Finding::AnchorUnverified { .. } => "anchor.unverified",
             Finding::FromTheFuture { .. } => "chain.from_the_future",
+            Finding::ArchiveBucketUnlocked { .. } => "archive.bucket_unlocked",
             Finding::Archive(a) => match a.problem {
                 ArchiveProblem::Missing => "archive.missing",
                 ArchiveProblem::ReceiptMissing => "archive.receipt_missing",
@@ -252,7 +258,8 @@ impl Finding {
             | Finding::BehindAnchor { .. }
             | Finding::ForkedFromAnchor { .. }
             | Finding::AnchorUnverified { .. }
-            | Finding::FromTheFuture { .. } => None,
+            | Finding::FromTheFuture { .. }
+            | Finding::ArchiveBucketUnlocked { .. } => None,
             Finding::History(h) => match h {
                 HistoryFinding::Recreated { path, .. }
                 | HistoryFinding::SealWithoutOrigin { path, .. }
@@ -408,6 +415,10 @@ impl fmt::Display for Finding {
                 "record {seq} is dated {}, after this verifier's clock ({}): records were dated ahead (or this machine's clock is wrong)",
                 expiry(*time_ns),
                 expiry(*now_ns)
+            ),
+            Finding::ArchiveBucketUnlocked { bucket } => write!(
+                f,
+                "bucket {bucket} does not have Object Lock enabled: nothing stops its archived copies from being deleted"
             ),
             Finding::Archive(a) => {
                 write!(f, "{}: archived copy {} version {} (record {}) ", a.path, a.key, a.version_id, a.seq)?;

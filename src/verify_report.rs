@@ -228,6 +228,7 @@ fn finding_json(f: &Finding) -> Value {
         Finding::ForkedFromAnchor { anchor, size } => json!({ "anchor": anchor, "anchor_size": size }),
         Finding::AnchorUnverified { anchor, why } => json!({ "anchor": anchor, "why": why }),
         Finding::FromTheFuture { seq, time_ns, now_ns } => json!({ "seq": seq, "time_ns": time_ns, "now_ns": now_ns }),
+        Finding::ArchiveBucketUnlocked { bucket } => json!({ "bucket": bucket }),
         Finding::Archive(a) => {
             let mut v = json!({ "seq": a.seq, "key": a.key, "version_id": a.version_id });
             let more = match &a.problem {

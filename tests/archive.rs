@@ -301,6 +301,45 @@ fn a_bucket_without_object_lock_is_refused_and_nothing_is_recorded() {
     assert!(out.stderr.contains("does not have Object Lock enabled"), "{}", out.stderr);
     assert!(archived_records(&m).is_empty());
     assert!(client(&ls, "plain").versions(&key_of(&m, "a.log")).unwrap().is_empty(), "nothing was uploaded");
+
+    // Some servers (LocalStack among them) take lock headers even there and show them back on
+    // HEAD. A copy put there by other means and recorded: its COMPLIANCE claim enforces nothing.
+    let plain = client(&ls, "plain");
+    let key = key_of(&m, "a.log");
+    let seal = m.records().into_iter().rev().find(|x| x["kind"] == "Seal").unwrap();
+    let (hash, until) = (seal["file_hash"].as_str().unwrap().to_string(), seal["retain_until_ns"].as_u64().unwrap());
+    let meta = [("wormfs-file-hash", hash.as_str())];
+    // An unversioned bucket answers no version id: its objects' id is "null".
+    let put = |k: &str, b: &[u8]| match plain.put_locked(
+        k,
+        &mut &b[..],
+        b.len() as u64,
+        &sha256(b),
+        LockMode::Compliance,
+        until,
+        false,
+        &meta,
+    ) {
+        Ok(version) => version,
+        Err(wormfs::archive::s3::S3Error::BadAnswer { .. }) => "null".to_string(),
+        Err(e) => panic!("{e}"),
+    };
+    let (version, receipt) = (put(&key, b"x\n"), put(&receipt_key(&key), b"{}"));
+    assert_eq!(plain.head(&key, Some(&version)).unwrap().unwrap().mode, Some(LockMode::Compliance));
+    let request = wormfs::admin::Request::Archived {
+        path: "/a.log".into(),
+        size: 2,
+        file_hash: hash.clone(),
+        bucket: "plain".into(),
+        key: key.clone(),
+        version_id: version,
+        receipt_version_id: receipt,
+        retain_until_ns: until,
+    };
+    wormfs::control::Session::open(&wormfs::state_dir::StateDir::new(m.state())).unwrap().submit(&request).unwrap();
+    let (out, report) = verify_archive(&ls, &m, "plain");
+    assert_eq!(out.status.code(), Some(1), "{out:#?}");
+    assert_eq!(kinds(&report, "findings"), vec!["archive.bucket_unlocked"], "{report:#}");
 }
 
 #[test]

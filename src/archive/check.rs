@@ -21,6 +21,9 @@ pub fn check(
     let mut warnings = Vec::new();
     let mut checked = 0;
     let mut elsewhere: std::collections::BTreeMap<&str, u64> = Default::default();
+    if dues.iter().any(|d| d.copy.bucket == s3.bucket()) && !s3.object_lock_enabled()? {
+        findings.push(Finding::ArchiveBucketUnlocked { bucket: s3.bucket().to_string() });
+    }
     for due in dues {
         let c = &due.copy;
         if c.bucket != s3.bucket() {

@@ -515,3 +515,27 @@ fn the_daemon_archives_every_interval() {
     let (out, _) = verify_archive(&ls, &m, "fleet");
     assert_eq!(out.status.code(), Some(0), "{out:#?}");
 }
+
+#[test]
+fn an_object_planted_under_the_key_is_not_taken_for_the_file() {
+    let ls = LocalStack::start();
+    let s3 = lock_bucket(&ls, "evidence");
+    let m = mount();
+    m.create("a.log", b"the real log\n");
+    // Someone with the bucket's keys gets there first: same key, same metadata, a lock that
+    // cannot be removed, other bytes of the same length.
+    let key = key_of(&m, "a.log");
+    let seal = m.records().into_iter().rev().find(|x| x["kind"] == "Seal").unwrap();
+    let meta = [("wormfs-file-hash", seal["file_hash"].as_str().unwrap())];
+    let until = seal["retain_until_ns"].as_u64().unwrap();
+    let forged = b"a forged log\n";
+    let planted =
+        s3.put_locked(&key, &mut &forged[..], 13, &sha256(forged), LockMode::Compliance, until, false, &meta).unwrap();
+
+    archive(&ls, &m, "evidence", &[]).assert_success("archive");
+    let r = archived_records(&m).pop().unwrap();
+    assert_ne!(r["version_id"], planted.as_str(), "the planted version was recorded as the file");
+    assert_eq!(object_bytes(&s3, &key, r["version_id"].as_str().unwrap()), b"the real log\n");
+    let (out, report) = verify_archive(&ls, &m, "evidence");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+}

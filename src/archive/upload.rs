@@ -245,7 +245,23 @@ fn archive_one(
     let hold = retention::hold_covering(history.holds.iter(), path).is_some();
     let file_hash = hex(&h.file_hash);
     let meta = [(META_FILE_HASH, file_hash.as_str()), (META_PATH, &encode_path(path))];
-    let (version_id, adopted) = match find_own(s3, key, &h.file_hash, h.sealed).map_err(|e| e.to_string())? {
+    let found = find_own(s3, key, &h.file_hash, h.sealed).map_err(|e| e.to_string())?;
+    // Whoever can write the bucket can plant a locked object under the key with the right
+    // metadata and other bytes: adopt only a version that reads back as the sealed bytes.
+    let found = match found {
+        Some(info) => {
+            let mut body = s3.get(key, &info.version_id).map_err(|e| e.to_string())?.ok_or("the object vanished")?;
+            match check_bytes(&mut body, &h.ranges, h.sealed, &|_| {}).map_err(|e| e.to_string())? {
+                Ok(_) => Some(info),
+                Err(m) => {
+                    log::warn!("{key} version {}: not the sealed bytes ({m:?}); uploading anew", info.version_id);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let (version_id, adopted) = match found {
         Some(found) => {
             // Put there by a run that stopped before recording it; the file may have been
             // retained longer since.

@@ -203,6 +203,15 @@ fn holds_and_extensions_reach_the_objects_and_verify_names_an_archive_that_lags_
     assert!(s3.head(&receipt.0, Some(&receipt.1)).unwrap().unwrap().legal_hold);
     assert_eq!(verify_archive(&ls, &m, "evidence").0.status.code(), Some(0));
 
+    // Anyone the bucket lets may lift a legal hold (S3 allows it): verify names it, and the next
+    // run puts it back whatever its cache remembers.
+    s3.put_legal_hold(&key, &version, false).unwrap();
+    let (_, report) = verify_archive(&ls, &m, "evidence");
+    assert_eq!(kinds(&report, "findings"), vec!["archive.hold_missing"], "{report:#}");
+    archive(&ls, &m, "evidence", &[]).assert_success("archive puts the hold back");
+    assert!(s3.head(&key, Some(&version)).unwrap().unwrap().legal_hold);
+    assert_eq!(verify_archive(&ls, &m, "evidence").0.status.code(), Some(0));
+
     // Cleared in wormfs: cleared there.
     run_cmd(&mut m.wormfs_cmd(&["hold", "clear", "--reason", "closed", "/app"])).assert_success("hold clear");
     let (_, report) = verify_archive(&ls, &m, "evidence");

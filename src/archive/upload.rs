@@ -346,7 +346,10 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
         let c = &due.copy;
         for (key, version) in [(c.key.clone(), &c.version_id), (receipt_key(&c.key), &c.receipt_version_id)] {
             let slot = format!("{key}\n{version}");
-            let known = match cache.objects.get(&slot) {
+            // A COMPLIANCE retain-until only ever grows, so what was set stays set; a legal hold
+            // can be lifted by anyone the bucket lets, so a held object is always asked.
+            let cached = cache.objects.get(&slot).filter(|_| due.hold.is_none());
+            let known = match cached {
                 Some(seen) => Some(*seen),
                 None => match s3.head(&key, Some(version)) {
                     Ok(Some(info)) => Some((info.retain_until_ns.unwrap_or(0), info.legal_hold)),

@@ -31,6 +31,19 @@ fn lock_bucket(ls: &LocalStack, bucket: &str) -> S3 {
     s3
 }
 
+/// `wormfs archive` of `m` into s3://evidence, with no credentials in its environment yet.
+fn bare_archive(ls: &LocalStack, m: &TestMount) -> Command {
+    let mut cmd = Command::new(WORMFS);
+    cmd.arg("archive").arg("--state").arg(m.state()).args(["--bucket", "s3://evidence", "--endpoint", &ls.endpoint()]);
+    cmd.args(["--path-style"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
 /// `wormfs ARGS` with the S3 credentials in the environment.
 fn wormfs(ls: &LocalStack, args: &[&str]) -> RunOutput {
     let mut cmd = Command::new(WORMFS);
@@ -358,12 +371,8 @@ fn requests_are_signed_and_credentials_come_from_the_shared_file() {
     let m = mount();
     m.create("a.log", b"x\n");
     // A wrong secret: the server checks the signature and refuses.
-    let state = m.state().to_str().unwrap();
-    let mut cmd = Command::new(WORMFS);
-    cmd.args(["archive", "--state", state, "--bucket", "s3://evidence", "--endpoint", &ls.endpoint(), "--path-style"])
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-        .env_remove("RUST_LOG");
+    let mut cmd = bare_archive(&ls, &m);
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
     let out = run_cmd(&mut cmd);
     assert_eq!(out.status.code(), Some(1), "{out:#?}");
     assert!(out.stderr.contains("SignatureDoesNotMatch"), "{}", out.stderr);
@@ -372,26 +381,35 @@ fn requests_are_signed_and_credentials_come_from_the_shared_file() {
     // No environment: a profile of the shared credentials file, as the AWS tools read it.
     let file = m.scratch().join("credentials");
     fs::write(&file, format!("[default]\naws_access_key_id = nope\n\n[audit]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")).unwrap();
-    let mut cmd = Command::new(WORMFS);
-    cmd.args(["archive", "--state", state, "--bucket", "s3://evidence", "--endpoint", &ls.endpoint(), "--path-style"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_SHARED_CREDENTIALS_FILE", &file)
-        .env("AWS_PROFILE", "audit")
-        .env_remove("RUST_LOG");
+    let mut cmd = bare_archive(&ls, &m);
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &file).env("AWS_PROFILE", "audit");
     run_cmd(&mut cmd).assert_success("archive with a credentials file");
     assert_eq!(archived_records(&m).len(), 1);
 
     // None at all: a clear error before anything is tried.
-    let mut cmd = Command::new(WORMFS);
-    cmd.args(["archive", "--state", state, "--bucket", "s3://evidence", "--endpoint", &ls.endpoint(), "--path-style"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_SHARED_CREDENTIALS_FILE", m.scratch().join("none"))
-        .env_remove("RUST_LOG");
+    let mut cmd = bare_archive(&ls, &m);
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", m.scratch().join("none"));
     let out = run_cmd(&mut cmd);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("no S3 credentials"), "{}", out.stderr);
+
+    // A store that cannot be reached: verify cannot judge the archive, and says so (exit 2),
+    // rather than calling it intact.
+    let dead = free_port();
+    let (data, state) = (m.data().to_str().unwrap(), m.state().to_str().unwrap());
+    let mut cmd = Command::new(WORMFS);
+    cmd.args(["verify", "--data", data, "--state", state, "--archive", "s3://evidence", "--path-style"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{dead}")])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    let out = run_cmd(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(out.stderr.contains("cannot verify the archive"), "{}", out.stderr);
+}
+
+/// A port on 127.0.0.1 nothing listens on (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]
@@ -405,12 +423,9 @@ fn an_interrupted_run_resumes_where_it_stopped_with_no_second_copy() {
     }
     let keys: Vec<String> = names.iter().map(|n| key_of(&m, n)).collect();
     // Killed (SIGKILL: no chance to tidy up) once the fourth file's upload has landed.
-    let state = m.state().to_str().unwrap();
-    let mut cmd = Command::new(WORMFS);
-    cmd.args(["archive", "--state", state, "--bucket", "s3://evidence", "--endpoint", &ls.endpoint(), "--path-style"])
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    let mut cmd = bare_archive(&ls, &m);
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = common::KillOnDrop(cmd.spawn().unwrap());

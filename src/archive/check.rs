@@ -60,7 +60,12 @@ pub fn check(
                 if let Some(problem) = content_problem(s3, due, progress)? {
                     found.push(problem);
                 }
-                let newest = s3.versions(&c.key)?.into_iter().find(|v| v.latest);
+                let newest = match s3.versions(&c.key) {
+                    Ok(versions) => versions.into_iter().find(|v| v.latest),
+                    // Not allowed to list: the archived version itself was checked above.
+                    Err(S3Error::Refused { .. }) => None,
+                    Err(e) => return Err(e),
+                };
                 if newest.is_some_and(|v| v.version_id != c.version_id) {
                     warnings.push(Warning::ArchiveCovered {
                         path: c.path.clone(),
@@ -119,7 +124,12 @@ fn lock_problems(
 /// Read the version back in full and check it against the seals it was archived with.
 fn content_problem(s3: &S3, due: &ArchiveDue, progress: &dyn Fn(u64)) -> Result<Option<ArchiveProblem>, S3Error> {
     let c = &due.copy;
-    let Some(mut body) = s3.get(&c.key, &c.version_id)? else { return Ok(Some(ArchiveProblem::Missing)) };
+    let mut body = match s3.get(&c.key, &c.version_id) {
+        Ok(Some(body)) => body,
+        Ok(None) => return Ok(Some(ArchiveProblem::Missing)),
+        Err(e @ S3Error::Refused { .. }) => return Ok(Some(ArchiveProblem::Unreadable { reason: e.to_string() })),
+        Err(e) => return Err(e),
+    };
     let checked = check_bytes(&mut body, &c.ranges, c.size, progress).map_err(|err| S3Error::Io {
         op: "GetObject",
         key: c.key.clone(),

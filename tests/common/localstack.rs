@@ -23,7 +23,7 @@ use super::wait_timeout;
 
 /// A first start without the service catalogue cached takes about 5 s; later ones about 1.5 s.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The credentials the tests sign with; LocalStack maps any access key to its test account.
 pub const ACCESS_KEY: &str = "test";
@@ -55,7 +55,8 @@ impl LocalStack {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cache = root.path().join("var/lib/localstack/cache");
         fs::create_dir_all(&cache).unwrap();
-        // The service catalogue the first start builds (seconds and 350 MB), kept beside the venv.
+        // The service catalogue the first start builds (seconds and 350 MB), cached beside the venv
+        // by scripts/deps (tests/localstack/warm.py).
         let kept = python.parent().unwrap().parent().unwrap().join("wormfs-catalogue-cache");
         if let Ok(entries) = fs::read_dir(&kept) {
             for e in entries.flatten() {
@@ -98,12 +99,6 @@ impl LocalStack {
                 panic!("LocalStack did not answer on 127.0.0.1:{port} within {START_TIMEOUT:?}:\n{}", ls.log());
             }
             std::thread::sleep(Duration::from_millis(100));
-        }
-        if !kept.exists() {
-            let _ = fs::create_dir_all(&kept);
-            for e in fs::read_dir(&cache).into_iter().flatten().flatten() {
-                let _ = fs::copy(e.path(), kept.join(e.file_name()));
-            }
         }
         ls
     }

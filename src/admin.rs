@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::core::ledger::LedgerError;
-use crate::core::record::Payload;
+use crate::core::record::Archive;
 use crate::core::store::StoreError;
 use crate::core::timefmt::rfc3339_ns;
 use crate::core::RelPath;
@@ -131,7 +131,7 @@ pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Res
             let file_hash = crate::core::segment::from_hex(file_hash)
                 .and_then(|h| h.try_into().ok())
                 .ok_or_else(|| AdminError::BadHash(file_hash.clone()))?;
-            let copy = Payload::Archived {
+            let copy = Archive {
                 path: file.clone(),
                 size: *size,
                 file_hash,

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::core::path::RelPath;
-use crate::core::record::{DecodeError, Payload, Record};
+use crate::core::record::{Archive, DecodeError, Payload, Record};
 use crate::core::retention::{self, chain_now, hold_covering, Standing};
 use crate::core::segment::hex;
 use crate::core::store::{Clock, FileState, HoldState, Store, StoreError};
@@ -118,7 +118,16 @@ pub fn record_json(r: &Record) -> Value {
         }),
         Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
         Payload::Aborted { change, errno } => json!({ "change": change, "errno": errno }),
-        Payload::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
+        Payload::Archived(Archive {
+            path,
+            size,
+            file_hash,
+            bucket,
+            key,
+            version_id,
+            receipt_version_id,
+            retain_until_ns,
+        }) => {
             json!({
                 "path": path_text(path),
                 "size": size,
@@ -225,7 +234,7 @@ pub fn record_line(r: &Record) -> String {
             format!("system clock {} is behind the chain's {}", rfc3339_ns(*system_ns), rfc3339_ns(*floor_ns))
         }
         Payload::Access { path, uid, pid, command } => format!("{path} read by uid {uid} pid {pid} ({command})"),
-        Payload::Archived { path, size, bucket, key, version_id, retain_until_ns, .. } => format!(
+        Payload::Archived(Archive { path, size, bucket, key, version_id, retain_until_ns, .. }) => format!(
             "{path} ({size} bytes) to s3://{bucket}/{key} version {version_id}, locked until {}",
             rfc3339_ns(*retain_until_ns)
         ),

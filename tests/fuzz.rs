@@ -36,7 +36,7 @@ use wormfs::checkpoint::{self, Checkpoint, LogSigner, WitnessKey};
 use wormfs::core::chain::{key_id, sign as sign_record, ChainChecker};
 use wormfs::core::ledger::{Ledger, SealKind};
 use wormfs::core::merkle::{self, EMPTY_ROOT};
-use wormfs::core::record::{DecodeError, Payload, Record, Segment, Unsigned, MAX_RECORD_LEN};
+use wormfs::core::record::{Archive, DecodeError, Payload, Record, Segment, Unsigned, MAX_RECORD_LEN};
 use wormfs::core::retention::{parse_duration_ns, RetentionPolicy, NS_PER_SEC};
 use wormfs::core::segment::{from_hex, hex, sha256, Hash, ZERO_HASH};
 use wormfs::core::store::{IndexUpdate, Store, SystemClock};
@@ -308,7 +308,7 @@ fn payload() -> BoxedStrategy<Payload> {
         (boundary_u64(), any::<u32>()).prop_map(|(change, errno)| Payload::Aborted { change, errno }),
         (rel_path(), boundary_u64(), hash(), [text(), text(), text(), text()], boundary_u64()).prop_map(
             |(path, size, file_hash, [bucket, key, version_id, receipt_version_id], retain_until_ns)| {
-                Payload::Archived {
+                Payload::Archived(Archive {
                     path,
                     size,
                     file_hash,
@@ -317,7 +317,7 @@ fn payload() -> BoxedStrategy<Payload> {
                     version_id,
                     receipt_version_id,
                     retain_until_ns,
-                }
+                })
             }
         ),
         (rel_path(), boundary_u64(), hash(), boundary_u64(), boundary_u64()).prop_map(

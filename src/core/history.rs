@@ -459,33 +459,24 @@ impl History {
             Payload::Create { path, .. } => self.begin(path, seq, Origin::Created { seq }, seq),
             Payload::Seal(s) => self.seal(seq, s),
             Payload::Recovered { segment, adopted } => self.recovered(seq, segment, *adopted),
-            Payload::Archived {
-                path,
-                size,
-                file_hash,
-                bucket,
-                key,
-                version_id,
-                receipt_version_id,
-                retain_until_ns,
-            } => {
-                let Some(h) = self.files.get_mut(path).filter(|h| h.sealed == *size && h.file_hash == *file_hash)
+            Payload::Archived(a) => {
+                let Some(h) = self.files.get_mut(&a.path).filter(|h| h.sealed == a.size && h.file_hash == a.file_hash)
                 else {
-                    self.findings.push(HistoryFinding::ArchivedUnsealed { path: path.clone(), seq });
+                    self.findings.push(HistoryFinding::ArchivedUnsealed { path: a.path.clone(), seq });
                     return;
                 };
                 let copy = ArchivedCopy {
                     seq,
-                    path: path.clone(),
-                    size: *size,
-                    file_hash: *file_hash,
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    version_id: version_id.clone(),
-                    receipt_version_id: receipt_version_id.clone(),
-                    put_until_ns: *retain_until_ns,
-                    ranges: h.ranges.iter().filter(|r| r.end <= *size).cloned().collect(),
-                    file: Some(path.clone()),
+                    path: a.path.clone(),
+                    size: a.size,
+                    file_hash: a.file_hash,
+                    bucket: a.bucket.clone(),
+                    key: a.key.clone(),
+                    version_id: a.version_id.clone(),
+                    receipt_version_id: a.receipt_version_id.clone(),
+                    put_until_ns: a.retain_until_ns,
+                    ranges: h.ranges.iter().filter(|r| r.end <= a.size).cloned().collect(),
+                    file: Some(a.path.clone()),
                     retain_until_ns: h.retain_until_ns,
                     pruned: None,
                 };
@@ -563,7 +554,7 @@ impl History {
                 | Payload::Hold { .. }
                 | Payload::Retention { .. }
                 | Payload::ClockJump { .. }
-                | Payload::Archived { .. }
+                | Payload::Archived(_)
                 | Payload::Pruned { .. }
         );
         if mounted_only && !matches!(self.phase, Phase::Up { .. }) {
@@ -674,15 +665,11 @@ impl History {
         }
     }
 
-    /// Every archived copy with the lock it must have now (newest Archived record per key only:
-    /// an older record of the same key and version says nothing more).
+    /// Every archived copy, in record order, with the lock it must have now. (Each recorded
+    /// version counts: a later record of the same key does not excuse an earlier version.)
     pub fn archive_dues(&self) -> Vec<ArchiveDue> {
-        let mut newest: BTreeMap<(&str, &str), &ArchivedCopy> = BTreeMap::new();
-        for copy in self.archived.values() {
-            newest.insert((copy.bucket.as_str(), copy.key.as_str()), copy);
-        }
-        newest
-            .into_values()
+        self.archived
+            .values()
             .map(|copy| {
                 let (retain_until_ns, hold) = self.copy_lock(copy);
                 ArchiveDue { copy: copy.clone(), retain_until_ns, hold }
@@ -775,6 +762,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::record::Archive;
     use crate::core::segment::sha256;
     use std::ffi::OsStr;
 
@@ -856,7 +844,7 @@ mod tests {
         /// An Archived record of `path` as it is sealed now.
         fn archived(&mut self, path: &str, key: &str) -> u64 {
             let (size, file_hash) = self.file_hash[&p(path)];
-            self.push(Payload::Archived {
+            self.push(Payload::Archived(Archive {
                 path: p(path),
                 size,
                 file_hash,
@@ -865,7 +853,7 @@ mod tests {
                 version_id: "v1".into(),
                 receipt_version_id: "r1".into(),
                 retain_until_ns: 1100,
-            })
+            }))
         }
 
         fn pruned(&mut self, path: &str, archived: u64) -> u64 {
@@ -916,7 +904,7 @@ mod tests {
         c.create("a.log");
         c.seal("a.log", b"one\n");
         let size = 99;
-        let seq = c.push(Payload::Archived {
+        let seq = c.push(Payload::Archived(Archive {
             path: p("a.log"),
             size,
             file_hash: [7; 32],
@@ -925,7 +913,7 @@ mod tests {
             version_id: "v".into(),
             receipt_version_id: "r".into(),
             retain_until_ns: 1100,
-        });
+        }));
         assert_eq!(c.findings(), &[HistoryFinding::ArchivedUnsealed { path: p("a.log"), seq }]);
         assert!(c.history.archive_dues().is_empty());
     }

@@ -14,7 +14,7 @@ use super::history::History;
 use super::merkle;
 use super::path::RelPath;
 use super::policy::{self, HoldRefusal, Refusal};
-use super::record::{Payload, Record, Segment, Unsigned};
+use super::record::{Archive, Payload, Record, Segment, Unsigned};
 use super::retention::{self, RetentionPolicy, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
 use super::space::{self, Room};
@@ -547,22 +547,21 @@ impl Ledger {
         .map(|record| Change { record, undo })
     }
 
-    /// Record that the file's bytes as sealed now went to S3 (`copy`: an Archived payload,
-    /// checked here against the index so that only sealed bytes are ever said to be archived).
-    pub fn archived(&self, copy: Payload) -> Result<Record, LedgerError> {
-        let Payload::Archived { path, size, file_hash, retain_until_ns, .. } = &copy else {
-            unreachable!("Ledger::archived takes an Archived payload");
-        };
+    /// Record that the file's bytes as sealed now went to S3, checked here against the index so
+    /// that only sealed bytes are ever said to be archived, and never for less than the file is
+    /// retained.
+    pub fn archived(&self, copy: Archive) -> Result<Record, LedgerError> {
         self.append(|_, _| {
+            let path = &copy.path;
             let state = self.store.file(path)?.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
-            if state.sealed_size != *size || state.file_hash != *file_hash {
+            if state.sealed_size != copy.size || state.file_hash != copy.file_hash {
                 return Err(LedgerError::NotSealedBytes(path.clone()));
             }
-            if *retain_until_ns < state.retain_until_ns {
-                let (until_ns, retain_until_ns) = (*retain_until_ns, state.retain_until_ns);
+            if copy.retain_until_ns < state.retain_until_ns {
+                let (until_ns, retain_until_ns) = (copy.retain_until_ns, state.retain_until_ns);
                 return Err(LedgerError::ArchiveExpiresFirst { path: path.clone(), until_ns, retain_until_ns });
             }
-            Ok((copy.clone(), Vec::new()))
+            Ok((Payload::Archived(copy.clone()), Vec::new()))
         })
     }
 
@@ -578,8 +577,8 @@ impl Ledger {
             let state = state.ok_or_else(|| LedgerError::UnknownFile(path.clone()))?;
             let same = matches!(
                 copy.as_ref().map(|r| &r.fields.payload),
-                Some(Payload::Archived { path: p, size: s, file_hash: h, .. })
-                    if p == path && *s == state.sealed_size && *s == size && *h == state.file_hash
+                Some(Payload::Archived(a))
+                    if a.path == *path && a.size == state.sealed_size && a.size == size && a.file_hash == state.file_hash
             );
             if !same {
                 return Err(LedgerError::NotArchived { path: path.clone(), archived });
@@ -787,7 +786,7 @@ mod tests {
         ledger.create(&path, libc::S_IFREG | 0o644, 0, 0).unwrap();
         let seal = ledger.seal(&path, 0, 4, crate::core::segment::sha256(b"one\n"), SealKind::Written).unwrap();
         let state = ledger.file(&path).unwrap().unwrap();
-        let copy = |size: u64, until: u64| Payload::Archived {
+        let copy = |size: u64, until: u64| Archive {
             path: path.clone(),
             size,
             file_hash: state.file_hash,

@@ -104,6 +104,21 @@ pub struct Segment {
     pub retain_until_ns: u64,
 }
 
+/// The file's bytes [0, size), whose seals end in `file_hash`, uploaded to S3 as version
+/// `version_id` of `key` in `bucket`, locked in COMPLIANCE mode until `retain_until_ns`, with its
+/// receipt beside it (`key` + ".receipt", version `receipt_version_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub path: RelPath,
+    pub size: u64,
+    pub file_hash: Hash,
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub receipt_version_id: String,
+    pub retain_until_ns: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// The daemon started: its version, the signing key's id, the data directory it serves.
@@ -200,20 +215,8 @@ pub enum Payload {
         change: u64,
         errno: u32,
     },
-    /// The file's bytes [0, size), whose seals end in `file_hash`, were uploaded to S3 as
-    /// version `version_id` of `key` in `bucket`, locked in COMPLIANCE mode until
-    /// `retain_until_ns`, with its receipt beside it (`key` + ".receipt", version
-    /// `receipt_version_id`). Recorded after the upload succeeded.
-    Archived {
-        path: RelPath,
-        size: u64,
-        file_hash: Hash,
-        bucket: String,
-        key: String,
-        version_id: String,
-        receipt_version_id: String,
-        retain_until_ns: u64,
-    },
+    /// A file's sealed bytes went to S3 (recorded after the upload succeeded).
+    Archived(Archive),
     /// A file whose retention had expired was deleted from DATA_DIR because record `archived`
     /// (an Archived of exactly these bytes) keeps it in S3, checked just before (recorded before
     /// the unlink, like Delete).
@@ -244,7 +247,7 @@ impl Payload {
             Payload::Access { .. } => Kind::Access,
             Payload::Damaged { .. } => Kind::Damaged,
             Payload::Aborted { .. } => Kind::Aborted,
-            Payload::Archived { .. } => Kind::Archived,
+            Payload::Archived(_) => Kind::Archived,
             Payload::Pruned { .. } => Kind::Pruned,
         }
     }
@@ -267,7 +270,7 @@ impl Payload {
             | Payload::Truncate { path, .. }
             | Payload::Access { path, .. }
             | Payload::Damaged { path, .. }
-            | Payload::Archived { path, .. }
+            | Payload::Archived(Archive { path, .. })
             | Payload::Pruned { path, .. } => Some(path),
             Payload::Hold { prefix, .. } => Some(prefix),
             Payload::Rename { from, .. } => Some(from),
@@ -355,7 +358,7 @@ impl Payload {
                 out.extend_from_slice(&change.to_be_bytes());
                 out.extend_from_slice(&errno.to_be_bytes());
             }
-            Payload::Archived {
+            Payload::Archived(Archive {
                 path,
                 size,
                 file_hash,
@@ -364,7 +367,7 @@ impl Payload {
                 version_id,
                 receipt_version_id,
                 retain_until_ns,
-            } => {
+            }) => {
                 put_bytes(out, path.as_os_str().as_bytes());
                 out.extend_from_slice(&size.to_be_bytes());
                 out.extend_from_slice(file_hash);
@@ -427,7 +430,7 @@ impl Payload {
             },
             Kind::Damaged => Payload::Damaged { path: r.path()?, sealed: r.u64()?, size: r.u64()? },
             Kind::Aborted => Payload::Aborted { change: r.u64()?, errno: r.u32()? },
-            Kind::Archived => Payload::Archived {
+            Kind::Archived => Payload::Archived(Archive {
                 path: r.path()?,
                 size: r.u64()?,
                 file_hash: r.fixed()?,
@@ -436,7 +439,7 @@ impl Payload {
                 version_id: r.text()?,
                 receipt_version_id: r.text()?,
                 retain_until_ns: r.u64()?,
-            },
+            }),
             Kind::Pruned => Payload::Pruned {
                 path: r.path()?,
                 size: r.u64()?,

@@ -2,6 +2,7 @@
 //! run as `wormfs archive`, recording through the daemon's own ledger.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,14 +26,18 @@ pub struct Plan {
 
 pub fn start(fs: Arc<WormFs>, state: StateDir, data_dir: PathBuf, plan: Plan) -> std::io::Result<Ticker> {
     let Plan { client, prefix, interval, prune } = plan;
-    let session = Session::Direct { fs, data_dir };
+    let session = Session::Direct { fs: fs.clone(), data_dir };
     Ticker::start(
         "archiver",
         move || interval,
         move || {
             let opts = RunOptions { prefix: prefix.clone(), prune, progress: false, now_ns: SystemClock.now_ns() };
+            let metrics = fs.metrics();
             match upload::run(&state, &session, &client, &opts) {
                 Ok(s) => {
+                    metrics.archived_files.fetch_add(s.archived.len() as u64, Ordering::Relaxed);
+                    metrics.archived_bytes.fetch_add(s.bytes, Ordering::Relaxed);
+                    metrics.archive_failures.fetch_add(s.failed.len() as u64, Ordering::Relaxed);
                     if !(s.archived.is_empty() && s.mirrored.is_empty() && s.pruned.is_empty()) {
                         info!(
                             "archive s3://{}: {} files archived ({} bytes), {} objects' locks updated, {} pruned",
@@ -47,7 +52,10 @@ pub fn start(fs: Arc<WormFs>, state: StateDir, data_dir: PathBuf, plan: Plan) ->
                         warn!("archive s3://{}: {path}: {why}", client.bucket());
                     }
                 }
-                Err(e) => warn!("archive s3://{}: {e} (tried again in {} s)", client.bucket(), interval.as_secs()),
+                Err(e) => {
+                    metrics.archive_failures.fetch_add(1, Ordering::Relaxed);
+                    warn!("archive s3://{}: {e} (tried again in {} s)", client.bucket(), interval.as_secs())
+                }
             }
         },
     )

@@ -135,6 +135,21 @@ pub fn render(s: &Snapshot, g: &Gauges, head_seq: u64) -> String {
     );
     metric(
         &mut out,
+        "wormfs_archived_files_total",
+        "counter",
+        "Files the archive timer (--archive) uploaded to S3 and recorded.",
+        &one(s.archived_files),
+    );
+    metric(&mut out, "wormfs_archived_bytes_total", "counter", "Bytes of those files.", &one(s.archived_bytes));
+    metric(
+        &mut out,
+        "wormfs_archive_failures_total",
+        "counter",
+        "Archive runs that could not start, and files the timer could not archive, mirror or prune; retried at the next interval.",
+        &one(s.archive_failures),
+    );
+    metric(
+        &mut out,
         "wormfs_metrics_timestamp_seconds",
         "gauge",
         "When this file was written.",

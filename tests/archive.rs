@@ -536,6 +536,16 @@ fn the_daemon_archives_every_interval() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(archived_records(&m).len(), 1);
     assert_eq!(s3.versions(&key).unwrap().len(), 1);
+    // And the metrics say what it did (rewritten every 5 s).
+    let metrics = m.state().join("metrics.prom");
+    let counted = |line: &str| fs::read_to_string(&metrics).is_ok_and(|t| t.lines().any(|l| l == line));
+    assert!(
+        wait_until(Duration::from_secs(12), || counted("wormfs_archived_files_total 1")),
+        "{:?}",
+        fs::read_to_string(&metrics)
+    );
+    assert!(counted("wormfs_archive_failures_total 0"));
+    assert!(counted(&format!("wormfs_archived_bytes_total {}", b"shipped by the daemon\n".len())));
     let (out, _) = verify_archive(&ls, &m, "fleet");
     assert_eq!(out.status.code(), Some(0), "{out:#?}");
 }

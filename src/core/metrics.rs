@@ -65,6 +65,11 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     pub witness_cosignatures: AtomicU64,
     pub witness_failures: AtomicU64,
+    /// Files (and their bytes) the archive timer uploaded and recorded, and its failures (a run
+    /// that could not start, or one file it could not archive, mirror or prune).
+    pub archived_files: AtomicU64,
+    pub archived_bytes: AtomicU64,
+    pub archive_failures: AtomicU64,
     /// Writes and creates refused with ENOSPC for want of room on the state disk.
     pub space_refusals: AtomicU64,
 }
@@ -86,6 +91,9 @@ pub struct Snapshot {
     pub checkpoints: u64,
     pub witness_cosignatures: u64,
     pub witness_failures: u64,
+    pub archived_files: u64,
+    pub archived_bytes: u64,
+    pub archive_failures: u64,
     pub space_refusals: u64,
 }
 
@@ -139,6 +147,9 @@ impl Metrics {
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             witness_cosignatures: self.witness_cosignatures.load(Ordering::Relaxed),
             witness_failures: self.witness_failures.load(Ordering::Relaxed),
+            archived_files: self.archived_files.load(Ordering::Relaxed),
+            archived_bytes: self.archived_bytes.load(Ordering::Relaxed),
+            archive_failures: self.archive_failures.load(Ordering::Relaxed),
             space_refusals: self.space_refusals.load(Ordering::Relaxed),
         }
     }

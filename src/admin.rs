@@ -36,6 +36,10 @@ pub enum Request {
     /// Record an upload `wormfs archive` made; refused unless it is of the file's sealed bytes.
     Archived {
         path: String,
+        /// The path's exact bytes in hex (no leading `/`), which `path` cannot carry for a name
+        /// that is not UTF-8; used instead of `path` when present.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_hex: Option<String>,
         size: u64,
         /// Hex.
         file_hash: String,
@@ -48,6 +52,8 @@ pub enum Request {
     /// Delete the local copy of an expired file that Archived record `archived` keeps in S3.
     Prune {
         path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_hex: Option<String>,
         archived: u64,
     },
 }
@@ -102,6 +108,14 @@ fn mount_path(text: &str) -> Result<RelPath, AdminError> {
     RelPath::from_mount_path(text).map_err(|_| AdminError::BadPath(text.to_string()))
 }
 
+/// The path a request names: its exact bytes when it gives them in hex, else its text.
+fn exact_path(text: &str, hex: Option<&str>) -> Result<RelPath, AdminError> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(hex) = hex else { return mount_path(text) };
+    let bytes = crate::core::segment::from_hex(hex).ok_or_else(|| AdminError::BadPath(hex.to_string()))?;
+    RelPath::parse(std::ffi::OsStr::from_bytes(&bytes)).map_err(|_| AdminError::BadPath(text.to_string()))
+}
+
 /// Carry out `request` for `uid` on the chain in `ledger` over `data_dir`. The rules are the
 /// core's (`policy::hold`, `policy::extend_retention`); this gathers the facts they need.
 pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Result<String, AdminError> {
@@ -126,8 +140,18 @@ pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Res
             let record = ledger.extend_retention(&file, requested, uid).map_err(AdminError::Ledger)?;
             Ok(format!("{file} retained until {} (record {})", rfc3339_ns(requested), record.seq()))
         }
-        Request::Archived { path, size, file_hash, bucket, key, version_id, receipt_version_id, retain_until_ns } => {
-            let file = mount_path(path)?;
+        Request::Archived {
+            path,
+            path_hex,
+            size,
+            file_hash,
+            bucket,
+            key,
+            version_id,
+            receipt_version_id,
+            retain_until_ns,
+        } => {
+            let file = exact_path(path, path_hex.as_deref())?;
             let file_hash = crate::core::segment::from_hex(file_hash)
                 .and_then(|h| h.try_into().ok())
                 .ok_or_else(|| AdminError::BadHash(file_hash.clone()))?;
@@ -144,8 +168,8 @@ pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Res
             let record = ledger.archived(copy).map_err(AdminError::Ledger)?;
             Ok(format!("{file} archived as s3://{bucket}/{key} version {version_id} (record {})", record.seq()))
         }
-        Request::Prune { path, archived } => {
-            let file = mount_path(path)?;
+        Request::Prune { path, path_hex, archived } => {
+            let file = exact_path(path, path_hex.as_deref())?;
             let seq = fs.prune(&file, *archived).map_err(AdminError::Fs)?;
             Ok(format!("{file} deleted here, kept in the archive by record {archived} (record {seq})"))
         }

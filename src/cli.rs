@@ -308,6 +308,9 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .filter(|p| !p.is_empty())
                 .collect::<Vec<_>>()
                 .join("/");
+            if !prefix.is_empty() {
+                crate::archive::clean_prefix(&prefix).map_err(usage)?;
+            }
             let client = s3.client(&bucket).map_err(fail)?;
             let session = control::Session::open(&StateDir::new(state.clone())).map_err(fail)?;
             let opts = crate::archive::upload::RunOptions {

@@ -157,6 +157,9 @@ pub enum ArchiveProblem {
     Unreadable {
         reason: String,
     },
+    /// The key is not the one wormfs gives these bytes (`PREFIX/PATH@FILE_HASH` with a clean
+    /// prefix): the record names one object while the bytes may be in another.
+    WrongKey,
 }
 
 /// Worth knowing, not proof of tampering.
@@ -183,6 +186,9 @@ pub enum Warning {
     ArchiveHoldNotCleared { path: RelPath, key: String },
     /// Archived records about another bucket than the one checked: not checked.
     ArchiveNotChecked { bucket: String, copies: u64 },
+    /// A sealed file with no copy of its sealed bytes in the bucket checked (not closed yet,
+    /// archived before it grew, or archiving failed or was stopped).
+    ArchiveNotArchived { path: RelPath, size: u64 },
     /// An archived copy is gone after the date the chain retained it until (and no hold covers
     /// it): deleted as it may be, like a local file past its retention.
     ArchiveExpiredGone { path: RelPath, key: String, retain_until_ns: u64 },
@@ -245,6 +251,7 @@ impl Finding {
                 ArchiveProblem::RetentionShort { .. } => "archive.retention_short",
                 ArchiveProblem::HoldMissing { .. } => "archive.hold_missing",
                 ArchiveProblem::Unreadable { .. } => "archive.unreadable",
+                ArchiveProblem::WrongKey => "archive.wrong_key",
             },
         }
     }
@@ -300,6 +307,7 @@ impl Warning {
             Warning::ArchiveHoldNotCleared { .. } => "archive.hold_not_cleared",
             Warning::ArchiveNotChecked { .. } => "archive.not_checked",
             Warning::ArchiveExpiredGone { .. } => "archive.expired_gone",
+            Warning::ArchiveNotArchived { .. } => "archive.not_archived",
         }
     }
 
@@ -312,7 +320,8 @@ impl Warning {
             | Warning::RenameNotCompleted { path, .. } => Some(path),
             Warning::ArchiveCovered { path, .. }
             | Warning::ArchiveHoldNotCleared { path, .. }
-            | Warning::ArchiveExpiredGone { path, .. } => Some(path),
+            | Warning::ArchiveExpiredGone { path, .. }
+            | Warning::ArchiveNotArchived { path, .. } => Some(path),
             Warning::StaleEpoch { .. } | Warning::ArchiveNotChecked { .. } => None,
         }
     }
@@ -446,6 +455,7 @@ impl fmt::Display for Finding {
                         write!(f, "has no legal hold, but the hold on {hold} covers it in the chain")
                     }
                     ArchiveProblem::Unreadable { reason } => write!(f, "could not be checked: {reason}"),
+                    ArchiveProblem::WrongKey => write!(f, "is not under the key wormfs gives these bytes"),
                 }
             }
         }
@@ -473,6 +483,9 @@ impl fmt::Display for Warning {
             }
             Warning::ArchiveNotChecked { bucket, copies } => {
                 write!(f, "{copies} archived copies are in bucket {bucket}, which was not checked")
+            }
+            Warning::ArchiveNotArchived { path, size } => {
+                write!(f, "{path}: its {size} sealed bytes have no copy in the bucket checked")
             }
             Warning::ArchiveExpiredGone { path, key, retain_until_ns } => write!(
                 f,
@@ -528,6 +541,9 @@ pub struct Report {
     pub archived: Vec<ArchiveDue>,
     /// With --archive: the bucket checked and how many copies it holds that were checked.
     pub archive_checked: Option<(String, u64)>,
+    /// Every file with sealed bytes, with its sealed size and file_hash now (what an archive
+    /// should hold a copy of).
+    pub sealed: Vec<(RelPath, u64, Hash)>,
 }
 
 impl Report {
@@ -694,6 +710,8 @@ pub fn check_with(
     let (anchor_findings, anchored) = check_anchors(&opts.anchors, &roots, leaves);
     let closed = history.closed();
     let archived = history.archive_dues();
+    let sealed =
+        history.files.iter().filter(|(_, h)| h.sealed > 0).map(|(p, h)| (p.clone(), h.sealed, h.file_hash)).collect();
     let History { files, ended, renamed, findings: history_findings, warnings: history_warnings, .. } = history;
     let mut findings: Vec<Finding> = chain.findings.into_iter().map(Finding::Chain).collect();
     // What the records show is about the chain as a whole: reported whatever --path says.
@@ -791,6 +809,7 @@ pub fn check_with(
         anchored,
         archived,
         archive_checked: None,
+        sealed,
     })
 }
 

@@ -161,12 +161,11 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
         bar.finish_and_clear();
     }
     if let Some(s3) = &archive {
-        let (findings, warnings, copies) =
-            crate::archive::check::check(s3, &report.archived, SystemClock.now_ns(), &|_| {})
-                .map_err(VerifyCmdError::Archive)?;
-        report.findings.extend(findings);
-        report.warnings.extend(warnings);
-        report.archive_checked = Some((s3.bucket().to_string(), copies));
+        let checked = crate::archive::check::check(s3, &report.archived, &report.sealed, SystemClock.now_ns(), &|_| {})
+            .map_err(VerifyCmdError::Archive)?;
+        report.findings.extend(checked.findings);
+        report.warnings.extend(checked.warnings);
+        report.archive_checked = Some((s3.bucket().to_string(), checked.copies));
     }
 
     let verdict = Verdict { report: &report, public_key: key.to_bytes(), key_source };

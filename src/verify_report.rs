@@ -241,7 +241,7 @@ fn finding_json(f: &Finding) -> Value {
                 }),
                 ArchiveProblem::HoldMissing { hold } => json!({ "hold": path_text(hold) }),
                 ArchiveProblem::Unreadable { reason } => json!({ "reason": reason }),
-                ArchiveProblem::Missing | ArchiveProblem::ReceiptMissing => json!({}),
+                ArchiveProblem::Missing | ArchiveProblem::ReceiptMissing | ArchiveProblem::WrongKey => json!({}),
             };
             if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), more) {
                 obj.extend(more);
@@ -270,6 +270,7 @@ fn warning_json(w: &Warning) -> Value {
         Warning::ArchiveCovered { key, version_id, .. } => json!({ "key": key, "version_id": version_id }),
         Warning::ArchiveHoldNotCleared { key, .. } => json!({ "key": key }),
         Warning::ArchiveNotChecked { bucket, copies } => json!({ "bucket": bucket, "copies": copies }),
+        Warning::ArchiveNotArchived { size, .. } => json!({ "size": size }),
         Warning::ArchiveExpiredGone { key, retain_until_ns, .. } => {
             json!({ "key": key, "retain_until": rfc3339_ns(*retain_until_ns) })
         }

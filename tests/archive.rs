@@ -108,6 +108,36 @@ fn object_bytes(s3: &S3, key: &str, version: &str) -> Vec<u8> {
     out
 }
 
+/// Put a GOVERNANCE-locked copy of `rel`'s `bytes` (and a stand-in receipt) under the key wormfs
+/// uses, as another tool might, and record it in the chain as an Archived record (through the
+/// daemon when mounted). Its key and version.
+fn record_outside_copy(s3: &S3, m: &TestMount, bucket: &str, rel: &str, bytes: &[u8]) -> (String, String) {
+    let shown = format!("/{rel}");
+    let seal = m.records().into_iter().rev().find(|x| x["kind"] == "Seal" && x["path"] == shown.as_str()).unwrap();
+    let file_hash = seal["file_hash"].as_str().unwrap().to_string();
+    let until = seal["retain_until_ns"].as_u64().unwrap();
+    let key = key_of(m, rel);
+    let meta = [("wormfs-file-hash", file_hash.as_str())];
+    let put = |k: &str, b: &[u8]| {
+        s3.put_locked(k, &mut &b[..], b.len() as u64, &sha256(b), LockMode::Governance, until, false, &meta).unwrap()
+    };
+    let (version, receipt) = (put(&key, bytes), put(&receipt_key(&key), b"{}"));
+    let request = wormfs::admin::Request::Archived {
+        path: shown,
+        path_hex: None,
+        size: bytes.len() as u64,
+        file_hash,
+        bucket: bucket.into(),
+        key: key.clone(),
+        version_id: version.clone(),
+        receipt_version_id: receipt,
+        retain_until_ns: until,
+    };
+    let session = wormfs::control::Session::open(&wormfs::state_dir::StateDir::new(m.state())).unwrap();
+    session.submit(&request).unwrap();
+    (key, version)
+}
+
 /// Retention of a day: every lock the tests set is a day ahead.
 fn mount() -> TestMount {
     TestMount::builder().arg("--retention").arg("1d").start()
@@ -189,6 +219,14 @@ fn archived_files_are_locked_in_compliance_mode_and_the_server_refuses_to_undo_i
     assert!(out.stdout.contains("0 archived"), "{}", out.stdout);
     assert_eq!((versions(key), versions(&receipt_key(key))), (n_a, n_receipt));
     assert_eq!(archived_records(&m).len(), 2);
+
+    // A file sealed since, not archived yet: verify names it (a warning: it may just be new, or
+    // archiving was stopped).
+    m.create("late.log", b"after the run\n");
+    let (out, report) = verify_archive(&ls, &m, "evidence");
+    assert_eq!(out.status.code(), Some(0));
+    let late = report["warnings"].as_array().unwrap().iter().find(|w| w["kind"] == "archive.not_archived");
+    assert_eq!(late.map(|w| w["path"].clone()), Some(serde_json::json!("/late.log")), "{report:#}");
     drop(open);
 }
 
@@ -247,6 +285,39 @@ fn holds_and_extensions_reach_the_objects_and_verify_names_an_archive_that_lags_
 }
 
 #[test]
+fn names_that_are_not_utf8_or_would_leave_the_bucket_are_handled() {
+    use std::os::unix::ffi::OsStrExt;
+    let ls = LocalStack::start();
+    let s3 = lock_bucket(&ls, "evidence");
+    let m = mount();
+    // A name that is not UTF-8, and a UTF-8 twin spelled like its escaped form.
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xff.log");
+    fs::write(m.path("bad\\xff.log"), b"the twin\n").unwrap();
+    fs::write(m.path(odd), b"not utf-8\n").unwrap();
+    let out = archive(&ls, &m, "evidence", &[]);
+    out.assert_success("archive");
+    let records = archived_records(&m);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let odd_record =
+        records.iter().find(|r| r["path_hex"] == "626164ff2e6c6f67").expect("the non-UTF-8 file is recorded");
+    let twin = records.iter().find(|r| r["path"] == "/bad\\xff.log").expect("the twin is recorded as itself");
+    assert_ne!(odd_record["key"], twin["key"]);
+    assert!(odd_record["key"].as_str().unwrap().starts_with("bad%FF.log@"), "{odd_record}");
+    let got = object_bytes(&s3, odd_record["key"].as_str().unwrap(), odd_record["version_id"].as_str().unwrap());
+    assert_eq!(got, b"not utf-8\n");
+    let (out, report) = verify_archive(&ls, &m, "evidence");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert!(kinds(&report, "warnings").is_empty(), "{report:#}");
+
+    // A prefix with a `..` would put the objects in another bucket than the one recorded.
+    let out = archive(&ls, &m, "evidence/../other", &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(out.stderr.contains("`..`"), "{}", out.stderr);
+    let out = archive(&ls, &m, "evidence", &["--prefix", "../other"]);
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+}
+
+#[test]
 fn an_object_a_weaker_lock_let_go_is_found_missing() {
     let ls = LocalStack::start();
     let s3 = lock_bucket(&ls, "weak");
@@ -256,40 +327,7 @@ fn an_object_a_weaker_lock_let_go_is_found_missing() {
     m.stop();
     // An archive made by something else (an older tool, a hand-run upload) in GOVERNANCE mode,
     // recorded in the chain like any other: verify must judge the object, not the record.
-    let seal = m.records().into_iter().rev().find(|x| x["kind"] == "Seal").unwrap();
-    let hash: [u8; 32] = from_hex(seal["file_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
-    let until = seal["retain_until_ns"].as_u64().unwrap();
-    let key = object_key("", &rel("a.log"), &hash);
-    let meta = [("wormfs-file-hash", seal["file_hash"].as_str().unwrap())];
-    let version = s3
-        .put_locked(
-            &key,
-            &mut &bytes[..],
-            bytes.len() as u64,
-            &sha256(bytes),
-            LockMode::Governance,
-            until,
-            false,
-            &meta,
-        )
-        .unwrap();
-    let receipt = s3
-        .put_locked(&receipt_key(&key), &mut &b"{}"[..], 2, &sha256(b"{}"), LockMode::Governance, until, false, &meta)
-        .unwrap();
-    let state = wormfs::state_dir::StateDir::new(m.state());
-    let session = wormfs::control::Session::open(&state).unwrap();
-    let request = wormfs::admin::Request::Archived {
-        path: "/a.log".into(),
-        size: bytes.len() as u64,
-        file_hash: seal["file_hash"].as_str().unwrap().into(),
-        bucket: "weak".into(),
-        key: key.clone(),
-        version_id: version.clone(),
-        receipt_version_id: receipt,
-        retain_until_ns: until,
-    };
-    session.submit(&request).unwrap();
-    drop(session);
+    let (key, version) = record_outside_copy(&s3, &m, "weak", "a.log", bytes);
 
     let (out, report) = verify_archive(&ls, &m, "weak");
     assert_eq!(out.status.code(), Some(1), "{out:#?}");
@@ -307,7 +345,8 @@ fn an_object_a_weaker_lock_let_go_is_found_missing() {
     // The same chain checked against another bucket: nothing there is judged, and it says so.
     lock_bucket(&ls, "other");
     let (out, report) = verify_archive(&ls, &m, "other");
-    assert_eq!(kinds(&report, "warnings"), vec!["archive.not_checked"], "{report:#}");
+    // ...and a.log has no copy there.
+    assert_eq!(kinds(&report, "warnings"), vec!["archive.not_archived", "archive.not_checked"], "{report:#}");
     assert_eq!(report["archive"]["copies_checked"], 0);
     assert_eq!(out.status.code(), Some(0));
 }
@@ -350,6 +389,7 @@ fn a_bucket_without_object_lock_is_refused_and_nothing_is_recorded() {
     assert_eq!(plain.head(&key, Some(&version)).unwrap().unwrap().mode, Some(LockMode::Compliance));
     let request = wormfs::admin::Request::Archived {
         path: "/a.log".into(),
+        path_hex: None,
         size: 2,
         file_hash: hash.clone(),
         bucket: "plain".into(),
@@ -458,9 +498,13 @@ fn prune_deletes_only_expired_files_whose_archived_copy_checks_out() {
     // Short retention, so that it expires within the test.
     let m = TestMount::builder().arg("--retention").arg("3s").start();
     m.create("old.log", b"expired and archived\n");
-    m.create("lost.log", b"expired, archived, then lost\n");
+    let lost_bytes = b"expired, archived, then lost\n";
+    m.create("lost.log", lost_bytes);
     m.mkdir("held");
     m.create("held/h.log", b"under hold\n");
+    // lost.log's copy was made by something else, in GOVERNANCE mode, and recorded (wormfs's own
+    // copies stay locked a day past now, so nothing can lose one within the test).
+    let (lost_key, lost_version) = record_outside_copy(&s3, &m, "evidence", "lost.log", lost_bytes);
     archive(&ls, &m, "evidence", &[]).assert_success("archive");
     // Still being written: neither archived nor pruned, however old.
     let open = fs::OpenOptions::new().append(true).create(true).open(m.path("new.log")).unwrap();
@@ -474,9 +518,11 @@ fn prune_deletes_only_expired_files_whose_archived_copy_checks_out() {
         assert!(m.backing(f).exists(), "{f} pruned before its retention expired");
     }
     std::thread::sleep(Duration::from_secs(4));
-    // Expired: its lock ended too, so whoever holds the bucket's keys can now delete the copy.
-    let lost = archived_records(&m).into_iter().find(|r| r["path"] == "/lost.log").unwrap();
-    s3.delete(lost["key"].as_str().unwrap(), Some(lost["version_id"].as_str().unwrap()), false).unwrap();
+    // Expired, and its weak copy deleted (and its receipt) by whoever holds the bucket's keys.
+    s3.delete(&lost_key, Some(&lost_version), true).unwrap();
+    let receipt =
+        archived_records(&m).into_iter().find(|r| r["path"] == "/lost.log").unwrap()["receipt_version_id"].clone();
+    s3.delete(&receipt_key(&lost_key), Some(receipt.as_str().unwrap()), true).unwrap();
     let kept = fs::read(m.backing("old.log")).unwrap();
 
     let out = archive(&ls, &m, "evidence", &["--prune"]);
@@ -572,4 +618,33 @@ fn an_object_planted_under_the_key_is_not_taken_for_the_file() {
     assert_eq!(object_bytes(&s3, &key, r["version_id"].as_str().unwrap()), b"the real log\n");
     let (out, report) = verify_archive(&ls, &m, "evidence");
     assert_eq!(out.status.code(), Some(0), "{report:#}");
+    // The same for a receipt: a locked stand-in under the receipt key, with the metadata, is
+    // not a receipt of this file; wormfs puts a real one beside it.
+    m.create("b.log", b"another real log\n");
+    let bkey = key_of(&m, "b.log");
+    let seal = m.records().into_iter().rev().find(|x| x["kind"] == "Seal" && x["path"] == "/b.log").unwrap();
+    let meta = [("wormfs-file-hash", seal["file_hash"].as_str().unwrap())];
+    let fake = br#"{"not":"a receipt"}"#;
+    let planted = s3
+        .put_locked(
+            &receipt_key(&bkey),
+            &mut &fake[..],
+            fake.len() as u64,
+            &sha256(fake),
+            LockMode::Compliance,
+            until,
+            false,
+            &meta,
+        )
+        .unwrap();
+    archive(&ls, &m, "evidence", &[]).assert_success("archive b.log");
+    let r = archived_records(&m).into_iter().find(|r| r["path"] == "/b.log").unwrap();
+    assert_ne!(r["receipt_version_id"], planted.as_str(), "the stand-in was recorded as the receipt");
+    let receipt = object_bytes(&s3, &receipt_key(&bkey), r["receipt_version_id"].as_str().unwrap());
+    let receipt_file = m.scratch().join("b.receipt");
+    fs::write(&receipt_file, receipt).unwrap();
+    let vkey = fs::read_to_string(m.state().join("checkpoint.vkey")).unwrap();
+    let mut check = Command::new(WORMFS);
+    check.args(["verify-receipt", "--key", vkey.trim()]).arg(m.backing("b.log")).arg(&receipt_file);
+    run_cmd(&mut check).assert_success("the recorded receipt proves the file");
 }

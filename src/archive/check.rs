@@ -1,111 +1,131 @@
 //! `wormfs verify --archive`: every copy the chain says went to this bucket, checked there.
-//! The recorded version must exist, hold exactly the archived bytes (read back in full and
-//! hashed against the seals), be locked in COMPLIANCE mode until at least the date the chain
-//! retains it, carry a legal hold wherever a hold covers it in the chain, and have its receipt
-//! beside it.
+//! The recorded version must exist under the key wormfs gives those bytes, hold exactly the
+//! archived bytes (read back in full and hashed against the seals), be locked in COMPLIANCE mode
+//! until at least the date the chain retains it, carry a legal hold wherever a hold covers it in
+//! the chain, and have its receipt beside it. Files with no copy of their sealed bytes there are
+//! named too.
 
 use super::s3::{s3_date_ns, LockMode, S3Error, S3};
-use super::{check_bytes, receipt_key, Mismatch};
+use super::{check_bytes, key_names, receipt_key, Mismatch};
 use crate::core::history::ArchiveDue;
+use crate::core::path::RelPath;
+use crate::core::segment::Hash;
 use crate::verify::{ArchiveFinding, ArchiveProblem, Finding, Warning};
 
-/// What checking the bucket found. Err: S3 could not be reached at all (no verdict on the
-/// archive is possible), as opposed to a finding about one object.
+/// What checking the bucket found: findings, warnings, and how many copies were checked.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<Warning>,
+    pub copies: u64,
+}
+
+/// Check every copy in `dues` that is in `s3`'s bucket; `sealed` are the files the chain holds
+/// now with their sealed size and file_hash (those with no copy of exactly that are named).
+/// Err: the bucket could not be reached at all, so there is no verdict on the archive; a
+/// failure about one object is a finding about it.
 pub fn check(
     s3: &S3,
     dues: &[ArchiveDue],
+    sealed: &[(RelPath, u64, Hash)],
     now_ns: u64,
     progress: &dyn Fn(u64),
-) -> Result<(Vec<Finding>, Vec<Warning>, u64), S3Error> {
-    let mut findings = Vec::new();
-    let mut warnings = Vec::new();
-    let mut checked = 0;
+) -> Result<Checked, S3Error> {
+    let mut out = Checked::default();
     let mut elsewhere: std::collections::BTreeMap<&str, u64> = Default::default();
-    if dues.iter().any(|d| d.copy.bucket == s3.bucket()) && !s3.object_lock_enabled()? {
-        findings.push(Finding::ArchiveBucketUnlocked { bucket: s3.bucket().to_string() });
+    let here: Vec<&ArchiveDue> = dues.iter().filter(|d| d.copy.bucket == s3.bucket()).collect();
+    for due in dues.iter().filter(|d| d.copy.bucket != s3.bucket()) {
+        *elsewhere.entry(due.copy.bucket.as_str()).or_default() += 1;
     }
-    for due in dues {
-        let c = &due.copy;
-        if c.bucket != s3.bucket() {
-            *elsewhere.entry(c.bucket.as_str()).or_default() += 1;
-            continue;
+    // The one call whose failure means the store cannot be judged at all.
+    if !here.is_empty() && !s3.object_lock_enabled()? {
+        out.findings.push(Finding::ArchiveBucketUnlocked { bucket: s3.bucket().to_string() });
+    }
+    for due in here {
+        out.copies += 1;
+        check_copy(s3, due, now_ns, progress, &mut out);
+    }
+    for (path, size, file_hash) in sealed {
+        let copied = dues.iter().any(|d| {
+            let c = &d.copy;
+            c.bucket == s3.bucket() && c.file.as_ref() == Some(path) && c.size == *size && c.file_hash == *file_hash
+        });
+        if !copied {
+            out.warnings.push(Warning::ArchiveNotArchived { path: path.clone(), size: *size });
         }
-        checked += 1;
-        let finding = |problem| {
-            Finding::Archive(ArchiveFinding {
-                path: c.path.clone(),
-                seq: c.seq,
-                key: c.key.clone(),
-                version_id: c.version_id.clone(),
-                problem,
-            })
-        };
-        let mut found = Vec::new();
-        match lock_problems(s3, &c.key, &c.version_id, due)? {
-            // Past the date the chain retained it until, a copy may go, as a local file may.
-            None if due.retain_until_ns < now_ns && due.hold.is_none() => {
-                warnings.push(Warning::ArchiveExpiredGone {
-                    path: c.path.clone(),
-                    key: c.key.clone(),
-                    retain_until_ns: due.retain_until_ns,
-                });
-                continue;
-            }
-            None => found.push(ArchiveProblem::Missing),
-            Some((problems, stale_hold)) => {
-                found.extend(problems);
-                if stale_hold {
-                    warnings.push(Warning::ArchiveHoldNotCleared { path: c.path.clone(), key: c.key.clone() });
-                }
-                if let Some(problem) = content_problem(s3, due, progress)? {
-                    found.push(problem);
-                }
-                let newest = match s3.versions(&c.key) {
-                    Ok(versions) => versions.into_iter().find(|v| v.latest),
-                    // Not allowed to list: the archived version itself was checked above.
-                    Err(S3Error::Refused { .. }) => None,
-                    Err(e) => return Err(e),
-                };
-                if newest.is_some_and(|v| v.version_id != c.version_id) {
-                    warnings.push(Warning::ArchiveCovered {
-                        path: c.path.clone(),
-                        key: c.key.clone(),
-                        version_id: c.version_id.clone(),
-                    });
-                }
-            }
-        }
-        match lock_problems(s3, &receipt_key(&c.key), &c.receipt_version_id, due)? {
-            None => found.push(ArchiveProblem::ReceiptMissing),
-            // A receipt proves only what the chain proves already; its lock matters less than the
-            // file's, but a lifted one is still reported.
-            Some((problems, _)) => {
-                found.extend(problems.into_iter().filter(|p| !matches!(p, ArchiveProblem::HoldMissing { .. })))
-            }
-        }
-        findings.extend(found.into_iter().map(finding));
     }
     for (bucket, copies) in elsewhere {
-        warnings.push(Warning::ArchiveNotChecked { bucket: bucket.to_string(), copies });
+        out.warnings.push(Warning::ArchiveNotChecked { bucket: bucket.to_string(), copies });
     }
-    Ok((findings, warnings, checked))
+    Ok(out)
+}
+
+fn check_copy(s3: &S3, due: &ArchiveDue, now_ns: u64, progress: &dyn Fn(u64), out: &mut Checked) {
+    let c = &due.copy;
+    let finding = |key: &str, version: &str, problem| {
+        Finding::Archive(ArchiveFinding {
+            path: c.path.clone(),
+            seq: c.seq,
+            key: key.to_string(),
+            version_id: version.to_string(),
+            problem,
+        })
+    };
+    // A key that is not the one wormfs gives these bytes: recorded by something else (or
+    // pointing, through `..`, somewhere else than it says).
+    if !key_names(&c.key, &c.path, &c.file_hash) {
+        out.findings.push(finding(&c.key, &c.version_id, ArchiveProblem::WrongKey));
+    }
+    let rkey = receipt_key(&c.key);
+    for (key, version, is_receipt) in [(&c.key, &c.version_id, false), (&rkey, &c.receipt_version_id, true)] {
+        let mut problems = Vec::new();
+        match lock_problems(s3, key, version, due) {
+            // Past the date the chain retained it until, a copy may go, as a local file may.
+            Ok(None) if due.retain_until_ns < now_ns && due.hold.is_none() => {
+                if !is_receipt {
+                    let (path, key) = (c.path.clone(), key.clone());
+                    out.warnings.push(Warning::ArchiveExpiredGone { path, key, retain_until_ns: due.retain_until_ns });
+                }
+                continue;
+            }
+            Ok(None) => {
+                problems.push(if is_receipt { ArchiveProblem::ReceiptMissing } else { ArchiveProblem::Missing })
+            }
+            Ok(Some((lock, stale_hold))) => {
+                // A receipt proves only what the chain proves already: a hold on it matters less.
+                problems.extend(
+                    lock.into_iter().filter(|p| !is_receipt || !matches!(p, ArchiveProblem::HoldMissing { .. })),
+                );
+                if stale_hold && !is_receipt {
+                    out.warnings.push(Warning::ArchiveHoldNotCleared { path: c.path.clone(), key: key.clone() });
+                }
+                if !is_receipt {
+                    problems.extend(content_problem(s3, due, progress));
+                }
+                let newest = s3.versions(key).ok().and_then(|v| v.into_iter().find(|v| v.latest));
+                if newest.is_some_and(|v| v.version_id != *version) {
+                    let (path, key, version_id) = (c.path.clone(), key.clone(), version.clone());
+                    out.warnings.push(Warning::ArchiveCovered { path, key, version_id });
+                }
+            }
+            Err(reason) => problems.push(ArchiveProblem::Unreadable { reason }),
+        }
+        out.findings.extend(problems.into_iter().map(|p| finding(key, version, p)));
+    }
 }
 
 /// The version's lock against what the chain requires: None if the version is gone, else the
-/// problems and whether it has a legal hold the chain cleared.
+/// problems and whether it has a legal hold the chain cleared. Err: why it could not be asked.
 fn lock_problems(
     s3: &S3,
     key: &str,
     version: &str,
     due: &ArchiveDue,
-) -> Result<Option<(Vec<ArchiveProblem>, bool)>, S3Error> {
+) -> Result<Option<(Vec<ArchiveProblem>, bool)>, String> {
     let info = match s3.head(key, Some(version)) {
         Ok(Some(info)) => info,
         Ok(None) => return Ok(None),
-        Err(e @ S3Error::Refused { .. }) => {
-            return Ok(Some((vec![ArchiveProblem::Unreadable { reason: e.to_string() }], false)));
-        }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.to_string()),
     };
     let mut problems = Vec::new();
     if info.mode != Some(LockMode::Compliance) {
@@ -122,24 +142,19 @@ fn lock_problems(
 }
 
 /// Read the version back in full and check it against the seals it was archived with.
-fn content_problem(s3: &S3, due: &ArchiveDue, progress: &dyn Fn(u64)) -> Result<Option<ArchiveProblem>, S3Error> {
+fn content_problem(s3: &S3, due: &ArchiveDue, progress: &dyn Fn(u64)) -> Option<ArchiveProblem> {
     let c = &due.copy;
     let mut body = match s3.get(&c.key, &c.version_id) {
         Ok(Some(body)) => body,
-        Ok(None) => return Ok(Some(ArchiveProblem::Missing)),
-        Err(e @ S3Error::Refused { .. }) => return Ok(Some(ArchiveProblem::Unreadable { reason: e.to_string() })),
-        Err(e) => return Err(e),
+        Ok(None) => return Some(ArchiveProblem::Missing),
+        Err(e) => return Some(ArchiveProblem::Unreadable { reason: e.to_string() }),
     };
-    let checked = check_bytes(&mut body, &c.ranges, c.size, progress).map_err(|err| S3Error::Io {
-        op: "GetObject",
-        key: c.key.clone(),
-        err,
-    })?;
-    Ok(match checked {
-        Ok(_) => None,
-        Err(Mismatch::Range { start, end }) => Some(ArchiveProblem::ContentChanged { start, end }),
-        Err(Mismatch::Size { read }) => Some(ArchiveProblem::SizeDiffers { size: read }),
+    match check_bytes(&mut body, &c.ranges, c.size, progress) {
+        Ok(Ok(_)) => None,
+        Ok(Err(Mismatch::Range { start, end })) => Some(ArchiveProblem::ContentChanged { start, end }),
+        Ok(Err(Mismatch::Size { read })) => Some(ArchiveProblem::SizeDiffers { size: read }),
         // The seals themselves are broken: verify reports that about the chain.
-        Err(Mismatch::Uncovered) => None,
-    })
+        Ok(Err(Mismatch::Uncovered)) => None,
+        Err(e) => Some(ArchiveProblem::Unreadable { reason: format!("reading it back: {e}") }),
+    }
 }

@@ -51,6 +51,10 @@ pub const META_PATH: &str = "wormfs-path";
 pub fn parse_bucket_url(url: &str) -> Result<(String, String), String> {
     let rest = url.strip_prefix("s3://").unwrap_or(url);
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    if !prefix.is_empty() {
+        clean_prefix(prefix)?;
+    }
     let valid = (3..=63).contains(&bucket.len())
         && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !bucket.starts_with(['-', '.'])
@@ -78,6 +82,32 @@ pub fn object_key(prefix: &str, path: &RelPath, file_hash: &Hash) -> String {
     key.push('@');
     key.push_str(&hex(file_hash));
     key
+}
+
+/// Whether `key` is a key `object_key` gives `path`'s bytes ending in `file_hash` under some
+/// clean prefix: what verify and the daemon require of a recorded copy, so that no record can
+/// name one object while the bytes went to another (a `..` segment, normalised away by the
+/// HTTP client, moves an upload into another bucket).
+pub fn key_names(key: &str, path: &RelPath, file_hash: &Hash) -> bool {
+    let tail = object_key("", path, file_hash);
+    match key.strip_suffix(&tail) {
+        Some("") => true,
+        Some(prefix) => prefix.strip_suffix('/').is_some_and(|p| clean_prefix(p).is_ok()),
+        None => false,
+    }
+}
+
+/// A key prefix must be plain segments: none empty, `.` or `..`, and nothing a URL would
+/// reinterpret (`?`, `#`, `\`).
+pub fn clean_prefix(prefix: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("prefix `{prefix}`: {why}"));
+    if prefix.contains(['?', '#', '\\']) || prefix.chars().any(char::is_control) {
+        return bad("has a character that is not safe in a key (? # \\ or a control character)");
+    }
+    if prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, `.` or `..` segment");
+    }
+    Ok(())
 }
 
 /// The key of the receipt kept beside an archived file.
@@ -204,5 +234,20 @@ mod tests {
         assert_eq!(parse_bucket_url("logs-1"), Ok(("logs-1".into(), String::new())));
         assert!(parse_bucket_url("s3://Logs").is_err());
         assert!(parse_bucket_url("s3://a").is_err());
+        assert!(parse_bucket_url("s3://logs/../nolock").is_err(), "a prefix that leaves the bucket");
+        assert!(parse_bucket_url("s3://logs/a//b").is_err());
+        assert!(parse_bucket_url("s3://logs/a?x").is_err());
+    }
+
+    #[test]
+    fn only_the_key_wormfs_gives_the_bytes_names_them() {
+        let path = RelPath::parse(std::ffi::OsStr::new("app/a.log")).unwrap();
+        let hash = [0xcd; 32];
+        let key = object_key("web1", &path, &hash);
+        assert!(key_names(&key, &path, &hash));
+        assert!(key_names(&object_key("", &path, &hash), &path, &hash));
+        assert!(!key_names(&format!("../nolock/{}", object_key("", &path, &hash)), &path, &hash));
+        assert!(!key_names(&format!("x{}", object_key("", &path, &hash)), &path, &hash));
+        assert!(!key_names(&object_key("web1", &path, &[0; 32]), &path, &hash));
     }
 }

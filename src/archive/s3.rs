@@ -19,8 +19,10 @@ use crate::core::timefmt::parse_utc_ns;
 
 /// How long a presigned request stays valid: it is sent at once.
 const SIGNED_FOR_SECS: u64 = 300;
-/// A stalled server must not hang an archive run (or verify) forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// A stalled server must not hang an archive run (or verify) forever; a slow one must not cut a
+/// large object short. So: a bound on each read and write, none on a whole transfer.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /// Where the bucket is and how to address it.
@@ -269,7 +271,9 @@ impl S3 {
             .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(IO_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_per_read(Some(STALL_TIMEOUT))
+            .timeout_per_write(Some(STALL_TIMEOUT))
             .tls_config(tls)
             .build()
             .into();

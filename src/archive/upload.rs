@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
@@ -148,10 +148,21 @@ pub fn run(state: &StateDir, session: &Session, s3: &S3, opts: &RunOptions) -> R
     let todo = due_uploads(&history, &data, s3.bucket(), &opts.prefix);
     if !todo.is_empty() {
         let (origin, key) = keys::load_checkpoint_key(state).map_err(ArchiveError::Key)?;
-        let signer = LogSigner::new(origin, key);
+        let log_key = key.verifying_key();
+        let signer = LogSigner::new(origin.clone(), key);
         let cp = checkpoint::sign(store, &signer).map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
         let total: u64 = todo.iter().map(|(_, h)| h.sealed).sum();
         let bar = progress_bar(opts.progress, total);
+        let run = Run {
+            s3,
+            data: &data,
+            data_path: &data_path,
+            history: &history,
+            bar: &bar,
+            now_ns: opts.now_ns,
+            origin: &origin,
+            log_key,
+        };
         for &(path, h) in &todo {
             let key = object_key(&opts.prefix, path, &h.file_hash);
             bar.set_message(path_text(path));
@@ -160,10 +171,11 @@ pub fn run(state: &StateDir, session: &Session, s3: &S3, opts: &RunOptions) -> R
                     .map(|doc| format!("{doc:#}\n").into_bytes())
                     .map_err(|e| e.to_string())
             };
-            match archive_one(s3, &data, &history, path, h, &key, receipt, &bar) {
+            match run.archive_one(path, h, &key, receipt) {
                 Ok(uploaded) => {
                     let request = Request::Archived {
                         path: path_text(path),
+                        path_hex: Some(path.hex()),
                         size: h.sealed,
                         file_hash: hex(&h.file_hash),
                         bucket: s3.bucket().to_string(),
@@ -229,110 +241,136 @@ struct Uploaded {
     adopted: bool,
 }
 
-/// Upload one file and its receipt (or adopt what an interrupted run already put there).
-#[allow(clippy::too_many_arguments)]
-fn archive_one(
-    s3: &S3,
-    data: &DataDir,
-    history: &History,
-    path: &RelPath,
-    h: &FileHistory,
-    key: &str,
-    receipt: impl Fn() -> Result<Vec<u8>, String>,
-    bar: &ProgressBar,
-) -> Result<Uploaded, String> {
-    let retain_until_ns = h.retain_until_ns;
-    let hold = retention::hold_covering(history.holds.iter(), path).is_some();
-    let file_hash = hex(&h.file_hash);
-    let meta = [(META_FILE_HASH, file_hash.as_str()), (META_PATH, &encode_path(path))];
-    let found = find_own(s3, key, &h.file_hash, h.sealed).map_err(|e| e.to_string())?;
-    // Whoever can write the bucket can plant a locked object under the key with the right
-    // metadata and other bytes: adopt only a version that reads back as the sealed bytes.
-    let found = match found {
-        Some(info) => {
-            let mut body = s3.get(key, &info.version_id).map_err(|e| e.to_string())?.ok_or("the object vanished")?;
-            match check_bytes(&mut body, &h.ranges, h.sealed, &|_| {}).map_err(|e| e.to_string())? {
-                Ok(_) => Some(info),
-                Err(m) => {
-                    log::warn!("{key} version {}: not the sealed bytes ({m:?}); uploading anew", info.version_id);
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    let (version_id, adopted) = match found {
-        Some(found) => {
-            // Put there by a run that stopped before recording it; the file may have been
-            // retained longer since.
-            if found.retain_until_ns.unwrap_or(0) < s3_date_ns(retain_until_ns) {
-                s3.put_retention(key, &found.version_id, LockMode::Compliance, retain_until_ns)
-                    .map_err(|e| e.to_string())?;
-            }
-            bar.inc(h.sealed);
-            (found.version_id, true)
-        }
-        None => {
-            let mut file = data.open_file(path, false).map_err(|e| e.to_string())?;
-            // First read: every byte must be what was sealed (never archive what wormfs did not
-            // seal), and gives the SHA-256 the server checks the upload against.
-            let sha = match check_bytes(&mut file, &h.ranges, h.sealed, &|_| {}).map_err(|e| e.to_string())? {
-                Ok(sha) => sha,
-                Err(Mismatch::Range { start, end }) => {
-                    return Err(format!(
-                        "bytes [{start}, {end}) are not what was sealed: not archived (run wormfs verify)"
-                    ))
-                }
-                Err(m) => return Err(format!("not the sealed bytes ({m:?}): not archived (run wormfs verify)")),
-            };
-            file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-            let mut body = ProgressReader { inner: std::io::Read::take(file, h.sealed), bar };
-            let version = s3
-                .put_locked(key, &mut body, h.sealed, &sha, LockMode::Compliance, retain_until_ns, hold, &meta)
-                .map_err(|e| e.to_string())?;
-            (version, false)
-        }
-    };
-    let rkey = receipt_key(key);
-    let receipt_version_id = match find_own(s3, &rkey, &h.file_hash, u64::MAX).map_err(|e| e.to_string())? {
-        Some(found) => {
-            if found.retain_until_ns.unwrap_or(0) < s3_date_ns(retain_until_ns) {
-                s3.put_retention(&rkey, &found.version_id, LockMode::Compliance, retain_until_ns)
-                    .map_err(|e| e.to_string())?;
-            }
-            found.version_id
-        }
-        None => {
-            let bytes = receipt()?;
-            let sha = crate::core::segment::sha256(&bytes);
-            let mut body = &bytes[..];
-            s3.put_locked(
-                &rkey,
-                &mut body,
-                bytes.len() as u64,
-                &sha,
-                LockMode::Compliance,
-                retain_until_ns,
-                hold,
-                &meta,
-            )
-            .map_err(|e| e.to_string())?
-        }
-    };
-    Ok(Uploaded { version_id, receipt_version_id, retain_until_ns: s3_date_ns(retain_until_ns), adopted })
+/// Margin past now for a lock: S3 refuses a retain-until in the past, and a file whose retention
+/// has expired (a backlog, archiving turned on late) is still archived, locked this much longer.
+pub const LOCK_MARGIN_NS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// What every file of a run shares.
+struct Run<'a> {
+    s3: &'a S3,
+    data: &'a DataDir,
+    data_path: &'a Path,
+    history: &'a History,
+    bar: &'a ProgressBar,
+    now_ns: u64,
+    /// The checkpoint key's origin and public half: what an adopted receipt must check with.
+    origin: &'a str,
+    log_key: ed25519_dalek::VerifyingKey,
 }
 
-/// A version of `key` that an earlier run put there for these sealed bytes (`size`: u64::MAX
-/// for any size, as for a receipt).
-fn find_own(s3: &S3, key: &str, file_hash: &Hash, size: u64) -> Result<Option<ObjectInfo>, S3Error> {
-    let wanted = hex(file_hash);
-    for version in s3.versions(key)?.into_iter().filter(|v| !v.delete_marker) {
-        if let Some(info) = s3.head(key, Some(&version.version_id))? {
-            let ours = info.meta(META_FILE_HASH) == Some(wanted.as_str()) && (size == u64::MAX || info.size == size);
-            if ours && info.mode == Some(LockMode::Compliance) {
-                return Ok(Some(info));
+impl Run<'_> {
+    /// Upload one file and its receipt (or adopt what an interrupted run already put there).
+    fn archive_one(
+        &self,
+        path: &RelPath,
+        h: &FileHistory,
+        key: &str,
+        receipt: impl Fn() -> Result<Vec<u8>, String>,
+    ) -> Result<Uploaded, String> {
+        let s3 = self.s3;
+        let retain_until_ns = h.retain_until_ns.max(self.now_ns.saturating_add(LOCK_MARGIN_NS));
+        let hold = retention::hold_covering(self.history.holds.iter(), path).is_some();
+        let file_hash = hex(&h.file_hash);
+        let meta = [(META_FILE_HASH, file_hash.as_str()), (META_PATH, &encode_path(path))];
+        // Whoever can write the bucket can plant a locked object under the key with the right
+        // metadata and other bytes: adopt only a version that reads back as the sealed bytes.
+        let sealed_bytes = |body: &mut dyn Read| matches!(check_bytes(body, &h.ranges, h.sealed, &|_| {}), Ok(Ok(_)));
+        let (version_id, adopted) = match find_own(s3, key, &h.file_hash, &sealed_bytes)? {
+            Some(found) => {
+                self.extend_to(key, &found, retain_until_ns)?;
+                self.bar.inc(h.sealed);
+                (found.version_id, true)
             }
+            None => {
+                let mut file = self.data.open_file(path, false).map_err(|e| e.to_string())?;
+                // First read: every byte must be what was sealed (never archive what wormfs did
+                // not seal), and gives the SHA-256 the server checks the upload against.
+                let sha = match check_bytes(&mut file, &h.ranges, h.sealed, &|_| {}).map_err(|e| e.to_string())? {
+                    Ok(sha) => sha,
+                    Err(Mismatch::Range { start, end }) => {
+                        return Err(format!(
+                            "bytes [{start}, {end}) are not what was sealed: not archived (run wormfs verify)"
+                        ))
+                    }
+                    Err(m) => return Err(format!("not the sealed bytes ({m:?}): not archived (run wormfs verify)")),
+                };
+                file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+                let mut body = ProgressReader { inner: std::io::Read::take(file, h.sealed), bar: self.bar };
+                let version = s3
+                    .put_locked(key, &mut body, h.sealed, &sha, LockMode::Compliance, retain_until_ns, hold, &meta)
+                    .map_err(|e| e.to_string())?;
+                (version, false)
+            }
+        };
+        // A receipt found there is adopted only if it proves this very file with this log's
+        // checkpoint key, as `wormfs verify-receipt` would check it.
+        let local = self.data_path.join(path.as_os_str());
+        let proves_it = |body: &mut dyn Read| {
+            let mut bytes = Vec::new();
+            body.take(64 << 20).read_to_end(&mut bytes).is_ok()
+                && receipt::check(&local, &bytes, self.origin, &self.log_key, &[]).is_ok()
+        };
+        let rkey = receipt_key(key);
+        let receipt_version_id = match find_own(s3, &rkey, &h.file_hash, &proves_it)? {
+            Some(found) => {
+                self.extend_to(&rkey, &found, retain_until_ns)?;
+                found.version_id
+            }
+            None => {
+                let bytes = receipt()?;
+                let sha = crate::core::segment::sha256(&bytes);
+                let mut body = &bytes[..];
+                let len = bytes.len() as u64;
+                s3.put_locked(&rkey, &mut body, len, &sha, LockMode::Compliance, retain_until_ns, hold, &meta)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        Ok(Uploaded { version_id, receipt_version_id, retain_until_ns: s3_date_ns(retain_until_ns), adopted })
+    }
+
+    /// An adopted version was put by a run that stopped before recording it; the file may have
+    /// been retained longer since.
+    fn extend_to(&self, key: &str, found: &ObjectInfo, until_ns: u64) -> Result<(), String> {
+        if found.retain_until_ns.unwrap_or(0) < s3_date_ns(until_ns) {
+            self.s3.put_retention(key, &found.version_id, LockMode::Compliance, until_ns).map_err(|e| e.to_string())?;
         }
+        Ok(())
+    }
+}
+
+/// A version of `key` that an earlier run put there for these sealed bytes: COMPLIANCE-locked,
+/// `file_hash` in its metadata, and its content accepted by `accept`. Versions that cannot be
+/// asked about (a planted SSE-C object answers 400 to a plain HEAD) are passed over.
+fn find_own(
+    s3: &S3,
+    key: &str,
+    file_hash: &Hash,
+    accept: &dyn Fn(&mut dyn Read) -> bool,
+) -> Result<Option<ObjectInfo>, String> {
+    let wanted = hex(file_hash);
+    let versions = s3.versions(key).map_err(|e| e.to_string())?;
+    for version in versions.into_iter().filter(|v| !v.delete_marker) {
+        let info = match s3.head(key, Some(&version.version_id)) {
+            Ok(Some(info)) => info,
+            Ok(None) => continue,
+            Err(e @ S3Error::Refused { .. }) => {
+                log::warn!("{key} version {}: {e}; passed over", version.version_id);
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if info.meta(META_FILE_HASH) != Some(wanted.as_str()) || info.mode != Some(LockMode::Compliance) {
+            continue;
+        }
+        let accepted = match s3.get(key, &info.version_id) {
+            Ok(Some(mut body)) => accept(&mut body),
+            Ok(None) | Err(S3Error::Refused { .. }) => false,
+            Err(e) => return Err(e.to_string()),
+        };
+        if accepted {
+            return Ok(Some(info));
+        }
+        log::warn!("{key} version {}: not what wormfs would put there; uploading anew", info.version_id);
     }
     Ok(None)
 }
@@ -346,9 +384,12 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
         let c = &due.copy;
         for (key, version) in [(c.key.clone(), &c.version_id), (receipt_key(&c.key), &c.receipt_version_id)] {
             let slot = format!("{key}\n{version}");
-            // A COMPLIANCE retain-until only ever grows, so what was set stays set; a legal hold
-            // can be lifted by anyone the bucket lets, so a held object is always asked.
-            let cached = cache.objects.get(&slot).filter(|_| due.hold.is_none());
+            // Only a cache: it spares a HEAD only when it says exactly what is due (what this
+            // run would set), so a stale or doctored entry costs a HEAD, never an extension. A
+            // legal hold can be lifted by anyone the bucket lets, so a held object is always asked.
+            let due_until = s3_date_ns(due.retain_until_ns);
+            let cached =
+                cache.objects.get(&slot).filter(|(until, held)| due.hold.is_none() && *until == due_until && !held);
             let known = match cached {
                 Some(seen) => Some(*seen),
                 None => match s3.head(&key, Some(version)) {
@@ -362,7 +403,6 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
                 },
             };
             let Some((until, held)) = known else { continue };
-            let due_until = s3_date_ns(due.retain_until_ns);
             let mut now = (until, held);
             if due_until > until {
                 match s3.put_retention(&key, version, LockMode::Compliance, due.retain_until_ns) {
@@ -403,7 +443,9 @@ fn prune(
 ) {
     for due in dues {
         let c = &due.copy;
-        let Some(path) = c.file.as_ref() else { continue };
+        // A copy made under an earlier name is archived again under the file's current one
+        // (another key) before that name can be pruned.
+        let Some(path) = c.file.as_ref().filter(|f| **f == c.path) else { continue };
         let Some(h) = history.files.get(path) else { continue };
         if h.sealed != c.size || h.file_hash != c.file_hash || h.retain_until_ns > now_ns || due.hold.is_some() {
             continue;
@@ -415,7 +457,8 @@ fn prune(
             summary.failed.push((path.clone(), format!("not pruned: {why}")));
             continue;
         }
-        match session.submit(&Request::Prune { path: path_text(path), archived: c.seq }) {
+        let request = Request::Prune { path: path_text(path), path_hex: Some(path.hex()), archived: c.seq };
+        match session.submit(&request) {
             Ok(_) => summary.pruned.push(path.clone()),
             Err(e) => summary.failed.push((path.clone(), format!("not pruned: {e}"))),
         }

@@ -384,9 +384,10 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
         let c = &due.copy;
         for (key, version) in [(c.key.clone(), &c.version_id), (receipt_key(&c.key), &c.receipt_version_id)] {
             let slot = format!("{key}\n{version}");
-            // Only a cache: it spares a HEAD only when it says exactly what is due (what this
-            // run would set), so a stale or doctored entry costs a HEAD, never an extension. A
-            // legal hold can be lifted by anyone the bucket lets, so a held object is always asked.
+            // Only a cache of "this object met exactly this due lock": it spares a HEAD only when
+            // what is due has not changed since, so a stale or doctored entry costs a HEAD, never
+            // an extension. A legal hold can be lifted by anyone the bucket lets, so a held
+            // object is always asked.
             let due_until = s3_date_ns(due.retain_until_ns);
             let cached =
                 cache.objects.get(&slot).filter(|(until, held)| due.hold.is_none() && *until == due_until && !held);
@@ -423,7 +424,11 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
                     Err(e) => summary.failed.push((c.path.clone(), format!("{key}: {e}"))),
                 }
             }
-            cache.objects.insert(slot, now);
+            if now.0 >= due_until && now.1 == due.hold.is_some() {
+                cache.objects.insert(slot, (due_until, now.1));
+            } else {
+                cache.objects.remove(&slot);
+            }
         }
     }
     cache.save(&cache_path);

@@ -558,7 +558,8 @@ impl Answer {
 fn refusal(op: &'static str, key: &str, answer: Answer) -> S3Error {
     let status = answer.status;
     let xml = answer.text(op, key).unwrap_or_default();
-    let code = xml_text(&xml, "Code").unwrap_or_else(|| format!("HTTP {status}"));
+    // HEAD answers carry no body, so no code: the status is all there is.
+    let code = xml_text(&xml, "Code").unwrap_or_else(|| "(no error code)".into());
     let message = xml_text(&xml, "Message").unwrap_or_default();
     S3Error::Refused { op, key: key.into(), status, code, message }
 }

@@ -446,11 +446,12 @@ fn prune(
     now_ns: u64,
     summary: &mut Summary,
 ) {
+    let mut gone = std::collections::BTreeSet::new();
     for due in dues {
         let c = &due.copy;
         // A copy made under an earlier name is archived again under the file's current one
         // (another key) before that name can be pruned.
-        let Some(path) = c.file.as_ref().filter(|f| **f == c.path) else { continue };
+        let Some(path) = c.file.as_ref().filter(|f| **f == c.path && !gone.contains(*f)) else { continue };
         let Some(h) = history.files.get(path) else { continue };
         if h.sealed != c.size || h.file_hash != c.file_hash || h.retain_until_ns > now_ns || due.hold.is_some() {
             continue;
@@ -464,7 +465,10 @@ fn prune(
         }
         let request = Request::Prune { path: path_text(path), path_hex: Some(path.hex()), archived: c.seq };
         match session.submit(&request) {
-            Ok(_) => summary.pruned.push(path.clone()),
+            Ok(_) => {
+                gone.insert(path.clone());
+                summary.pruned.push(path.clone());
+            }
             Err(e) => summary.failed.push((path.clone(), format!("not pruned: {e}"))),
         }
     }

@@ -33,9 +33,9 @@ pub fn check(
 ) -> Result<Checked, S3Error> {
     let mut out = Checked::default();
     let mut elsewhere: std::collections::BTreeMap<&str, u64> = Default::default();
-    let here: Vec<&ArchiveDue> = dues.iter().filter(|d| d.copy.bucket == s3.bucket()).collect();
-    for due in dues.iter().filter(|d| d.copy.bucket != s3.bucket()) {
-        *elsewhere.entry(due.copy.bucket.as_str()).or_default() += 1;
+    let here: Vec<&ArchiveDue> = dues.iter().filter(|d| d.copy.archive.bucket == s3.bucket()).collect();
+    for due in dues.iter().filter(|d| d.copy.archive.bucket != s3.bucket()) {
+        *elsewhere.entry(due.copy.archive.bucket.as_str()).or_default() += 1;
     }
     // The one call whose failure means the store cannot be judged at all.
     if !here.is_empty() && !s3.object_lock_enabled()? {
@@ -48,7 +48,10 @@ pub fn check(
     for (path, size, file_hash) in sealed {
         let copied = dues.iter().any(|d| {
             let c = &d.copy;
-            c.bucket == s3.bucket() && c.file.as_ref() == Some(path) && c.size == *size && c.file_hash == *file_hash
+            c.archive.bucket == s3.bucket()
+                && c.file.as_ref() == Some(path)
+                && c.archive.size == *size
+                && c.archive.file_hash == *file_hash
         });
         if !copied {
             out.warnings.push(Warning::ArchiveNotArchived { path: path.clone(), size: *size });
@@ -64,7 +67,7 @@ fn check_copy(s3: &S3, due: &ArchiveDue, now_ns: u64, progress: &dyn Fn(u64), ou
     let c = &due.copy;
     let finding = |key: &str, version: &str, problem| {
         Finding::Archive(ArchiveFinding {
-            path: c.path.clone(),
+            path: c.archive.path.clone(),
             seq: c.seq,
             key: key.to_string(),
             version_id: version.to_string(),
@@ -73,17 +76,19 @@ fn check_copy(s3: &S3, due: &ArchiveDue, now_ns: u64, progress: &dyn Fn(u64), ou
     };
     // A key that is not the one wormfs gives these bytes: recorded by something else (or
     // pointing, through `..`, somewhere else than it says).
-    if !key_names(&c.key, &c.path, &c.file_hash) {
-        out.findings.push(finding(&c.key, &c.version_id, ArchiveProblem::WrongKey));
+    if !key_names(&c.archive.key, &c.archive.path, &c.archive.file_hash) {
+        out.findings.push(finding(&c.archive.key, &c.archive.version_id, ArchiveProblem::WrongKey));
     }
-    let rkey = receipt_key(&c.key);
-    for (key, version, is_receipt) in [(&c.key, &c.version_id, false), (&rkey, &c.receipt_version_id, true)] {
+    let rkey = receipt_key(&c.archive.key);
+    for (key, version, is_receipt) in
+        [(&c.archive.key, &c.archive.version_id, false), (&rkey, &c.archive.receipt_version_id, true)]
+    {
         let mut problems = Vec::new();
         match lock_problems(s3, key, version, due) {
             // Past the date the chain retained it until, a copy may go, as a local file may.
             Ok(None) if due.retain_until_ns < now_ns && due.hold.is_none() => {
                 if !is_receipt {
-                    let (path, key) = (c.path.clone(), key.clone());
+                    let (path, key) = (c.archive.path.clone(), key.clone());
                     out.warnings.push(Warning::ArchiveExpiredGone { path, key, retain_until_ns: due.retain_until_ns });
                 }
                 continue;
@@ -97,14 +102,15 @@ fn check_copy(s3: &S3, due: &ArchiveDue, now_ns: u64, progress: &dyn Fn(u64), ou
                     lock.into_iter().filter(|p| !is_receipt || !matches!(p, ArchiveProblem::HoldMissing { .. })),
                 );
                 if stale_hold && !is_receipt {
-                    out.warnings.push(Warning::ArchiveHoldNotCleared { path: c.path.clone(), key: key.clone() });
+                    out.warnings
+                        .push(Warning::ArchiveHoldNotCleared { path: c.archive.path.clone(), key: key.clone() });
                 }
                 if !is_receipt {
                     problems.extend(content_problem(s3, due, progress));
                 }
                 let newest = s3.versions(key).ok().and_then(|v| v.into_iter().find(|v| v.latest));
                 if newest.is_some_and(|v| v.version_id != *version) {
-                    let (path, key, version_id) = (c.path.clone(), key.clone(), version.clone());
+                    let (path, key, version_id) = (c.archive.path.clone(), key.clone(), version.clone());
                     out.warnings.push(Warning::ArchiveCovered { path, key, version_id });
                 }
             }
@@ -144,12 +150,12 @@ fn lock_problems(
 /// Read the version back in full and check it against the seals it was archived with.
 fn content_problem(s3: &S3, due: &ArchiveDue, progress: &dyn Fn(u64)) -> Option<ArchiveProblem> {
     let c = &due.copy;
-    let mut body = match s3.get(&c.key, &c.version_id) {
+    let mut body = match s3.get(&c.archive.key, &c.archive.version_id) {
         Ok(Some(body)) => body,
         Ok(None) => return Some(ArchiveProblem::Missing),
         Err(e) => return Some(ArchiveProblem::Unreadable { reason: e.to_string() }),
     };
-    match check_bytes(&mut body, &c.ranges, c.size, progress) {
+    match check_bytes(&mut body, &c.ranges, c.archive.size, progress) {
         Ok(Ok(_)) => None,
         Ok(Err(Mismatch::Range { start, end })) => Some(ArchiveProblem::ContentChanged { start, end }),
         Ok(Err(Mismatch::Size { read })) => Some(ArchiveProblem::SizeDiffers { size: read }),

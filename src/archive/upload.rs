@@ -198,7 +198,8 @@ pub fn run(state: &StateDir, session: &Session, s3: &S3, opts: &RunOptions) -> R
         bar.finish_and_clear();
     }
 
-    let dues: Vec<ArchiveDue> = history.archive_dues().into_iter().filter(|d| d.copy.bucket == s3.bucket()).collect();
+    let dues: Vec<ArchiveDue> =
+        history.archive_dues().into_iter().filter(|d| d.copy.archive.bucket == s3.bucket()).collect();
     mirror(state, s3, &dues, &mut summary);
     if opts.prune {
         prune(s3, session, &history, &data, &dues, opts.now_ns, &mut summary);
@@ -215,7 +216,7 @@ fn due_uploads<'h>(
     prefix: &str,
 ) -> Vec<(&'h RelPath, &'h FileHistory)> {
     let archived: std::collections::BTreeSet<&str> =
-        history.archived.values().filter(|c| c.bucket == bucket).map(|c| c.key.as_str()).collect();
+        history.archived.values().filter(|c| c.archive.bucket == bucket).map(|c| c.archive.key.as_str()).collect();
     history
         .files
         .iter()
@@ -382,7 +383,10 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
     let mut cache = Mirror::load(&cache_path);
     for due in dues {
         let c = &due.copy;
-        for (key, version) in [(c.key.clone(), &c.version_id), (receipt_key(&c.key), &c.receipt_version_id)] {
+        for (key, version) in [
+            (c.archive.key.clone(), &c.archive.version_id),
+            (receipt_key(&c.archive.key), &c.archive.receipt_version_id),
+        ] {
             let slot = format!("{key}\n{version}");
             // Only a cache of "this object met exactly this due lock": it spares a HEAD only when
             // what is due has not changed since, so a stale or doctored entry costs a HEAD, never
@@ -398,7 +402,7 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
                     // Gone or unreadable: verify --archive reports it; nothing to set.
                     Ok(None) => None,
                     Err(e) => {
-                        summary.failed.push((c.path.clone(), format!("{key}: {e}")));
+                        summary.failed.push((c.archive.path.clone(), format!("{key}: {e}")));
                         None
                     }
                 },
@@ -411,7 +415,7 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
                         now.0 = due_until;
                         summary.mirrored.push(format!("{key}: retained until {}", s3_date(due_until)));
                     }
-                    Err(e) => summary.failed.push((c.path.clone(), format!("{key}: {e}"))),
+                    Err(e) => summary.failed.push((c.archive.path.clone(), format!("{key}: {e}"))),
                 }
             }
             if due.hold.is_some() != held {
@@ -421,7 +425,7 @@ fn mirror(state: &StateDir, s3: &S3, dues: &[ArchiveDue], summary: &mut Summary)
                         let what = if now.1 { "legal hold set" } else { "legal hold cleared" };
                         summary.mirrored.push(format!("{key}: {what}"));
                     }
-                    Err(e) => summary.failed.push((c.path.clone(), format!("{key}: {e}"))),
+                    Err(e) => summary.failed.push((c.archive.path.clone(), format!("{key}: {e}"))),
                 }
             }
             if now.0 >= due_until && now.1 == due.hold.is_some() {
@@ -451,9 +455,13 @@ fn prune(
         let c = &due.copy;
         // A copy made under an earlier name is archived again under the file's current one
         // (another key) before that name can be pruned.
-        let Some(path) = c.file.as_ref().filter(|f| **f == c.path && !gone.contains(*f)) else { continue };
+        let Some(path) = c.file.as_ref().filter(|f| **f == c.archive.path && !gone.contains(*f)) else { continue };
         let Some(h) = history.files.get(path) else { continue };
-        if h.sealed != c.size || h.file_hash != c.file_hash || h.retain_until_ns > now_ns || due.hold.is_some() {
+        if h.sealed != c.archive.size
+            || h.file_hash != c.archive.file_hash
+            || h.retain_until_ns > now_ns
+            || due.hold.is_some()
+        {
             continue;
         }
         if !closed(data, path, h.sealed) {
@@ -477,18 +485,19 @@ fn prune(
 /// Whether the archived version is there, locked in COMPLIANCE until at least `until_ns`, and
 /// holds exactly the archived bytes (read back in full).
 fn object_holds(s3: &S3, c: &crate::core::history::ArchivedCopy, until_ns: u64) -> Result<(), String> {
-    let info = s3.head(&c.key, Some(&c.version_id)).map_err(|e| e.to_string())?;
-    let info = info.ok_or_else(|| format!("{} version {} is gone", c.key, c.version_id))?;
+    let info = s3.head(&c.archive.key, Some(&c.archive.version_id)).map_err(|e| e.to_string())?;
+    let info = info.ok_or_else(|| format!("{} version {} is gone", c.archive.key, c.archive.version_id))?;
     if info.mode != Some(LockMode::Compliance) {
-        return Err(format!("{} is not locked in COMPLIANCE mode", c.key));
+        return Err(format!("{} is not locked in COMPLIANCE mode", c.archive.key));
     }
     if info.retain_until_ns.unwrap_or(0) < s3_date_ns(until_ns) {
-        return Err(format!("{} is locked for less than the file's retention", c.key));
+        return Err(format!("{} is locked for less than the file's retention", c.archive.key));
     }
-    let mut body = s3.get(&c.key, &c.version_id).map_err(|e| e.to_string())?.ok_or("the object is gone")?;
-    match check_bytes(&mut body, &c.ranges, c.size, &|_| {}).map_err(|e| e.to_string())? {
+    let mut body =
+        s3.get(&c.archive.key, &c.archive.version_id).map_err(|e| e.to_string())?.ok_or("the object is gone")?;
+    match check_bytes(&mut body, &c.ranges, c.archive.size, &|_| {}).map_err(|e| e.to_string())? {
         Ok(_) => Ok(()),
-        Err(m) => Err(format!("{} does not hold the archived bytes ({m:?})", c.key)),
+        Err(m) => Err(format!("{} does not hold the archived bytes ({m:?})", c.archive.key)),
     }
 }
 

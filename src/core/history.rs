@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::merkle;
 use super::path::RelPath;
-use super::record::{Payload, Record, Segment};
+use super::record::{Archive, Payload, Record, Segment};
 use super::retention::{self, Standing};
 use super::segment::{next_file_hash, Hash, ZERO_HASH};
 use super::store::{FileState, HoldState, IndexUpdate, Store, StoreResult};
@@ -179,17 +179,10 @@ pub struct ArchiveDue {
 /// A file's bytes as an Archived record put them in S3, and what the lock on them must be now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivedCopy {
+    /// The Archived record (its seq, and what it says: the name the file was archived under,
+    /// the object, the retain-until it was put with).
     pub seq: u64,
-    /// The name it was archived under.
-    pub path: RelPath,
-    pub size: u64,
-    pub file_hash: Hash,
-    pub bucket: String,
-    pub key: String,
-    pub version_id: String,
-    pub receipt_version_id: String,
-    /// The retain-until the object was put with.
-    pub put_until_ns: u64,
+    pub archive: Archive,
     /// The seal ranges of [0, size) at the time: what the object's bytes must hash to.
     pub ranges: Vec<CheckedRange>,
     /// Where the history it came from is now (a rename moves it); None once that history ended,
@@ -467,14 +460,7 @@ impl History {
                 };
                 let copy = ArchivedCopy {
                     seq,
-                    path: a.path.clone(),
-                    size: a.size,
-                    file_hash: a.file_hash,
-                    bucket: a.bucket.clone(),
-                    key: a.key.clone(),
-                    version_id: a.version_id.clone(),
-                    receipt_version_id: a.receipt_version_id.clone(),
-                    put_until_ns: a.retain_until_ns,
+                    archive: a.clone(),
                     ranges: h.ranges.iter().filter(|r| r.end <= a.size).cloned().collect(),
                     file: Some(a.path.clone()),
                     retain_until_ns: h.retain_until_ns,
@@ -485,7 +471,10 @@ impl History {
             }
             Payload::Pruned { path, size, file_hash, archived, .. } => {
                 let matches = self.archived.get(archived).is_some_and(|c| {
-                    c.file.as_ref() == Some(path) && c.size == *size && c.file_hash == *file_hash && c.pruned.is_none()
+                    c.file.as_ref() == Some(path)
+                        && c.archive.size == *size
+                        && c.archive.file_hash == *file_hash
+                        && c.pruned.is_none()
                 });
                 if !matches {
                     let archived = *archived;
@@ -683,10 +672,10 @@ impl History {
     pub fn copy_lock(&self, copy: &ArchivedCopy) -> (u64, Option<RelPath>) {
         let (until, name) = match copy.file.as_ref().and_then(|f| self.files.get(f).map(|h| (h, f))) {
             Some((h, f)) => (h.retain_until_ns, f),
-            None => (copy.retain_until_ns, &copy.path),
+            None => (copy.retain_until_ns, &copy.archive.path),
         };
         let hold = retention::hold_covering(self.holds.iter(), name).map(|(prefix, _)| prefix.clone());
-        (until.max(copy.put_until_ns), hold)
+        (until.max(copy.archive.retain_until_ns), hold)
     }
 
     /// A Delete, Rename or Truncate must find a history, after its retention expired (by the
@@ -762,7 +751,6 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::record::Archive;
     use crate::core::segment::sha256;
     use std::ffi::OsStr;
 
@@ -862,7 +850,7 @@ mod tests {
         }
 
         fn due(&self, key: &str) -> ArchiveDue {
-            self.history.archive_dues().into_iter().find(|d| d.copy.key == key).expect("archived")
+            self.history.archive_dues().into_iter().find(|d| d.copy.archive.key == key).expect("archived")
         }
     }
 
@@ -875,7 +863,7 @@ mod tests {
         let seq = c.archived("a.log", "k");
         assert_eq!(c.findings(), &[]);
         let due = c.due("k");
-        assert_eq!((due.copy.seq, due.copy.size, due.retain_until_ns, due.hold.clone()), (seq, 4, 1100, None));
+        assert_eq!((due.copy.seq, due.copy.archive.size, due.retain_until_ns, due.hold.clone()), (seq, 4, 1100, None));
         assert_eq!(due.copy.ranges.len(), 1);
         // Retention extended and a hold set: the object must follow.
         c.push(Payload::Retention { path: p("a.log"), retain_until_ns: 9000, uid: 0 });

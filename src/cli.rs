@@ -13,6 +13,7 @@ use crate::core::retention::parse_duration_ns;
 use crate::core::store::{Store, SystemClock};
 use crate::core::timefmt::parse_utc_ns;
 use crate::core::RelPath;
+use crate::defaults::{self, Dir};
 use crate::inspect;
 use crate::keys;
 use crate::mount::{self, MountArgs};
@@ -37,8 +38,10 @@ pub enum Command {
     /// Create the keys in STATE_DIR: the first epoch key, whose public half (printed, as hex
     /// and as a C2SP vkey) is the trust anchor verify needs, and the checkpoint key witnesses pin.
     Keygen {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// The log's name in its checkpoints' origin line and in the checkpoint key's name
         /// (default wormfs/HOSTNAME). Permanent: witnesses pin it.
         #[arg(long, value_name = "ORIGIN")]
@@ -47,8 +50,10 @@ pub enum Command {
     /// Print a C2SP checkpoint of the chain as it stands, signed with the checkpoint key, and
     /// with --witness get it cosigned.
     Checkpoint {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// Submit it to this witness (its http:// URL and vkey); the cosignature is added to the
         /// printed checkpoint. Repeatable. Fails if a witness refuses.
         #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
@@ -59,8 +64,10 @@ pub enum Command {
     },
     /// Print the chain's records, oldest first, one a line.
     Log {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// Only records about this file (path inside the mount, e.g. /app/today.log).
         #[arg(long, value_name = "PATH")]
         path: Option<String>,
@@ -70,14 +77,18 @@ pub enum Command {
     },
     /// Summarise the chain: head, files, sealed and unsealed bytes, last seal.
     Status {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
     },
     /// Write a file's receipt: its seal records with their inclusion proofs against a signed
     /// checkpoint, so it can be checked alone with `wormfs verify-receipt`.
     Receipt {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// Prove against this checkpoint (e.g. one a witness cosigned); default
         /// STATE_DIR/checkpoint when it covers the file, else one signed now.
         #[arg(long, value_name = "FILE")]
@@ -114,9 +125,12 @@ pub enum Command {
     },
     /// Files with their size, sealed size, retain-until and hold.
     Ls {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
-        /// The data directory (default: the one the chain's newest Mount record names).
+        state: Option<PathBuf>,
+        /// The data directory (default: $WORMFS_DATA, WORMFS_DATA in /etc/default/wormfs, else the
+        /// one the chain's newest Mount record names).
         #[arg(long, value_name = "DATA_DIR")]
         data: Option<PathBuf>,
         /// A file or directory inside the mount (default: everything).
@@ -126,10 +140,14 @@ pub enum Command {
     /// Prove nothing sealed has changed, vanished or been reordered. Exit 0: intact; 1: tampering
     /// or loss found; 2: could not verify.
     Verify {
+        /// The data directory (the files); default $WORMFS_DATA, else WORMFS_DATA in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "DATA_DIR")]
-        data: PathBuf,
+        data: Option<PathBuf>,
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// The public key to trust (a file holding it, or the hex itself). Without it the key in
         /// STATE_DIR/signing.pub is used, which the report calls weaker evidence.
         #[arg(long, value_name = "FILE|HEX")]
@@ -169,8 +187,10 @@ pub enum Command {
     /// in COMPLIANCE mode until its retain-until, with its receipt; record each upload in the
     /// chain; carry retention extensions and legal holds over to the objects.
     Archive {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// The bucket, and optionally a key prefix: s3://BUCKET[/PREFIX].
         #[arg(long, value_name = "s3://BUCKET")]
         bucket: String,
@@ -190,8 +210,11 @@ pub enum Command {
 pub enum HoldAction {
     /// Put a file or directory (everything under it) on legal hold.
     Set {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
+        /// Why (recorded in the chain with your uid), e.g. "subpoena 42".
         #[arg(long)]
         reason: String,
         /// Inside the mount, e.g. /app or /app/2026-11-22.log
@@ -199,16 +222,22 @@ pub enum HoldAction {
     },
     /// Clear a legal hold set on exactly this path.
     Clear {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
+        /// Why it is lifted (recorded in the chain with your uid).
         #[arg(long)]
         reason: String,
+        /// The path the hold was set on, as it was set (e.g. /app).
         path: String,
     },
     /// The holds in force.
     List {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
     },
 }
 
@@ -216,14 +245,17 @@ pub enum HoldAction {
 pub enum RetentionAction {
     /// Retain a file until a later date, or longer by a duration.
     Extend {
+        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "STATE_DIR")]
-        state: PathBuf,
+        state: Option<PathBuf>,
         /// A UTC date: 2030-01-01 or 2030-01-01T12:00:00Z.
         #[arg(long, value_name = "DATE", conflicts_with = "by", required_unless_present = "by")]
         until: Option<String>,
         /// Past the current retain-until, e.g. 1y.
         #[arg(long, value_name = "DURATION")]
         by: Option<String>,
+        /// The file, as a path inside the mount (e.g. /app/2026-11-22.log).
         path: String,
     },
 }
@@ -240,7 +272,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Mount(args) => mount::run(&args).map_err(fail)?,
         Command::Keygen { state, origin } => {
-            let state = StateDir::new(state);
+            let state = state_dir(state)?;
             let origin = origin.unwrap_or_else(keys::default_origin);
             let made = keys::generate(&state, &origin).map_err(fail)?;
             println!("{}", crate::core::segment::hex(made.anchor.as_bytes()));
@@ -253,7 +285,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Receipt { state, checkpoint, out, path } => {
             let rel = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
-            let text = crate::receipt_cmd::make(&StateDir::new(state), &rel, checkpoint.as_deref()).map_err(fail)?;
+            let text = crate::receipt_cmd::make(&state_dir(state)?, &rel, checkpoint.as_deref()).map_err(fail)?;
             match out {
                 Some(file) => std::fs::write(&file, text).map_err(|e| fail(format!("{}: {e}", file.display())))?,
                 None => print!("{text}"),
@@ -265,17 +297,17 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
         Command::Checkpoint { state, witness, old_size } => {
-            let state = StateDir::new(state);
+            let state = state_dir(state)?;
             let note = crate::checkpoint_cmd::run(&state, &witness, old_size).map_err(fail)?;
             print!("{note}");
         }
         Command::Log { state, path, json } => {
             let only = path.map(|p| mount_path(&p).ok_or_else(|| not_a_mount_path(&p))).transpose()?;
-            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
+            let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
             inspect::log(&store, only.as_ref(), json, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Status { state } => {
-            let state = StateDir::new(state);
+            let state = state_dir(state)?;
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let status = inspect::status(&store, &SystemClock).map_err(fail)?;
             let mut out = std::io::stdout().lock();
@@ -284,21 +316,21 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Hold { action: HoldAction::Set { state, reason, path } } => {
             let request = Request::HoldSet { path, reason };
-            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
+            println!("{}", control::submit(&state_dir(state)?, &request).map_err(fail)?);
         }
         Command::Hold { action: HoldAction::Clear { state, reason, path } } => {
             let request = Request::HoldClear { path, reason };
-            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
+            println!("{}", control::submit(&state_dir(state)?, &request).map_err(fail)?);
         }
         Command::Hold { action: HoldAction::List { state } } => {
-            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
+            let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
             inspect::print_holds(&store, &mut std::io::stdout().lock()).map_err(fail)?;
         }
         Command::Retention { action: RetentionAction::Extend { state, until, by, path } } => {
             let until_ns = until.map(|d| parse_utc_ns(&d)).transpose().map_err(usage)?;
             let by_ns = by.map(|d| parse_duration_ns(&d)).transpose().map_err(usage)?;
             let request = Request::RetentionExtend { path, until_ns, by_ns };
-            println!("{}", control::submit(&StateDir::new(state), &request).map_err(fail)?);
+            println!("{}", control::submit(&state_dir(state)?, &request).map_err(fail)?);
         }
         Command::Archive { state, bucket, prefix, prune, s3 } => {
             let (bucket, in_url) = crate::archive::parse_bucket_url(&bucket).map_err(usage)?;
@@ -312,22 +344,22 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 crate::archive::clean_prefix(&prefix).map_err(usage)?;
             }
             let client = s3.client(&bucket).map_err(fail)?;
-            let session = control::Session::open(&StateDir::new(state.clone())).map_err(fail)?;
+            let session = control::Session::open(&state_dir(state.clone())?).map_err(fail)?;
             let opts = crate::archive::upload::RunOptions {
                 prefix,
                 prune,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 now_ns: crate::core::store::Clock::now_ns(&SystemClock),
             };
-            let summary = crate::archive::upload::run(&StateDir::new(state), &session, &client, &opts).map_err(fail)?;
+            let summary = crate::archive::upload::run(&state_dir(state)?, &session, &client, &opts).map_err(fail)?;
             return crate::archive::upload::print_summary(&summary, &bucket, &mut std::io::stdout().lock())
                 .map_err(fail);
         }
         Command::Ls { state, data, path } => {
             let prefix = mount_path(&path).ok_or_else(|| not_a_mount_path(&path))?;
-            let store = inspect::open_index_read_only(&StateDir::new(state)).map_err(fail)?;
+            let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
             let recorded = store.data_dir().map_err(fail)?.map(|d| PathBuf::from(OsString::from_vec(d)));
-            let data = data.or(recorded);
+            let data = defaults::find(data, Dir::Data).map_err(|e| usage(e.to_string()))?.or(recorded);
             let entries = inspect::ls(&store, data.as_deref(), &prefix, &SystemClock).map_err(fail)?;
             inspect::print_ls(&entries, &mut std::io::stdout().lock()).map_err(fail)?;
         }
@@ -362,11 +394,22 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 archive,
             };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
-            return verify_cmd::run(&data, &StateDir::new(state), options)
+            let data = dir(data, Dir::Data)?;
+            return verify_cmd::run(&data, &state_dir(state)?, options)
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }
     Ok(0)
+}
+
+/// The state directory the command works on: the flag, else the environment or
+/// /etc/default/wormfs (`defaults`).
+fn state_dir(flag: Option<PathBuf>) -> Result<StateDir, Failure> {
+    dir(flag, Dir::State).map(StateDir::new)
+}
+
+fn dir(flag: Option<PathBuf>, which: Dir) -> Result<PathBuf, Failure> {
+    defaults::resolve(flag, which).map_err(|e| usage(e.to_string()))
 }
 
 /// `SEQ:HASH` as the verify report prints the head.

@@ -4,6 +4,8 @@
 //! Map of the modules (dependencies point down; the core imports nothing above it):
 //!
 //! - `cli`      — the command line: parses arguments and dispatches, nothing more.
+//! - `defaults` — where the data and state directories are when no flag says (environment,
+//!   /etc/default/wormfs).
 //! - `config`   — the mount's config file: retention defaults, bounds, per-directory rules.
 //! - `mount`    — checks before mounting, key and index, recovery, the fuser session, signals,
 //!   clean unmount.
@@ -58,6 +60,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod defaults;
 pub mod fuse;
 pub mod index;
 pub mod inspect;

@@ -49,6 +49,9 @@ pub enum Request {
         receipt_version_id: String,
         retain_until_ns: u64,
     },
+    /// The daemon's live metrics (Prometheus text), for `wormfs status` while mounted. Changes
+    /// nothing.
+    Metrics,
     /// Delete the local copy of an expired file that Archived record `archived` keeps in S3.
     Prune {
         path: String,
@@ -167,6 +170,10 @@ pub fn execute(fs: &WormFs, data_dir: &Path, uid: u32, request: &Request) -> Res
             };
             let record = ledger.archived(copy).map_err(AdminError::Ledger)?;
             Ok(format!("{file} archived as s3://{bucket}/{key} version {version_id} (record {})", record.seq()))
+        }
+        Request::Metrics => {
+            let head = ledger.head().map_or(0, |h| h.seq);
+            Ok(crate::metrics::render(&fs.metrics().snapshot(), &fs.gauges(), head))
         }
         Request::Prune { path, path_hex, archived } => {
             let file = exact_path(path, path_hex.as_deref())?;

@@ -312,7 +312,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let status = inspect::status(&store, &SystemClock).map_err(fail)?;
             let mut out = std::io::stdout().lock();
             inspect::print_status(&status, &mut out).map_err(fail)?;
-            inspect::print_metrics_file(&state.metrics_file(), &mut out).map_err(fail)?;
+            match control::live_metrics(&state) {
+                Some(live) => inspect::print_live_metrics(&live, &mut out).map_err(fail)?,
+                None => inspect::print_metrics_file(&state.metrics_file(), &mut out).map_err(fail)?,
+            }
         }
         Command::Hold { action: HoldAction::Set { state, reason, path } } => {
             let request = Request::HoldSet { path, reason };

@@ -263,6 +263,15 @@ impl Session {
     }
 }
 
+/// The running daemon's metrics, if it answers on its control socket (root only: the socket is
+/// 0600). None when nothing is mounted or the caller may not ask.
+pub fn live_metrics(state_dir: &StateDir) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    ask_daemon(&state_dir.control_socket(), &Request::Metrics).ok()
+}
+
 fn ask_daemon(socket: &Path, request: &Request) -> Result<String, SubmitError> {
     let stream = UnixStream::connect(socket).map_err(SubmitError::Io)?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(SubmitError::Io)?;

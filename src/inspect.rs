@@ -445,9 +445,18 @@ pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), Inspect
 pub fn print_metrics_file(path: &Path, out: &mut dyn Write) -> std::io::Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let age = std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-    let fresh = age.is_some_and(|a| a.as_secs() < 30);
-    let when = if fresh { "updated in the last 30 s" } else { "older than 30 s" };
-    writeln!(out, "metrics ({}, {when}):", path.display())?;
+    let age = age.map_or_else(|| "of unknown age".to_string(), |a| format!("written {} s ago", a.as_secs()));
+    writeln!(out, "metrics (the file {}, {age}; the daemon's live figures need root while mounted):", path.display())?;
+    print_metrics(&text, out)
+}
+
+/// The daemon's live metrics, as it answered on its control socket.
+pub fn print_live_metrics(text: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "metrics (live, from the running daemon):")?;
+    print_metrics(text, out)
+}
+
+fn print_metrics(text: &str, out: &mut dyn Write) -> std::io::Result<()> {
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")) {
         writeln!(out, "  {line}")?;
     }

@@ -74,3 +74,20 @@ fn output_into_a_pipe_that_closes_ends_quietly() {
     assert_eq!(out.stdout.trim(), "141", "killed by SIGPIPE, as a Unix tool is");
     assert_eq!(fs::read_to_string(&err).unwrap(), "", "nothing on stderr");
 }
+
+#[test]
+fn status_shows_the_daemons_live_figures_while_mounted() {
+    let mut m = TestMount::start();
+    m.append("a.log", b"one\n");
+    m.append("a.log", b"two\n");
+    // Right after the writes: the metrics file is up to 5 s old, the daemon knows now.
+    let out = run_cmd(&mut m.wormfs_cmd(&["status"]));
+    out.assert_success("status while mounted");
+    assert!(out.stdout.contains("metrics (live, from the running daemon):"), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.trim() == "wormfs_writes_total 2"), "{}", out.stdout);
+    // Unmounted, it says it shows the file, and how old it is.
+    m.stop();
+    let out = run_cmd(&mut m.wormfs_cmd(&["status"]));
+    out.assert_success("status unmounted");
+    assert!(out.stdout.contains("metrics (the file ") && out.stdout.contains(" s ago"), "{}", out.stdout);
+}

@@ -31,6 +31,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--state`, which every subcommand but `mount` may leave out (see `defaults`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArg {
+    /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
+    /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
+    #[arg(long = "state", value_name = "STATE_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount DATA_DIR at MOUNTPOINT in the foreground; SIGINT/SIGTERM unmount cleanly.
@@ -38,10 +47,8 @@ pub enum Command {
     /// Create the keys in STATE_DIR: the first epoch key, whose public half (printed, as hex
     /// and as a C2SP vkey) is the trust anchor verify needs, and the checkpoint key witnesses pin.
     Keygen {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// The log's name in its checkpoints' origin line and in the checkpoint key's name
         /// (default wormfs/HOSTNAME). Permanent: witnesses pin it.
         #[arg(long, value_name = "ORIGIN")]
@@ -50,10 +57,8 @@ pub enum Command {
     /// Print a C2SP checkpoint of the chain as it stands, signed with the checkpoint key, and
     /// with --witness get it cosigned.
     Checkpoint {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// Submit it to this witness (its http:// URL and vkey); the cosignature is added to the
         /// printed checkpoint. Repeatable. Fails if a witness refuses.
         #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
@@ -64,10 +69,8 @@ pub enum Command {
     },
     /// Print the chain's records, oldest first, one a line.
     Log {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// Only records about this file (path inside the mount, e.g. /app/today.log).
         #[arg(long, value_name = "PATH")]
         path: Option<String>,
@@ -77,18 +80,14 @@ pub enum Command {
     },
     /// Summarise the chain: head, files, sealed and unsealed bytes, last seal.
     Status {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Write a file's receipt: its seal records with their inclusion proofs against a signed
     /// checkpoint, so it can be checked alone with `wormfs verify-receipt`.
     Receipt {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// Prove against this checkpoint (e.g. one a witness cosigned); default
         /// STATE_DIR/checkpoint when it covers the file, else one signed now.
         #[arg(long, value_name = "FILE")]
@@ -125,10 +124,8 @@ pub enum Command {
     },
     /// Files with their size, sealed size, retain-until and hold.
     Ls {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// The data directory (default: $WORMFS_DATA, WORMFS_DATA in /etc/default/wormfs, else the
         /// one the chain's newest Mount record names).
         #[arg(long, value_name = "DATA_DIR")]
@@ -144,10 +141,8 @@ pub enum Command {
         /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
         #[arg(long, value_name = "DATA_DIR")]
         data: Option<PathBuf>,
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// The public key to trust (a file holding it, or the hex itself). Without it the key in
         /// STATE_DIR/signing.pub is used, which the report calls weaker evidence.
         #[arg(long, value_name = "FILE|HEX")]
@@ -187,10 +182,8 @@ pub enum Command {
     /// in COMPLIANCE mode until its retain-until, with its receipt; record each upload in the
     /// chain; carry retention extensions and legal holds over to the objects.
     Archive {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// The bucket, and optionally a key prefix: s3://BUCKET[/PREFIX].
         #[arg(long, value_name = "s3://BUCKET")]
         bucket: String,
@@ -210,10 +203,8 @@ pub enum Command {
 pub enum HoldAction {
     /// Put a file or directory (everything under it) on legal hold.
     Set {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// Why (recorded in the chain with your uid), e.g. "subpoena 42".
         #[arg(long)]
         reason: String,
@@ -222,10 +213,8 @@ pub enum HoldAction {
     },
     /// Clear a legal hold set on exactly this path.
     Clear {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// Why it is lifted (recorded in the chain with your uid).
         #[arg(long)]
         reason: String,
@@ -234,10 +223,8 @@ pub enum HoldAction {
     },
     /// The holds in force.
     List {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
     },
 }
 
@@ -245,10 +232,8 @@ pub enum HoldAction {
 pub enum RetentionAction {
     /// Retain a file until a later date, or longer by a duration.
     Extend {
-        /// The state directory (index and keys); default $WORMFS_STATE, else WORMFS_STATE in
-        /// /etc/default/wormfs (or the file $WORMFS_ENV_FILE names).
-        #[arg(long, value_name = "STATE_DIR")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
         /// A UTC date: 2030-01-01 or 2030-01-01T12:00:00Z.
         #[arg(long, value_name = "DATE", conflicts_with = "by", required_unless_present = "by")]
         until: Option<String>,
@@ -407,8 +392,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
 
 /// The state directory the command works on: the flag, else the environment or
 /// /etc/default/wormfs (`defaults`).
-fn state_dir(flag: Option<PathBuf>) -> Result<StateDir, Failure> {
-    dir(flag, Dir::State).map(StateDir::new)
+fn state_dir(flag: StateArg) -> Result<StateDir, Failure> {
+    dir(flag.dir, Dir::State).map(StateDir::new)
 }
 
 fn dir(flag: Option<PathBuf>, which: Dir) -> Result<PathBuf, Failure> {

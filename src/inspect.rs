@@ -118,28 +118,17 @@ pub fn record_json(r: &Record) -> Value {
         }),
         Payload::Damaged { path, sealed, size } => json!({ "path": path_text(path), "sealed": sealed, "size": size }),
         Payload::Aborted { change, errno } => json!({ "change": change, "errno": errno }),
-        Payload::Archived(Archive {
-            path,
-            size,
-            file_hash,
-            bucket,
-            key,
-            version_id,
-            receipt_version_id,
-            retain_until_ns,
-        }) => {
-            json!({
-                "path": path_text(path),
-                "size": size,
-                "file_hash": hex(file_hash),
-                "bucket": bucket,
-                "key": key,
-                "version_id": version_id,
-                "receipt_version_id": receipt_version_id,
-                "retain_until": rfc3339_ns(*retain_until_ns),
-                "retain_until_ns": retain_until_ns,
-            })
-        }
+        Payload::Archived(a) => json!({
+            "path": path_text(&a.path),
+            "size": a.size,
+            "file_hash": hex(&a.file_hash),
+            "bucket": a.bucket,
+            "key": a.key,
+            "version_id": a.version_id,
+            "receipt_version_id": a.receipt_version_id,
+            "retain_until": rfc3339_ns(a.retain_until_ns),
+            "retain_until_ns": a.retain_until_ns,
+        }),
         Payload::Pruned { path, size, file_hash, retain_until_ns, archived } => json!({
             "path": path_text(path),
             "size": size,

@@ -358,24 +358,15 @@ impl Payload {
                 out.extend_from_slice(&change.to_be_bytes());
                 out.extend_from_slice(&errno.to_be_bytes());
             }
-            Payload::Archived(Archive {
-                path,
-                size,
-                file_hash,
-                bucket,
-                key,
-                version_id,
-                receipt_version_id,
-                retain_until_ns,
-            }) => {
-                put_bytes(out, path.as_os_str().as_bytes());
-                out.extend_from_slice(&size.to_be_bytes());
-                out.extend_from_slice(file_hash);
-                put_bytes(out, bucket.as_bytes());
-                put_bytes(out, key.as_bytes());
-                put_bytes(out, version_id.as_bytes());
-                put_bytes(out, receipt_version_id.as_bytes());
-                out.extend_from_slice(&retain_until_ns.to_be_bytes());
+            Payload::Archived(a) => {
+                put_bytes(out, a.path.as_os_str().as_bytes());
+                out.extend_from_slice(&a.size.to_be_bytes());
+                out.extend_from_slice(&a.file_hash);
+                put_bytes(out, a.bucket.as_bytes());
+                put_bytes(out, a.key.as_bytes());
+                put_bytes(out, a.version_id.as_bytes());
+                put_bytes(out, a.receipt_version_id.as_bytes());
+                out.extend_from_slice(&a.retain_until_ns.to_be_bytes());
             }
             Payload::Pruned { path, size, file_hash, retain_until_ns, archived } => {
                 put_bytes(out, path.as_os_str().as_bytes());

@@ -127,6 +127,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_defaults_file_names_the_units_directories() {
+        let shipped = include_str!("../systemd/wormfs.default");
+        assert_eq!(lookup(shipped, "WORMFS_DATA").as_deref(), Some("/var/lib/wormfs/data"));
+        assert_eq!(lookup(shipped, "WORMFS_STATE").as_deref(), Some("/var/lib/wormfs/state"));
+        // Its commented-out examples stay comments.
+        assert_eq!(lookup(shipped, "WORMFS_MOUNT_OPTIONS"), None);
+    }
+
+    #[test]
     fn an_explicit_flag_wins_over_everything() {
         assert_eq!(resolve(Some("/x".into()), Dir::State).unwrap(), PathBuf::from("/x"));
     }

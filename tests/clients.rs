@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use common::debian_tools::SyslogNg;
 use common::*;
 
 /// Debian's rsyslogd (package `rsyslog`), logger (`bsdutils`) and logrotate (`logrotate`).
@@ -247,7 +249,15 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
     let status = status.unwrap_or_else(|| panic!("rsyslogd did not exit after SIGTERM\n{}", rsyslog_out()));
     assert!(status.success(), "rsyslogd exited with {status} after SIGTERM\n{}", rsyslog_out());
 
-    // Every message exactly once, in files named HOST/YYYY-MM-DD.log with the example's modes.
+    let files = assert_every_message_once_per_host_daily(&m, "rsyslogd");
+    assert_all_sealed_and_verified(&mut m, &files, "rsyslogd");
+}
+
+/// Every message exactly once, in files named HOST/YYYY-MM-DD.log with the example configs'
+/// modes, holding nothing but our messages and the syslog daemon's own (`daemon`: its name in
+/// its lines). Returns the files.
+#[track_caller]
+fn assert_every_message_once_per_host_daily(m: &TestMount, daemon: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let (total, counts) = messages_in(m.data());
     let missing: Vec<_> = (1..=MESSAGES).filter(|&i| counts[i] == 0).collect();
     let doubled: Vec<_> = (1..=MESSAGES).filter(|&i| counts[i] > 1).collect();
@@ -273,27 +283,34 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
             "not a YYYY-MM-DD file name: {}",
             rel.display()
         );
-        assert_eq!(mode_of(&m.backing(rel)), 0o640, "fileCreateMode of {}", rel.display());
-        assert_eq!(mode_of(&m.backing(&parts[0])), 0o750, "dirCreateMode of {}", parts[0]);
+        assert_eq!(mode_of(&m.backing(rel)), 0o640, "file mode of {}", rel.display());
+        assert_eq!(mode_of(&m.backing(&parts[0])), 0o750, "directory mode of {}", parts[0]);
         assert!(bytes.ends_with(b"\n"), "{} ends in a partial line", rel.display());
-        // Nothing but our messages and rsyslogd's own.
         for line in String::from_utf8_lossy(bytes).lines() {
             assert!(
-                seq_of(line).is_some() || line.contains(" rsyslogd:") || line.contains(" rsyslogd["),
+                seq_of(line).is_some()
+                    || line.contains(&format!(" {daemon}:"))
+                    || line.contains(&format!(" {daemon}[")),
                 "unexpected line in {}: {line:?}",
                 rel.display()
             );
         }
     }
 
-    // rsyslogd has closed everything: the seals cover every byte (before and after unmount).
-    for (rel, bytes) in &files {
-        wait_sealed_to(&m, &rec_path(rel), bytes.len() as u64);
+    files
+}
+
+/// The syslog daemon (`daemon`) has closed everything: the seals cover every byte of `files`
+/// (before and after unmount), the bytes are still those, and verify passes.
+#[track_caller]
+fn assert_all_sealed_and_verified(m: &mut TestMount, files: &BTreeMap<PathBuf, Vec<u8>>, daemon: &str) {
+    for (rel, bytes) in files {
+        wait_sealed_to(m, &rec_path(rel), bytes.len() as u64);
     }
     m.stop();
     let records = m.records();
     eprintln!(
-        "rsyslogd wrote {} file(s): {:?}; {} records in the chain",
+        "{daemon} wrote {} file(s): {:?}; {} records in the chain",
         files.len(),
         files
             .iter()
@@ -301,11 +318,284 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
             .collect::<Vec<_>>(),
         records.len()
     );
-    for (rel, bytes) in &files {
+    for (rel, bytes) in files {
         assert_sealed_to(&records, &rec_path(rel), bytes.len() as u64);
         assert_eq!(&fs::read(m.backing(rel)).unwrap(), bytes, "{} changed after the fact", rel.display());
     }
-    assert_verifies(&m);
+    assert_verifies(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// syslog-ng
+// ---------------------------------------------------------------------------------------------
+
+/// The example syslog-ng config shipped for admins (a conf.d drop-in) and the paths in it the
+/// tests point elsewhere.
+const SYSLOG_NG_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/syslog-ng-wormfs.conf");
+const SYSLOG_NG_BUFFER_DIR: &str = "\"/var/lib/syslog-ng\"";
+
+/// The example drop-in pointed at mount `m`, its disk buffer in `buffer`.
+fn syslog_ng_dropin(m: &TestMount, buffer: &Path) -> String {
+    let example = fs::read_to_string(SYSLOG_NG_EXAMPLE).expect("read scripts/syslog-ng-wormfs.conf");
+    for needle in [EXAMPLE_MOUNT, SYSLOG_NG_BUFFER_DIR] {
+        assert!(example.contains(needle), "the example syslog-ng config no longer has {needle}");
+    }
+    example
+        .replace(EXAMPLE_MOUNT, &format!("{}/", m.mnt().display()))
+        .replace(SYSLOG_NG_BUFFER_DIR, &format!("\"{}\"", buffer.display()))
+}
+
+/// The `options { ... };` statement of Debian's syslog-ng.conf (owner, group, perm, no DNS, ...).
+fn debian_options(debian: &str) -> &str {
+    let start = debian.find("\noptions {").expect("Debian's syslog-ng.conf has no options statement") + 1;
+    let len = debian[start..].find("};").expect("unterminated options statement") + 2;
+    &debian[start..start + len]
+}
+
+/// A syslog-ng config for a test: Debian's global options, the source s_src that Debian's config
+/// defines (here: the private socket `socket` and syslog-ng's own messages instead of /dev/log
+/// and the kernel, plus `extra_source`), and the example drop-in at `dropin`.
+fn syslog_ng_test_conf(
+    sng: &SyslogNg,
+    socket: &Path,
+    extra_options: &str,
+    extra_source: &str,
+    dropin: &Path,
+) -> String {
+    format!(
+        "@version: 3.38\n\
+         # generated by the tests around scripts/syslog-ng-wormfs.conf\n\
+         {options}\n\
+         options {{ {extra_options} }};\n\
+         source s_src {{ unix-dgram(\"{socket}\"); internal(); {extra_source} }};\n\
+         @include \"{dropin}\"\n",
+        options = debian_options(&sng.debian_config()),
+        socket = socket.display(),
+        dropin = dropin.display(),
+    )
+}
+
+/// A syslog-ng daemon of a test, killed if the test fails before it stops it.
+struct SyslogNgDaemon {
+    child: KillOnDrop,
+    out: PathBuf,
+}
+
+impl SyslogNgDaemon {
+    fn start(sng: &SyslogNg, conf: &Path, dir: &Path, socket: &Path) -> SyslogNgDaemon {
+        let out = dir.join("syslog-ng.out");
+        let file = fs::File::create(&out).unwrap();
+        let child = sng
+            .daemon(conf, dir)
+            // As Debian's unit runs it: its own messages go to its internal() source, so
+            // into the mount.
+            .arg("--foreground")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn syslog-ng");
+        let mut d = SyslogNgDaemon { child: KillOnDrop(child), out };
+        let pidfile = dir.join("syslog-ng.pid");
+        assert!(
+            wait_until(Duration::from_secs(10), || socket.exists() && pidfile.exists()),
+            "syslog-ng did not create its socket and pid file: {:?}\n{}",
+            d.child.0.try_wait(),
+            d.output()
+        );
+        d
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.0.id() as i32)
+    }
+
+    fn output(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn assert_running(&mut self) {
+        assert!(self.child.0.try_wait().unwrap().is_none(), "syslog-ng died\n{}", self.output());
+    }
+
+    /// SIGTERM, as systemctl stop does; it must exit 0 within 10 s.
+    #[track_caller]
+    fn stop(&mut self) {
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM syslog-ng");
+        let status = wait_timeout(&mut self.child.0, Duration::from_secs(10));
+        let status = status.unwrap_or_else(|| panic!("syslog-ng did not exit after SIGTERM\n{}", self.output()));
+        assert!(status.success(), "syslog-ng exited with {status} after SIGTERM\n{}", self.output());
+    }
+}
+
+#[test]
+fn example_syslog_ng_conf_is_valid_as_a_dropin_of_debians_config() {
+    let sng = SyslogNg::find();
+    let dir = tempfile::tempdir().unwrap();
+    let conf_d = dir.path().join("conf.d");
+    fs::create_dir(&conf_d).unwrap();
+    // Debian's own syslog-ng.conf, reading its includes from the unpacked tree. Its virtual
+    // console destination is generated by a script at a fixed /usr/share path; the file it
+    // generates stands in for it (a syntax check opens nothing).
+    let debian = sng.debian_config();
+    let conf_d_include = "@include \"/etc/syslog-ng/conf.d/*.conf\"";
+    assert!(debian.contains(conf_d_include), "Debian's syslog-ng.conf no longer includes conf.d");
+    let debian = debian
+        .replacen("@version: 3.38\n", &format!("@version: 3.38\n@define include-path \"{}\"\n", sng.include_path()), 1)
+        .replace(conf_d_include, &format!("@include \"{}/*.conf\"", conf_d.display()))
+        .replace("getvirtconsole()", "file(\"/dev/tty10\")");
+    let conf = dir.path().join("syslog-ng.conf");
+    fs::write(&conf, debian).unwrap();
+    let check = || run_cmd(sng.daemon(&conf, dir.path()).arg("--syntax-only"));
+    check().assert_success("syslog-ng --syntax-only on Debian's config alone");
+    let example = fs::read_to_string(SYSLOG_NG_EXAMPLE).unwrap();
+    fs::write(conf_d.join("wormfs.conf"), &example).unwrap();
+    check().assert_success("syslog-ng --syntax-only on Debian's config with the example drop-in");
+    // The check sees the drop-in: cut short, it fails.
+    fs::write(conf_d.join("wormfs.conf"), &example[..example.rfind("log {").unwrap() + 5]).unwrap();
+    check().assert_failure("syslog-ng --syntax-only with a broken drop-in");
+    for needle in [
+        "file(\"/var/log/worm/${WORMFS_HOST}/${R_YEAR}-${R_MONTH}-${R_DAY}.log\"",
+        "create-dirs(yes)",
+        "time-reap(",
+        "flow-control",
+    ] {
+        assert!(example.contains(needle), "example config lacks {needle}");
+    }
+}
+
+#[test]
+fn syslog_ng_with_the_example_config_keeps_10000_messages_through_a_reload_all_sealed() {
+    require_in_path("logger", "bsdutils");
+    let sng = SyslogNg::find();
+    // No seal by the interval during the test: what seals the files is syslog-ng closing them.
+    let mut m = TestMount::builder().arg("--seal-interval").arg("1h").start();
+    let dir = m.scratch().join("syslog-ng");
+    let buffer = dir.join("buffer");
+    fs::create_dir_all(&buffer).unwrap();
+    let socket = dir.join("log.sock");
+    let dropin = dir.join("wormfs.conf");
+    fs::write(&dropin, syslog_ng_dropin(&m, &buffer)).unwrap();
+    let conf = dir.join("syslog-ng.conf");
+    fs::write(&conf, syslog_ng_test_conf(&sng, &socket, "", "", &dropin)).unwrap();
+    run_cmd(sng.daemon(&conf, &dir).arg("--syntax-only")).assert_success("syslog-ng --syntax-only on the test config");
+    let mut daemon = SyslogNgDaemon::start(&sng, &conf, &dir, &socket);
+
+    // First half, then a reload (SIGHUP, what `systemctl reload syslog-ng` sends) once all of
+    // it is written.
+    let half = MESSAGES / 2;
+    send_messages(&socket, 1, half);
+    assert!(
+        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= half),
+        "only {} of {half} messages reached the mount\n{}",
+        messages_in(m.data()).0,
+        daemon.output()
+    );
+    kill(daemon.pid(), Signal::SIGHUP).expect("SIGHUP syslog-ng");
+    // It says so through its internal() source, into the mount.
+    let reloaded =
+        || files_under(m.data()).values().any(|b| String::from_utf8_lossy(b).contains("Configuration reload finished"));
+    assert!(wait_until(Duration::from_secs(10), reloaded), "syslog-ng did not reload\n{}", daemon.output());
+    send_messages(&socket, half + 1, MESSAGES);
+    assert!(
+        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= MESSAGES),
+        "only {} of {MESSAGES} messages reached the mount\n{}",
+        messages_in(m.data()).0,
+        daemon.output()
+    );
+    daemon.assert_running();
+    // Unlike rsyslog's SIGHUP, the reload kept the files open: nothing is sealed yet.
+    let records = m.records();
+    for rel in files_under(m.data()).keys() {
+        assert_eq!(
+            seals_for(&records, &rec_path(rel)),
+            vec![],
+            "{} was sealed while syslog-ng had it open",
+            rel.display()
+        );
+    }
+    daemon.stop();
+
+    let files = assert_every_message_once_per_host_daily(&m, "syslog-ng");
+    // Debian's options: files owned root:adm, directories root:root.
+    let adm = nix::unistd::Group::from_name("adm").unwrap().expect("group adm").gid.as_raw();
+    for rel in files.keys() {
+        let meta = fs::metadata(m.backing(rel)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, adm), "owner of {}", rel.display());
+    }
+    assert_all_sealed_and_verified(&mut m, &files, "syslog-ng");
+}
+
+#[test]
+fn syslog_ng_keeps_messages_from_hostile_host_names_inside_the_mount() {
+    let sng = SyslogNg::find();
+    let m = TestMount::start();
+    let dir = m.scratch().join("syslog-ng");
+    let buffer = dir.join("buffer");
+    fs::create_dir_all(&buffer).unwrap();
+    let socket = dir.join("log.sock");
+    let dropin = dir.join("wormfs.conf");
+    fs::write(&dropin, syslog_ng_dropin(&m, &buffer)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A log server that believes the host names in the messages, receiving RFC 5424 over TCP.
+    let conf = dir.join("syslog-ng.conf");
+    let source = format!("syslog(transport(\"tcp\") ip(\"127.0.0.1\") port({port}));");
+    fs::write(&conf, syslog_ng_test_conf(&sng, &socket, "keep-hostname(yes);", &source, &dropin)).unwrap();
+    let mut daemon = SyslogNgDaemon::start(&sng, &conf, &dir, &socket);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "syslog-ng does not listen on 127.0.0.1:{port}\n{}",
+        daemon.output()
+    );
+    // Host name as sent -> the directory its messages must land in.
+    let hostile = [
+        ("..", "__"),
+        ("../../../../tmp", "____________tmp"),
+        ("a/b", "a_b"),
+        (".", "_"),
+        ("x..y", "x__y"),
+        ("web1", "web1"),
+    ];
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (i, (host, _)) in hostile.iter().enumerate() {
+        let msg = format!("<13>1 2026-12-01T12:00:00Z {host} {TAG} - - - hostile={i}");
+        write!(stream, "{} {msg}", msg.len()).unwrap();
+    }
+    drop(stream);
+    let count = |files: &BTreeMap<PathBuf, Vec<u8>>| {
+        files.values().map(|b| String::from_utf8_lossy(b).matches(" hostile=").count()).sum::<usize>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || count(&files_under(m.data())) >= hostile.len()),
+        "only {} of {} messages reached the mount: {:?}\n{}",
+        count(&files_under(m.data())),
+        hostile.len(),
+        files_under(m.data()).keys().collect::<Vec<_>>(),
+        daemon.output()
+    );
+    daemon.stop();
+    let files = files_under(m.data());
+    for (i, (host, want)) in hostile.iter().enumerate() {
+        let holding: Vec<_> = files
+            .iter()
+            .filter(|(_, b)| String::from_utf8_lossy(b).lines().any(|l| l.ends_with(&format!(" hostile={i}"))))
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        assert_eq!(holding.len(), 1, "message from {host:?} is in {holding:?}");
+        let parts: Vec<_> = holding[0].iter().collect();
+        assert_eq!(parts.len(), 2, "message from {host:?} is in {}", holding[0].display());
+        assert_eq!(parts[0], *want, "directory for host {host:?}");
+        // The line keeps the name as sent.
+        let line = String::from_utf8_lossy(&files[&holding[0]])
+            .lines()
+            .find(|l| l.ends_with(&format!(" hostile={i}")))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(&format!(" {host} {TAG}")), "host {host:?} rewritten in the line {line:?}");
+    }
+    assert_eq!(count(&files), hostile.len(), "{files:?}");
+    assert!(!daemon.output().contains("Spurious path"), "syslog-ng dropped a message\n{}", daemon.output());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1044,6 +1044,10 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
     same_bytes(INSTALLED_VERIFY, &checkout.file("scripts/wormfs-verify"));
     assert_eq!(mode_of(&r(INSTALLED_VERIFY)), 0o755);
     same_bytes("/usr/local/share/doc/wormfs/README.md", &checkout.file("README.md"));
+    for example in ["scripts/rsyslog-wormfs.conf", "scripts/syslog-ng-wormfs.conf", "systemd/wormfs-alerts.rules.yml"] {
+        let name = Path::new(example).file_name().unwrap().to_str().unwrap();
+        same_bytes(&format!("/usr/local/share/doc/wormfs/{name}"), &checkout.file(example));
+    }
     same_bytes("/etc/wormfs/wormfs.toml", &checkout.file("systemd/wormfs.toml.example"));
     same_bytes("/etc/default/wormfs", &checkout.file("systemd/wormfs.default"));
     let (data, state) = (r("/var/lib/wormfs/data"), r("/var/lib/wormfs/state"));
@@ -1068,7 +1072,9 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
         out.stdout
     );
     assert!(out.stdout.contains("systemctl enable --now wormfs"), "next steps:\n{}", out.stdout);
-    assert!(out.stdout.contains("rsyslog-wormfs.conf"), "next steps name the rsyslog example:\n{}", out.stdout);
+    for example in ["rsyslog-wormfs.conf", "syslog-ng-wormfs.conf", "wormfs-alerts.rules.yml"] {
+        assert!(out.stdout.contains(example), "next steps name {example}:\n{}", out.stdout);
+    }
     let key_before = fs::read(state.join("signing.key")).unwrap();
 
     // ---- second install: nothing changes ----
@@ -1122,6 +1128,84 @@ fn install_into_a_root_is_idempotent_keeps_edits_and_uninstall_keeps_the_evidenc
 
     // The real system was never touched.
     assert_eq!(real_system_snapshot(), real_before, "a rooted install changed the real system");
+}
+
+/// The mount an installed machine runs (the unit's command line), unmounted and stopped when
+/// the test ends, also on failure.
+struct InstalledMount {
+    child: Child,
+    mnt: PathBuf,
+}
+
+impl Drop for InstalledMount {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        if wait_timeout(&mut self.child, EXIT_TIMEOUT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            force_unmount(&self.mnt);
+        }
+    }
+}
+
+#[test]
+fn status_log_and_verify_need_no_flags_on_a_machine_set_up_by_scripts_install() {
+    assert_root();
+    let dir = TempDir::new().unwrap();
+    let checkout = Checkout::copy_into(dir.path());
+    let root = dir.path().canonicalize().unwrap().join("root");
+    fs::create_dir(&root).unwrap();
+    let r = |p: &str| root.join(p.trim_start_matches('/'));
+    checkout.install(&root, &[]).assert_success("scripts/install");
+    // The admin moved the directories (here: into the test's root) and says so in the file the
+    // unit reads, as the file's own comments ask; nothing else changes.
+    let env_file = r("/etc/default/wormfs");
+    let (data, state, mnt) = (r("/var/lib/wormfs/data"), r("/var/lib/wormfs/state"), r("/var/log/worm"));
+    let mut text = fs::read_to_string(&env_file).unwrap();
+    text.push_str(&format!("WORMFS_DATA={}\nWORMFS_STATE={}\n", data.display(), state.display()));
+    fs::write(&env_file, text).unwrap();
+    fs::create_dir_all(&mnt).unwrap();
+    let bin = r(INSTALLED_BIN);
+    let child = Command::new(&bin)
+        .arg("mount")
+        .arg("--data")
+        .arg(&data)
+        .arg("--state")
+        .arg(&state)
+        .arg(&mnt)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mount = InstalledMount { child, mnt: mnt.clone() };
+    assert!(wait_until(MOUNT_TIMEOUT, || is_wormfs_mounted(&mnt)), "the installed binary did not mount");
+    fs::write(mnt.join("app.log"), b"started\n").unwrap();
+
+    // Bare, as an admin types them: only WORMFS_ENV_FILE points at the root's /etc/default/wormfs.
+    let bare = |script: &str| {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", script])
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()))
+            .env("WORMFS_ENV_FILE", &env_file)
+            .env_remove("WORMFS_DATA")
+            .env_remove("WORMFS_STATE")
+            .env_remove("RUST_LOG");
+        run_cmd(&mut cmd)
+    };
+    let out = bare("wormfs status");
+    out.assert_success("wormfs status");
+    assert!(out.stdout.contains("metrics (live, from the running daemon):"), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.trim() == "wormfs_writes_total 1"), "{}", out.stdout);
+    // Done or killed by SIGPIPE once head has its lines; either way quietly.
+    let out = bare("wormfs log | head -3; echo status=${PIPESTATUS[0]}");
+    let lines: Vec<_> = out.stdout.lines().collect();
+    assert!(lines.len() == 4 && ["status=0", "status=141"].contains(&lines[3]) && out.stderr.is_empty(), "{out:#?}");
+    assert!(lines[..3].iter().any(|l| l.contains("Mount")), "{out:#?}");
+    drop(mount);
+    let out = bare("wormfs verify");
+    assert_eq!(out.status.code(), Some(0), "wormfs verify: {out:#?}");
+    assert!(out.stdout.contains("INTACT"), "{}", out.stdout);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub mod debian_tools;
 pub mod localstack;
 pub mod witness;
 

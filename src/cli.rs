@@ -82,6 +82,10 @@ pub enum Command {
     Status {
         #[command(flatten)]
         state: StateArg,
+        /// The daemon's metrics file, shown when the daemon cannot be asked (not mounted, or not
+        /// root): the mount's --metrics-file if it was given one; default STATE_DIR/metrics.prom.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
     },
     /// Write a file's receipt: its seal records with their inclusion proofs against a signed
     /// checkpoint, so it can be checked alone with `wormfs verify-receipt`.
@@ -291,7 +295,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
             inspect::log(&store, only.as_ref(), json, &mut std::io::stdout().lock()).map_err(fail)?;
         }
-        Command::Status { state } => {
+        Command::Status { state, metrics_file } => {
             let state = state_dir(state)?;
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
             let status = inspect::status(&store, &SystemClock).map_err(fail)?;
@@ -299,7 +303,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             inspect::print_status(&status, &mut out).map_err(fail)?;
             match control::live_metrics(&state) {
                 Some(live) => inspect::print_live_metrics(&live, &mut out).map_err(fail)?,
-                None => inspect::print_metrics_file(&state.metrics_file(), &mut out).map_err(fail)?,
+                None => inspect::print_metrics_file(&metrics_file.unwrap_or_else(|| state.metrics_file()), &mut out)
+                    .map_err(fail)?,
             }
         }
         Command::Hold { action: HoldAction::Set { state, reason, path } } => {

@@ -432,7 +432,19 @@ pub fn print_holds(store: &dyn Store, out: &mut dyn Write) -> Result<(), Inspect
 
 /// The daemon's metrics file, summarised for `wormfs status` (histogram buckets left out).
 pub fn print_metrics_file(path: &Path, out: &mut dyn Write) -> std::io::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // Said, not skipped: an admin who moved the file (--metrics-file) needs to know where
+        // status looked.
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::NotFound { "none".to_string() } else { e.to_string() };
+            return writeln!(
+                out,
+                "metrics: {why} at {} (the daemon writes it while mounted; pass --metrics-file if it writes elsewhere)",
+                path.display()
+            );
+        }
+    };
     let age = std::fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
     let age = age.map_or_else(|| "of unknown age".to_string(), |a| format!("written {} s ago", a.as_secs()));
     writeln!(out, "metrics (the file {}, {age}; the daemon's live figures need root while mounted):", path.display())?;

@@ -91,3 +91,26 @@ fn status_shows_the_daemons_live_figures_while_mounted() {
     out.assert_success("status unmounted");
     assert!(out.stdout.contains("metrics (the file ") && out.stdout.contains(" s ago"), "{}", out.stdout);
 }
+
+#[test]
+fn status_says_where_it_looked_for_a_metrics_file_the_mount_writes_elsewhere() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("wormfs.prom");
+    let mut m = TestMount::builder().arg("--metrics-file").arg(&file).start();
+    m.append("a.log", b"one\n");
+    assert!(common::wait_until(std::time::Duration::from_secs(10), || file.exists()), "no {}", file.display());
+    m.stop();
+    let out = run_cmd(&mut m.wormfs_cmd(&["status"]));
+    out.assert_success("status unmounted");
+    let default = m.state().join("metrics.prom");
+    assert!(
+        out.stdout.contains(&format!("metrics: none at {}", default.display()))
+            && out.stdout.contains("--metrics-file"),
+        "{}",
+        out.stdout
+    );
+    let out = run_cmd(m.wormfs_cmd(&["status"]).arg("--metrics-file").arg(&file));
+    out.assert_success("status --metrics-file");
+    assert!(out.stdout.contains(&format!("metrics (the file {}", file.display())), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.trim() == "wormfs_writes_total 1"), "{}", out.stdout);
+}

@@ -174,6 +174,10 @@ pub enum Command {
         /// Also write the result as a Prometheus text file (for node_exporter's textfile collector).
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
+        /// Check this export (`wormfs export`) against DATA_DIR instead of STATE_DIR's index;
+        /// then --pubkey (or a state directory's signing.pub) says which key to trust.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         /// Also check every copy the chain archived to this bucket (s3://BUCKET): present, same
         /// bytes, locked in COMPLIANCE mode at least as long as the chain retains it, held where
         /// the chain holds it.
@@ -181,6 +185,15 @@ pub enum Command {
         archive: Option<String>,
         #[command(flatten)]
         s3: S3Args,
+    },
+    /// Write every stored record (byte for byte, damage included) and the index's head as text:
+    /// what `wormfs verify --export` and an independent verifier check, without RocksDB.
+    Export {
+        #[command(flatten)]
+        state: StateArg,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Copy every sealed, closed file not archived yet to an S3 bucket with Object Lock, locked
     /// in COMPLIANCE mode until its retain-until, with its receipt; record each upload in the
@@ -295,6 +308,22 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
             inspect::log(&store, only.as_ref(), json, &mut std::io::stdout().lock()).map_err(fail)?;
         }
+        Command::Export { state, out } => {
+            let store = inspect::open_index_read_only(&state_dir(state)?).map_err(fail)?;
+            match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| Failure { message: format!("{}: {e}", path.display()), code: 1 })?;
+                    let mut w = std::io::BufWriter::new(file);
+                    crate::export::write(&store, &mut w).map_err(fail)?;
+                    w.into_inner()
+                        .map_err(|e| e.into_error())
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Failure { message: format!("{}: {e}", path.display()), code: 1 })?;
+                }
+                None => crate::export::write(&store, &mut std::io::stdout().lock()).map_err(fail)?,
+            }
+        }
         Command::Status { state, metrics_file } => {
             let state = state_dir(state)?;
             let store = inspect::open_index_read_only(&state).map_err(fail)?;
@@ -367,6 +396,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             witness_key,
             json,
             metrics_file,
+            export,
             archive,
             s3,
         } => {
@@ -375,7 +405,13 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .map(|url| crate::archive::parse_bucket_url(&url).map(|(bucket, _)| (bucket, s3)))
                 .transpose()
                 .map_err(usage)?;
+            // An export needs no state directory; one named still lends its keys.
+            let state = match export {
+                Some(_) => defaults::find(state.dir, Dir::State).map_err(|e| usage(e.to_string()))?.map(StateDir::new),
+                None => Some(state_dir(state)?),
+            };
             let options = verify_cmd::VerifyArgs {
+                export,
                 pubkey: pubkey.as_deref(),
                 only,
                 expect_head,
@@ -388,7 +424,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
             };
             // Could not verify at all: 2, so scripts can tell it from "tampering found" (1).
             let data = dir(data, Dir::Data)?;
-            return verify_cmd::run(&data, &state_dir(state)?, options)
+            return verify_cmd::run(&data, state.as_ref(), options)
                 .map_err(|e| Failure { message: e.to_string(), code: 2 });
         }
     }

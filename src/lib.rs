@@ -23,6 +23,8 @@
 //! - `admin`    — hold and retention commands, the same whether run by the daemon or offline.
 //! - `control`  — the root-only unix socket admin commands use while mounted.
 //! - `inspect`  — `wormfs log` and `wormfs status`: read-only views of the index.
+//! - `export`   — `wormfs export`: the stored records and the head as text, and reading that
+//!   back into the in-memory store for `wormfs verify --export`.
 //! - `verify`   — the checker: the chain and every sealed byte, with the public key alone;
 //!   `verify_cmd` runs it for `wormfs verify`, `verify_report` prints the human and JSON report.
 //! - `metrics`  — the Prometheus text file of the daemon's and verify's metrics.
@@ -61,6 +63,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod defaults;
+pub mod export;
 pub mod fuse;
 pub mod index;
 pub mod inspect;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::archive::s3::S3Error;
 use crate::archive::S3Args;
 use crate::checkpoint;
-use crate::core::store::{Clock, SystemClock};
+use crate::core::store::{Clock, Store, SystemClock};
 use crate::core::RelPath;
 use crate::inspect::{self, InspectError};
 use crate::keys::{self, KeyError};
@@ -22,6 +22,16 @@ use crate::verify_report::{KeySource, Verdict};
 pub enum VerifyCmdError {
     NoDataDir(std::path::PathBuf),
     NoPublicKey(std::path::PathBuf),
+    /// An export is checked and no state directory is named: nothing says which key to trust.
+    NoKeyForExport,
+    /// Neither a state directory nor an export.
+    NothingToCheck,
+    /// Anchors are given for an export and no state directory: nothing says the checkpoint key.
+    NoCheckpointKeyForExport,
+    Export {
+        path: std::path::PathBuf,
+        err: ExportReadError,
+    },
     NoCheckpointKey(std::path::PathBuf),
     BadWitnessKey(String),
     Anchor {
@@ -48,6 +58,14 @@ impl fmt::Display for VerifyCmdError {
             VerifyCmdError::NoCheckpointKey(p) => {
                 write!(f, "cannot check anchors: no checkpoint key at {}; pass --checkpoint-key FILE|VKEY", p.display())
             }
+            VerifyCmdError::NoKeyForExport => {
+                write!(f, "cannot verify: an export carries no key; pass --pubkey FILE|HEX with the key to trust")
+            }
+            VerifyCmdError::NothingToCheck => write!(f, "cannot verify: no state directory and no export to check"),
+            VerifyCmdError::NoCheckpointKeyForExport => {
+                write!(f, "cannot check anchors of an export: pass --checkpoint-key FILE|VKEY")
+            }
+            VerifyCmdError::Export { path, err } => write!(f, "cannot verify: {}: {err}", path.display()),
             VerifyCmdError::BadWitnessKey(v) => write!(f, "cannot verify: --witness-key {v:?} is not a witness vkey"),
             VerifyCmdError::Anchor { path, err } => write!(f, "cannot verify: anchor {}: {err}", path.display()),
             VerifyCmdError::Index(e) => write!(f, "cannot verify: {e}"),
@@ -61,8 +79,26 @@ impl fmt::Display for VerifyCmdError {
 
 impl std::error::Error for VerifyCmdError {}
 
+/// Why an export could not be read.
+#[derive(Debug)]
+pub enum ExportReadError {
+    Io(std::io::Error),
+    Export(crate::export::ExportError),
+}
+
+impl fmt::Display for ExportReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportReadError::Io(e) => write!(f, "{e}"),
+            ExportReadError::Export(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// What to verify beyond the two directories.
 pub struct VerifyArgs<'a> {
+    /// Check this export (`wormfs export`) instead of the state directory's index.
+    pub export: Option<std::path::PathBuf>,
     pub pubkey: Option<&'a str>,
     pub only: Option<RelPath>,
     pub expect_head: Option<(u64, [u8; 32])>,
@@ -80,7 +116,7 @@ pub struct VerifyArgs<'a> {
 
 /// The anchors whose signatures check out, and a finding for each that does not.
 fn read_anchors(
-    state: &StateDir,
+    state: Option<&StateDir>,
     files: &[std::path::PathBuf],
     checkpoint_key: Option<&str>,
     witness_keys: &[String],
@@ -91,7 +127,7 @@ fn read_anchors(
     let spec = match checkpoint_key {
         Some(spec) => spec.to_string(),
         None => {
-            let path = state.checkpoint_vkey();
+            let path = state.ok_or(VerifyCmdError::NoCheckpointKeyForExport)?.checkpoint_vkey();
             if !path.exists() {
                 return Err(VerifyCmdError::NoCheckpointKey(path));
             }
@@ -117,10 +153,20 @@ fn read_anchors(
     Ok((anchors, findings))
 }
 
-/// Returns the exit status: 0 intact, 1 findings.
-pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
-    let VerifyArgs { pubkey, only, expect_head, anchors, checkpoint_key, witness_keys, json, metrics_file, archive } =
-        args;
+/// Returns the exit status: 0 intact, 1 findings. `state` may be None only with an export.
+pub fn run(data: &Path, state: Option<&StateDir>, args: VerifyArgs<'_>) -> Result<i32, VerifyCmdError> {
+    let VerifyArgs {
+        export,
+        pubkey,
+        only,
+        expect_head,
+        anchors,
+        checkpoint_key,
+        witness_keys,
+        json,
+        metrics_file,
+        archive,
+    } = args;
     let archive = match archive {
         Some((bucket, s3)) => Some(s3.client(&bucket).map_err(VerifyCmdError::Archive)?),
         None => None,
@@ -131,7 +177,7 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
     let (key, key_source) = match pubkey {
         Some(spec) => (keys::load_public(spec).map_err(VerifyCmdError::Key)?, KeySource::Argument),
         None => {
-            let path = state.public_key();
+            let path = state.ok_or(VerifyCmdError::NoKeyForExport)?.public_key();
             let spec = path.to_string_lossy().into_owned();
             if !path.exists() {
                 return Err(VerifyCmdError::NoPublicKey(path));
@@ -139,13 +185,23 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
             (keys::load_public(&spec).map_err(VerifyCmdError::Key)?, KeySource::State(path))
         }
     };
-    let store = inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?;
+    let store: Box<dyn Store> = match (&export, state) {
+        (Some(path), _) => {
+            let err = |err| VerifyCmdError::Export { path: path.clone(), err };
+            let text = std::fs::read_to_string(path).map_err(|e| err(ExportReadError::Io(e)))?;
+            Box::new(crate::export::read(&text).map_err(|e| err(ExportReadError::Export(e)))?)
+        }
+        (None, Some(state)) => Box::new(inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?),
+        (None, None) => return Err(VerifyCmdError::NothingToCheck),
+    };
+    let store = store.as_ref();
 
     let (anchors, anchor_findings) = read_anchors(state, &anchors, checkpoint_key.as_deref(), &witness_keys)?;
     let now_ns = Some(SystemClock.now_ns());
     let mut opts = Options { path_prefix: only, expect_head, anchors, anchor_findings, now_ns, progress: None };
-    let bar = if std::io::stderr().is_terminal() {
-        let total = verify::sealed_bytes(&store, &opts).map_err(VerifyCmdError::Check)?;
+    // An export holds no file table to size the bar by.
+    let bar = if std::io::stderr().is_terminal() && export.is_none() {
+        let total = verify::sealed_bytes(store, &opts).map_err(VerifyCmdError::Check)?;
         let bar = ProgressBar::new(total);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
             bar.set_style(style);
@@ -156,7 +212,7 @@ pub fn run(data: &Path, state: &StateDir, args: VerifyArgs<'_>) -> Result<i32, V
     } else {
         None
     };
-    let mut report = verify::check_with(&store, data, key, &opts).map_err(VerifyCmdError::Check)?;
+    let mut report = verify::check_with(store, data, key, &opts).map_err(VerifyCmdError::Check)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

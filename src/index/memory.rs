@@ -28,6 +28,9 @@ struct Inner {
     /// Same order; the root (empty path) sorts first, as the empty key does in RocksDB.
     holds: BTreeMap<RelPath, HoldState>,
     head: Option<Head>,
+    /// `raw_set_head_unreadable`: the head reads as corrupt, as a garbled or missing meta
+    /// "head" beside records does in RocksDB.
+    head_unreadable: bool,
     key_id: Option<[u8; 8]>,
     data_dir: Option<Vec<u8>>,
     epoch: Option<EpochState>,
@@ -88,6 +91,18 @@ impl MemoryStore {
         self.lock().room = room;
     }
 
+    /// Set the head to `head` without a record: what an export says the index held.
+    pub fn raw_set_head(&self, head: Option<Head>) {
+        let mut inner = self.lock();
+        inner.head = head;
+        inner.head_unreadable = false;
+    }
+
+    /// Make the head unreadable (`head` then fails as corrupt), as an export records it.
+    pub fn raw_set_head_unreadable(&self) {
+        self.lock().head_unreadable = true;
+    }
+
     /// Remove record `seq` without moving the head: a gap, as a tamperer would leave it.
     pub fn raw_delete_record(&self, seq: u64) {
         self.lock().records.remove(&seq);
@@ -102,7 +117,11 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn head(&self) -> StoreResult<Option<Head>> {
-        Ok(self.lock().head)
+        let inner = self.lock();
+        if inner.head_unreadable {
+            return Err(StoreError::Corrupt("the head is unreadable".into()));
+        }
+        Ok(inner.head)
     }
 
     fn key_id(&self) -> StoreResult<Option<[u8; 8]>> {

@@ -249,15 +249,21 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
     let status = status.unwrap_or_else(|| panic!("rsyslogd did not exit after SIGTERM\n{}", rsyslog_out()));
     assert!(status.success(), "rsyslogd exited with {status} after SIGTERM\n{}", rsyslog_out());
 
-    let files = assert_every_message_once_per_host_daily(&m, "rsyslogd");
+    let files = assert_every_message_once_per_host_daily(&m, "rsyslogd", &short_host_name());
     assert_all_sealed_and_verified(&mut m, &files, "rsyslogd");
+}
+
+/// This machine's host name without its domain.
+fn short_host_name() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    host.split('.').next().unwrap().to_string()
 }
 
 /// Every message exactly once, in files named HOST/YYYY-MM-DD.log with the example configs'
 /// modes, holding nothing but our messages and the syslog daemon's own (`daemon`: its name in
 /// its lines). Returns the files.
 #[track_caller]
-fn assert_every_message_once_per_host_daily(m: &TestMount, daemon: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+fn assert_every_message_once_per_host_daily(m: &TestMount, daemon: &str, host: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let (total, counts) = messages_in(m.data());
     let missing: Vec<_> = (1..=MESSAGES).filter(|&i| counts[i] == 0).collect();
     let doubled: Vec<_> = (1..=MESSAGES).filter(|&i| counts[i] > 1).collect();
@@ -269,13 +275,11 @@ fn assert_every_message_once_per_host_daily(m: &TestMount, daemon: &str) -> BTre
         doubled.len(),
         &doubled[..doubled.len().min(10)]
     );
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
-    let short_host = host.split('.').next().unwrap().to_string();
     let files = files_under(m.data());
     for (rel, bytes) in &files {
         let parts: Vec<_> = rel.iter().map(|p| p.to_str().unwrap().to_string()).collect();
         assert_eq!(parts.len(), 2, "not HOST/DAY.log: {}", rel.display());
-        assert_eq!(parts[0], short_host, "host directory of {}", rel.display());
+        assert_eq!(parts[0], host, "host directory of {}", rel.display());
         let day = parts[1].strip_suffix(".log").unwrap_or_else(|| panic!("{}: not .log", rel.display()));
         assert!(
             day.len() == 10
@@ -325,24 +329,83 @@ fn assert_all_sealed_and_verified(m: &mut TestMount, files: &BTreeMap<PathBuf, V
     assert_verifies(m);
 }
 
+#[test]
+fn rsyslogd_files_each_message_under_the_machine_that_sent_it() {
+    require_tool(RSYSLOGD, "rsyslog");
+    let m = TestMount::start();
+    let dir = m.scratch().to_path_buf();
+    let (socket, work, pidfile) = (dir.join("log.sock"), dir.join("rsyslog-work"), dir.join("rsyslogd.pid"));
+    fs::create_dir(&work).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A log server receiving over TCP, beside the example config.
+    let conf = dir.join("rsyslog.conf");
+    let tcp = format!("module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n");
+    fs::write(&conf, format!("{tcp}{}", rsyslog_test_conf(&m, &socket, &work))).unwrap();
+    let out_path = dir.join("rsyslogd.out");
+    let out = fs::File::create(&out_path).unwrap();
+    let child = Command::new(RSYSLOGD)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn rsyslogd");
+    let mut rsyslogd = KillOnDrop(child);
+    let rsyslog_out = || fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "rsyslogd does not listen on 127.0.0.1:{port}\n{}",
+        rsyslog_out()
+    );
+    let claimed = ["web1", "..", "../../../../tmp", "a/b"];
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (i, host) in claimed.iter().enumerate() {
+        writeln!(stream, "<13>Dec  1 12:00:00 {host} {TAG}: claimed={i}").unwrap();
+    }
+    drop(stream);
+    let count = || {
+        files_under(m.data()).values().map(|b| String::from_utf8_lossy(b).matches(" claimed=").count()).sum::<usize>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || count() >= claimed.len()),
+        "only {} of {} messages reached the mount: {:?}\n{}",
+        count(),
+        claimed.len(),
+        files_under(m.data()).keys().collect::<Vec<_>>(),
+        rsyslog_out()
+    );
+    kill(Pid::from_raw(rsyslogd.0.id() as i32), Signal::SIGTERM).unwrap();
+    wait_timeout(&mut rsyslogd.0, Duration::from_secs(10)).expect("rsyslogd did not stop");
+    // All in the one directory of the sending machine (127.0.0.1's name), none under a name
+    // the messages claim; the lines keep the claimed names.
+    let files = files_under(m.data());
+    let holding: Vec<_> = files.iter().filter(|(_, b)| String::from_utf8_lossy(b).contains(" claimed=")).collect();
+    assert_eq!(holding.len(), 1, "{:?}", files.keys().collect::<Vec<_>>());
+    let top = holding[0].0.iter().next().unwrap().to_str().unwrap().to_string();
+    assert!(top == "localhost" || top == "127.0.0.1" || top == short_host_name(), "filed under {top:?}");
+    let text = String::from_utf8_lossy(holding[0].1);
+    for (i, host) in claimed.iter().enumerate() {
+        let line = text.lines().find(|l| l.ends_with(&format!(" claimed={i}"))).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains(&format!(" {host} {TAG}:")), "claimed host {host:?} not in {line:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // syslog-ng
 // ---------------------------------------------------------------------------------------------
 
-/// The example syslog-ng config shipped for admins (a conf.d drop-in) and the paths in it the
-/// tests point elsewhere.
+/// The example syslog-ng config shipped for admins (a conf.d drop-in).
 const SYSLOG_NG_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/syslog-ng-wormfs.conf");
-const SYSLOG_NG_BUFFER_DIR: &str = "\"/var/lib/syslog-ng\"";
 
-/// The example drop-in pointed at mount `m`, its disk buffer in `buffer`.
-fn syslog_ng_dropin(m: &TestMount, buffer: &Path) -> String {
+/// The example drop-in pointed at mount `m`.
+fn syslog_ng_dropin(m: &TestMount) -> String {
     let example = fs::read_to_string(SYSLOG_NG_EXAMPLE).expect("read scripts/syslog-ng-wormfs.conf");
-    for needle in [EXAMPLE_MOUNT, SYSLOG_NG_BUFFER_DIR] {
-        assert!(example.contains(needle), "the example syslog-ng config no longer has {needle}");
-    }
-    example
-        .replace(EXAMPLE_MOUNT, &format!("{}/", m.mnt().display()))
-        .replace(SYSLOG_NG_BUFFER_DIR, &format!("\"{}\"", buffer.display()))
+    assert!(example.contains(EXAMPLE_MOUNT), "the example syslog-ng config no longer writes under {EXAMPLE_MOUNT}");
+    example.replace(EXAMPLE_MOUNT, &format!("{}/", m.mnt().display()))
 }
 
 /// The `options { ... };` statement of Debian's syslog-ng.conf (owner, group, perm, no DNS, ...).
@@ -460,6 +523,8 @@ fn example_syslog_ng_conf_is_valid_as_a_dropin_of_debians_config() {
         "create-dirs(yes)",
         "time-reap(",
         "flow-control",
+        "set(\"${HOST_FROM}\", value(\"WORMFS_HOST\"))",
+        "$(indent-multi-line ",
     ] {
         assert!(example.contains(needle), "example config lacks {needle}");
     }
@@ -472,11 +537,10 @@ fn syslog_ng_with_the_example_config_keeps_10000_messages_through_a_reload_all_s
     // No seal by the interval during the test: what seals the files is syslog-ng closing them.
     let mut m = TestMount::builder().arg("--seal-interval").arg("1h").start();
     let dir = m.scratch().join("syslog-ng");
-    let buffer = dir.join("buffer");
-    fs::create_dir_all(&buffer).unwrap();
+    fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("log.sock");
     let dropin = dir.join("wormfs.conf");
-    fs::write(&dropin, syslog_ng_dropin(&m, &buffer)).unwrap();
+    fs::write(&dropin, syslog_ng_dropin(&m)).unwrap();
     let conf = dir.join("syslog-ng.conf");
     fs::write(&conf, syslog_ng_test_conf(&sng, &socket, "", "", &dropin)).unwrap();
     run_cmd(sng.daemon(&conf, &dir).arg("--syntax-only")).assert_success("syslog-ng --syntax-only on the test config");
@@ -517,7 +581,8 @@ fn syslog_ng_with_the_example_config_keeps_10000_messages_through_a_reload_all_s
     }
     daemon.stop();
 
-    let files = assert_every_message_once_per_host_daily(&m, "syslog-ng");
+    // The directory is the sending machine's name: here, for the local socket, this one's.
+    let files = assert_every_message_once_per_host_daily(&m, "syslog-ng", &short_host_name().to_lowercase());
     // Debian's options: files owned root:adm, directories root:root.
     let adm = nix::unistd::Group::from_name("adm").unwrap().expect("group adm").gid.as_raw();
     for rel in files.keys() {
@@ -528,17 +593,17 @@ fn syslog_ng_with_the_example_config_keeps_10000_messages_through_a_reload_all_s
 }
 
 #[test]
-fn syslog_ng_keeps_messages_from_hostile_host_names_inside_the_mount() {
+fn syslog_ng_files_each_message_under_the_machine_that_sent_it_one_line_each() {
     let sng = SyslogNg::find();
     let m = TestMount::start();
     let dir = m.scratch().join("syslog-ng");
-    let buffer = dir.join("buffer");
-    fs::create_dir_all(&buffer).unwrap();
+    fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("log.sock");
     let dropin = dir.join("wormfs.conf");
-    fs::write(&dropin, syslog_ng_dropin(&m, &buffer)).unwrap();
+    fs::write(&dropin, syslog_ng_dropin(&m)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // A log server that believes the host names in the messages, receiving RFC 5424 over TCP.
+    // A log server that believes the host names in the messages (keep-hostname), receiving
+    // RFC 5424 over TCP.
     let conf = dir.join("syslog-ng.conf");
     let source = format!("syslog(transport(\"tcp\") ip(\"127.0.0.1\") port({port}));");
     fs::write(&conf, syslog_ng_test_conf(&sng, &socket, "keep-hostname(yes);", &source, &dropin)).unwrap();
@@ -548,53 +613,55 @@ fn syslog_ng_keeps_messages_from_hostile_host_names_inside_the_mount() {
         "syslog-ng does not listen on 127.0.0.1:{port}\n{}",
         daemon.output()
     );
-    // Host name as sent -> the directory its messages must land in.
-    let hostile = [
-        ("..", "__"),
-        ("../../../../tmp", "____________tmp"),
-        ("a/b", "a_b"),
-        (".", "_"),
-        ("x..y", "x__y"),
-        ("web1", "web1"),
-    ];
+    // Names a sender might claim: another host's, and ones that are paths.
+    let claimed = ["web1", "..", "../../../../tmp", "a/b", ".", "x..y", "-rf", "WEB1"];
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    for (i, (host, _)) in hostile.iter().enumerate() {
-        let msg = format!("<13>1 2026-12-01T12:00:00Z {host} {TAG} - - - hostile={i}");
+    for (i, host) in claimed.iter().enumerate() {
+        let msg = format!("<13>1 2026-12-01T12:00:00Z {host} {TAG} - - - claimed={i}");
         write!(stream, "{} {msg}", msg.len()).unwrap();
     }
+    // A message that tries to pose as a second record of web1's.
+    let forged = format!("<13>1 2026-12-01T12:00:00Z web1 {TAG} - - - two lines\n2026-12-01T12:00:00.000000+00:00 web1 sshd[77]: Accepted password for root");
+    write!(stream, "{} {forged}", forged.len()).unwrap();
     drop(stream);
     let count = |files: &BTreeMap<PathBuf, Vec<u8>>| {
-        files.values().map(|b| String::from_utf8_lossy(b).matches(" hostile=").count()).sum::<usize>()
+        files.values().map(|b| String::from_utf8_lossy(b).matches(&format!(" {TAG}: ")).count()).sum::<usize>()
     };
     assert!(
-        wait_until(Duration::from_secs(10), || count(&files_under(m.data())) >= hostile.len()),
+        wait_until(Duration::from_secs(10), || count(&files_under(m.data())) > claimed.len()),
         "only {} of {} messages reached the mount: {:?}\n{}",
         count(&files_under(m.data())),
-        hostile.len(),
+        claimed.len() + 1,
         files_under(m.data()).keys().collect::<Vec<_>>(),
         daemon.output()
     );
     daemon.stop();
+    // All in the one directory of the machine that sent them (127.0.0.1, use-dns(no)), whatever
+    // they claim; syslog-ng's own messages (internal()) under this machine's name.
     let files = files_under(m.data());
-    for (i, (host, want)) in hostile.iter().enumerate() {
-        let holding: Vec<_> = files
-            .iter()
-            .filter(|(_, b)| String::from_utf8_lossy(b).lines().any(|l| l.ends_with(&format!(" hostile={i}"))))
-            .map(|(rel, _)| rel.clone())
-            .collect();
-        assert_eq!(holding.len(), 1, "message from {host:?} is in {holding:?}");
-        let parts: Vec<_> = holding[0].iter().collect();
-        assert_eq!(parts.len(), 2, "message from {host:?} is in {}", holding[0].display());
-        assert_eq!(parts[0], *want, "directory for host {host:?}");
-        // The line keeps the name as sent.
-        let line = String::from_utf8_lossy(&files[&holding[0]])
-            .lines()
-            .find(|l| l.ends_with(&format!(" hostile={i}")))
-            .unwrap()
-            .to_string();
-        assert!(line.contains(&format!(" {host} {TAG}")), "host {host:?} rewritten in the line {line:?}");
+    let sender: Vec<_> = files.keys().filter(|rel| rel.starts_with("127.0.0.1")).collect();
+    assert_eq!(sender.len(), 1, "{:?}", files.keys().collect::<Vec<_>>());
+    for rel in files.keys() {
+        let top = rel.iter().next().unwrap().to_str().unwrap();
+        assert!(
+            top == "127.0.0.1" || top == short_host_name().to_lowercase(),
+            "a directory for a claimed name: {}",
+            rel.display()
+        );
     }
-    assert_eq!(count(&files), hostile.len(), "{files:?}");
+    let text = String::from_utf8_lossy(&files[sender[0]]).into_owned();
+    for (i, host) in claimed.iter().enumerate() {
+        let lines: Vec<_> = text.lines().filter(|l| l.ends_with(&format!(" claimed={i}"))).collect();
+        assert_eq!(lines.len(), 1, "message claiming {host:?}: {lines:?}\n{text}");
+        // The line keeps the name as sent.
+        assert!(lines[0].contains(&format!(" {host} {TAG}: ")), "claimed host {host:?} not in {:?}", lines[0]);
+    }
+    // Every line begins with the time of arrival, or with a tab when it continues a message:
+    // the forged "record" is a continuation line of the message that carried it.
+    for line in text.lines() {
+        assert!(line.starts_with('\t') || line.starts_with("20"), "a line that is not a record: {line:?}\n{text}");
+    }
+    assert!(text.contains("two lines\n\t2026-12-01T12:00:00.000000+00:00 web1 sshd[77]: Accepted"), "{text}");
     assert!(!daemon.output().contains("Spurious path"), "syslog-ng dropped a message\n{}", daemon.output());
 }
 

@@ -169,6 +169,23 @@ fn send_messages(socket: &Path, from: usize, to: usize) {
     );
 }
 
+/// rsyslogd in the foreground with `conf`, its output into `out_path`; killed when dropped.
+fn spawn_rsyslogd(conf: &Path, pidfile: &Path, out_path: &Path) -> KillOnDrop {
+    let out = fs::File::create(out_path).unwrap();
+    let child = Command::new(RSYSLOGD)
+        .arg("-n")
+        .arg("-f")
+        .arg(conf)
+        .arg("-i")
+        .arg(pidfile)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn rsyslogd");
+    KillOnDrop(child)
+}
+
 #[test]
 fn example_rsyslog_conf_is_valid() {
     require_tool(RSYSLOGD, "rsyslog");
@@ -193,20 +210,8 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
     run_cmd(Command::new(RSYSLOGD).arg("-N1").arg("-f").arg(&conf)).assert_success("rsyslogd -N1 on the test config");
 
     let out_path = dir.join("rsyslogd.out");
-    let out = fs::File::create(&out_path).unwrap();
-    let child = Command::new(RSYSLOGD)
-        .arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(&pidfile)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn rsyslogd");
     // Declared after the mount: dropped (killed) first if anything below panics.
-    let mut rsyslogd = KillOnDrop(child);
+    let mut rsyslogd = spawn_rsyslogd(&conf, &pidfile, &out_path);
     let pid = Pid::from_raw(rsyslogd.0.id() as i32);
     let rsyslog_out = || fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
@@ -342,19 +347,7 @@ fn rsyslogd_files_each_message_under_the_machine_that_sent_it() {
     let tcp = format!("module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n");
     fs::write(&conf, format!("{tcp}{}", rsyslog_test_conf(&m, &socket, &work))).unwrap();
     let out_path = dir.join("rsyslogd.out");
-    let out = fs::File::create(&out_path).unwrap();
-    let child = Command::new(RSYSLOGD)
-        .arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(&pidfile)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn rsyslogd");
-    let mut rsyslogd = KillOnDrop(child);
+    let mut rsyslogd = spawn_rsyslogd(&conf, &pidfile, &out_path);
     let rsyslog_out = || fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),

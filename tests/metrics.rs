@@ -29,24 +29,9 @@ fn parse_text(text: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn the_daemon_exports_writes_refusals_seals_and_unsealed_bytes() {
-    let m = TestMount::builder().arg("--seal-interval").arg("1h").start();
+    let (m, _holder) = busy_mount(None);
     let file = m.state().join("metrics.prom");
-    fs::write(m.path("a.log"), b"0123456789").unwrap();
-    assert!(fs::remove_file(m.path("a.log")).is_err());
-    // Held open by another process, as a logger would.
-    let holder = std::process::Command::new("python3")
-        .arg("-c")
-        .arg("import sys, time\nf = open(sys.argv[1], 'a')\nf.write('not sealed yet')\nf.flush()\ntime.sleep(60)\n")
-        .arg(m.path("open.log"))
-        .spawn()
-        .unwrap();
-    let _holder = KillOnDrop(holder);
-    let ok = wait_until(Duration::from_secs(8), || {
-        let v = parse(&file);
-        v.get("wormfs_unsealed_bytes") == Some(&14.0) && v.get("wormfs_refused_total{op=\"unlink\"}") == Some(&1.0)
-    });
     let v = parse(&file);
-    assert!(ok, "metrics never showed the state: {v:#?}\n{:#?}", m.records());
     assert_eq!(v["wormfs_writes_total"], 2.0);
     assert_eq!(v["wormfs_appended_bytes_total"], 24.0);
     assert_eq!(v["wormfs_seals_total"], 1.0);
@@ -129,9 +114,16 @@ fn assert_lints_clean(what: &str, text: &str) {
 }
 
 /// A mount with something in every family of series: writes, a refusal, a seal, a file held
-/// open with unsealed bytes. Its metrics file is `metrics_file`.
-fn busy_mount(metrics_file: &Path) -> (TestMount, KillOnDrop) {
-    let m = TestMount::builder().arg("--seal-interval").arg("1h").arg("--metrics-file").arg(metrics_file).start();
+/// open with unsealed bytes (by another process, as a logger would). Its metrics file is
+/// `metrics_file` (default STATE_DIR/metrics.prom).
+fn busy_mount(metrics_file: Option<&Path>) -> (TestMount, KillOnDrop) {
+    let mut builder = TestMount::builder().arg("--seal-interval").arg("1h");
+    if let Some(file) = metrics_file {
+        builder = builder.arg("--metrics-file").arg(file);
+    }
+    let m = builder.start();
+    let default = m.state().join("metrics.prom");
+    let metrics_file = metrics_file.unwrap_or(&default);
     fs::write(m.path("a.log"), b"0123456789").unwrap();
     assert!(fs::remove_file(m.path("a.log")).is_err());
     let holder = std::process::Command::new("python3")
@@ -143,9 +135,11 @@ fn busy_mount(metrics_file: &Path) -> (TestMount, KillOnDrop) {
     let holder = KillOnDrop(holder);
     let ok = wait_until(Duration::from_secs(10), || {
         let v = parse(metrics_file);
-        v.get("wormfs_seals_total") == Some(&1.0) && v.get("wormfs_unsealed_bytes") == Some(&14.0)
+        v.get("wormfs_seals_total") == Some(&1.0)
+            && v.get("wormfs_unsealed_bytes") == Some(&14.0)
+            && v.get("wormfs_refused_total{op=\"unlink\"}") == Some(&1.0)
     });
-    assert!(ok, "metrics never showed the state: {:#?}", parse(metrics_file));
+    assert!(ok, "metrics never showed the state: {:#?}\n{:#?}", parse(metrics_file), m.records());
     (m, holder)
 }
 
@@ -161,7 +155,7 @@ fn verify_into(m: &TestMount, metrics_file: &Path) -> RunOutput {
 fn promtool_finds_nothing_to_lint_in_the_daemons_and_verifys_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let daemon_file = dir.path().join("wormfs.prom");
-    let (m, _holder) = busy_mount(&daemon_file);
+    let (m, _holder) = busy_mount(Some(&daemon_file));
     assert_lints_clean("the daemon's metrics file", &fs::read_to_string(&daemon_file).unwrap());
 
     let verify_file = dir.path().join("wormfs_verify.prom");
@@ -219,7 +213,7 @@ fn the_shipped_alert_rules_pass_promtool_and_fire_in_its_rule_tests() {
 fn node_exporter_serves_the_wormfs_series_the_daemon_and_verify_wrote() {
     let textfiles = tempfile::tempdir().unwrap();
     let daemon_file = textfiles.path().join("wormfs.prom");
-    let (m, _holder) = busy_mount(&daemon_file);
+    let (m, _holder) = busy_mount(Some(&daemon_file));
     let exporter = NodeExporter::start(textfiles.path(), m.scratch().join("node-exporter.log"));
 
     // The daemon rewrites its file every 5 s (the timestamp and the unsealed age move): compare

@@ -975,3 +975,85 @@ fn under_systemd_findings_get_error_priority_and_the_verdict_feeds_metrics() {
     assert!(text.contains("wormfs_verify_intact 0"), "{text}");
     assert!(text.contains("wormfs_verify_findings 1"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// wormfs export
+// ---------------------------------------------------------------------------------------------
+
+/// `wormfs verify --json` with `args`: exit status and the findings and warnings (kind, message).
+fn verdict(args: &[OsString]) -> (Option<i32>, Value, Vec<(String, String)>) {
+    let out = run_cmd(sub_cmd(args).arg("--json"));
+    let json: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {out:#?}"));
+    let items = ["findings", "warnings"]
+        .iter()
+        .flat_map(|f| json[*f].as_array().unwrap().clone())
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["message"].as_str().unwrap().to_string()))
+        .collect();
+    (out.status.code(), json["verdict"].clone(), items)
+}
+
+#[test]
+fn an_export_verifies_exactly_as_the_index_it_was_taken_from() {
+    let mut m = TestMount::start();
+    m.create("a.log", b"first line\n");
+    m.append("a.log", b"second line\n");
+    m.create("b.log", b"other\n");
+    m.stop();
+    let (state, data) = (m.state().to_path_buf(), m.data().to_path_buf());
+    let pubkey = state.join("signing.pub");
+    let (dir, export) = (m.scratch().to_path_buf(), m.scratch().join("records.export"));
+    let from_index = || verdict(&os_args(&[&"--data", &data, &"--state", &state, &"--pubkey", &pubkey]));
+    let from_export = || verdict(&os_args(&[&"--data", &data, &"--export", &export, &"--pubkey", &pubkey]));
+    let take = |to: &Path| {
+        let out = run_cmd(Command::new(WORMFS).args(["export", "--state"]).arg(&state).arg("--out").arg(to));
+        out.assert_success("wormfs export --out");
+    };
+
+    // Intact: the same verdict from both, and --out writes what stdout gets.
+    take(&export);
+    let stdout = run_cmd(Command::new(WORMFS).args(["export", "--state"]).arg(&state));
+    assert_eq!(stdout.stdout, fs::read_to_string(&export).unwrap(), "--out and stdout differ");
+    assert!(stdout.stdout.starts_with("wormfs-export 1\nhead "), "{}", stdout.stdout);
+    let intact = from_index();
+    assert_eq!(intact.0, Some(0), "{intact:?}");
+    assert_eq!(from_export(), intact);
+
+    // Damage in the files, in a record and in the head: the export carries every bit of it.
+    flip_byte(&data.join("a.log"), 3);
+    {
+        let db = open_index(&state);
+        put_raw(&db, 3, b"garbled");
+        db.delete_cf(db.cf_handle("meta").unwrap(), b"head").unwrap();
+    }
+    take(&export);
+    let text = fs::read_to_string(&export).unwrap();
+    assert!(
+        text.contains("\nhead unreadable\n") && text.contains(&format!("\nrecord 3 {}\n", hex(b"garbled"))),
+        "{text}"
+    );
+    let tampered = from_index();
+    assert_eq!(tampered.0, Some(1), "{tampered:?}");
+    for kind in ["file.content_changed", "chain.undecodable", "chain.head_mismatch"] {
+        assert!(tampered.2.iter().any(|(k, _)| k == kind), "no {kind}: {tampered:?}");
+    }
+    assert_eq!(from_export(), tampered);
+
+    // An export that is not one (a byte off), or no key, cannot be verified: exit 2, not a verdict.
+    fs::write(dir.join("bad.export"), text.replacen("wormfs-export 1", "wormfs-export 2", 1)).unwrap();
+    let out = run_cmd(&mut sub_cmd(&os_args(&[
+        &"--data",
+        &data,
+        &"--export",
+        &dir.join("bad.export"),
+        &"--pubkey",
+        &pubkey,
+    ])));
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(out.stderr.contains("not a wormfs export: line 1"), "{}", out.stderr);
+    let mut cmd = Command::new(WORMFS);
+    cmd.args(["verify", "--data"]).arg(&data).arg("--export").arg(&export);
+    cmd.env_remove("WORMFS_STATE").env("WORMFS_ENV_FILE", "/nonexistent");
+    let out = run_cmd(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(out.stderr.contains("an export carries no key; pass --pubkey"), "{}", out.stderr);
+}

@@ -2181,8 +2181,11 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // The export an auditor is handed (`wormfs export`, read by `wormfs verify --export`).
 
-/// A store's records and head as raw parts: (key, bytes) pairs and a head.
-fn export_parts() -> BoxedStrategy<(std::collections::BTreeMap<u64, Vec<u8>>, Option<(u64, [u8; 32], u64)>, bool)> {
+/// A store's records (key -> stored bytes), its head (seq, hash, time) and whether the head is
+/// unreadable.
+type ExportParts = (std::collections::BTreeMap<u64, Vec<u8>>, Option<(u64, [u8; 32], u64)>, bool);
+
+fn export_parts() -> BoxedStrategy<ExportParts> {
     (
         prop::collection::btree_map(boundary_u64(), prop::collection::vec(any::<u8>(), 0..64), 0..6),
         prop::option::of((boundary_u64(), any::<[u8; 32]>(), boundary_u64())),
@@ -2191,49 +2194,44 @@ fn export_parts() -> BoxedStrategy<(std::collections::BTreeMap<u64, Vec<u8>>, Op
         .boxed()
 }
 
+/// The in-memory store holding `parts`, and its export.
+fn exported((records, head, unreadable): &ExportParts) -> (wormfs::index::MemoryStore, String) {
+    let store = wormfs::index::MemoryStore::new();
+    for (key, bytes) in records {
+        store.raw_put_record(*key, bytes.clone());
+    }
+    store.raw_set_head(head.map(|(seq, hash, time_ns)| wormfs::core::store::Head { seq, hash, time_ns }));
+    if *unreadable {
+        store.raw_set_head_unreadable();
+    }
+    let mut text = Vec::new();
+    wormfs::export::write(&store, &mut text).unwrap();
+    (store, String::from_utf8(text).unwrap())
+}
+
 proptest! {
     #![proptest_config(config())]
 
     /// Whatever a store holds, its export reads back as the same store (records under the same
     /// keys, byte for byte, and the same head), and writes out as the same text.
     #[test]
-    fn an_export_round_trips((records, head, unreadable) in export_parts()) {
-        let store = wormfs::index::MemoryStore::new();
-        for (key, bytes) in &records {
-            store.raw_put_record(*key, bytes.clone());
-        }
-        store.raw_set_head(head.map(|(seq, hash, time_ns)| wormfs::core::store::Head { seq, hash, time_ns }));
-        if unreadable {
-            store.raw_set_head_unreadable();
-        }
-        let mut text = Vec::new();
-        wormfs::export::write(&store, &mut text).unwrap();
-        let text = String::from_utf8(text).unwrap();
+    fn an_export_round_trips(parts in export_parts()) {
+        let (_, text) = exported(&parts);
         let back = wormfs::export::read(&text).unwrap();
         let mut again = Vec::new();
         wormfs::export::write(&back, &mut again).unwrap();
         prop_assert_eq!(String::from_utf8(again).unwrap(), text);
         let mut stored = std::collections::BTreeMap::new();
         back.scan_records(0, &mut |k, b| { stored.insert(k, b.to_vec()); true }).unwrap();
-        prop_assert_eq!(stored, records);
+        prop_assert_eq!(stored, parts.0);
     }
 
     /// A changed export is refused, or reads as a store whose export is exactly the changed text
     /// (one text, one meaning); reading never panics.
     #[test]
-    fn a_mutated_export_is_refused_or_canonical((records, head, unreadable) in export_parts(), ms in mutations()) {
-        let store = wormfs::index::MemoryStore::new();
-        for (key, bytes) in &records {
-            store.raw_put_record(*key, bytes.clone());
-        }
-        store.raw_set_head(head.map(|(seq, hash, time_ns)| wormfs::core::store::Head { seq, hash, time_ns }));
-        if unreadable {
-            store.raw_set_head_unreadable();
-        }
-        let mut text = Vec::new();
-        wormfs::export::write(&store, &mut text).unwrap();
-        let changed = mutated(&text, &ms);
-        if let Ok(changed) = String::from_utf8(changed) {
+    fn a_mutated_export_is_refused_or_canonical(parts in export_parts(), ms in mutations()) {
+        let (_, text) = exported(&parts);
+        if let Ok(changed) = String::from_utf8(mutated(text.as_bytes(), &ms)) {
             if let Ok(back) = wormfs::export::read(&changed) {
                 let mut again = Vec::new();
                 wormfs::export::write(&back, &mut again).unwrap();

@@ -2194,8 +2194,8 @@ fn export_parts() -> BoxedStrategy<ExportParts> {
         .boxed()
 }
 
-/// The in-memory store holding `parts`, and its export.
-fn exported((records, head, unreadable): &ExportParts) -> (wormfs::index::MemoryStore, String) {
+/// The export of an in-memory store holding `parts`.
+fn exported((records, head, unreadable): &ExportParts) -> String {
     let store = wormfs::index::MemoryStore::new();
     for (key, bytes) in records {
         store.raw_put_record(*key, bytes.clone());
@@ -2206,7 +2206,7 @@ fn exported((records, head, unreadable): &ExportParts) -> (wormfs::index::Memory
     }
     let mut text = Vec::new();
     wormfs::export::write(&store, &mut text).unwrap();
-    (store, String::from_utf8(text).unwrap())
+    String::from_utf8(text).unwrap()
 }
 
 proptest! {
@@ -2216,7 +2216,7 @@ proptest! {
     /// keys, byte for byte, and the same head), and writes out as the same text.
     #[test]
     fn an_export_round_trips(parts in export_parts()) {
-        let (_, text) = exported(&parts);
+        let text = exported(&parts);
         let back = wormfs::export::read(&text).unwrap();
         let mut again = Vec::new();
         wormfs::export::write(&back, &mut again).unwrap();
@@ -2230,7 +2230,7 @@ proptest! {
     /// (one text, one meaning); reading never panics.
     #[test]
     fn a_mutated_export_is_refused_or_canonical(parts in export_parts(), ms in mutations()) {
-        let (_, text) = exported(&parts);
+        let text = exported(&parts);
         if let Ok(changed) = String::from_utf8(mutated(text.as_bytes(), &ms)) {
             if let Ok(back) = wormfs::export::read(&changed) {
                 let mut again = Vec::new();

@@ -754,7 +754,9 @@ pub fn check_with(
             if let Finding::Missing { path } = finding {
                 if let Some((from, seq)) = renamed.get(path) {
                     let there = data.stat(from).is_ok_and(|st| NodeKind::from_mode(st.st_mode) == Some(NodeKind::File));
-                    if there && !files.contains_key(from) {
+                    // Only the renamed file itself, every sealed byte intact and nothing more,
+                    // is a rename that did not happen; anything else at the old name is planted.
+                    if there && !files.contains_key(from) && is_intact(&data, from, &files[path]) {
                         warnings.push(Warning::RenameNotCompleted {
                             path: path.clone(),
                             from: from.clone(),
@@ -780,7 +782,9 @@ pub fn check_with(
     for path in &on_disk.files {
         if opts.covers(path) && !files.contains_key(path) && !interrupted_renames.contains(path) {
             match ended.get(path) {
-                Some(Ended::Deleted { seq }) => {
+                // The deleted file itself, intact: an unlink that did not happen. Anything else
+                // at the name is planted.
+                Some(Ended::Deleted { seq, history }) if is_intact(&data, path, history) => {
                     warnings.push(Warning::DeleteNotCompleted { path: path.clone(), seq: *seq })
                 }
                 _ => findings.push(Finding::Injected { path: path.clone() }),
@@ -863,6 +867,14 @@ struct FileOutcome {
     hashed: u64,
     findings: Vec<Finding>,
     warnings: Vec<Warning>,
+}
+
+/// Whether the file at `path` is exactly what `history` sealed: every range checks out and no
+/// byte lies past them.
+fn is_intact(data: &DataDir, path: &RelPath, history: &FileHistory) -> bool {
+    // Default options: no progress bar to count these bytes into.
+    let out = check_file(data, path, history, true, &Options::default());
+    out.findings.is_empty() && out.warnings.is_empty()
 }
 
 fn check_file(

@@ -207,8 +207,17 @@ pub enum HistoryWarning {
 /// A file history that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
-    Deleted { seq: u64 },
-    RenamedTo { to: RelPath, seq: u64 },
+    /// A Delete or Pruned ended it. `history` is the history it ended: a file found at the name
+    /// afterwards is the deleted one (an unlink the daemon did not get to) only if it still
+    /// checks against it.
+    Deleted {
+        seq: u64,
+        history: Box<FileHistory>,
+    },
+    RenamedTo {
+        to: RelPath,
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -637,11 +646,10 @@ impl History {
     /// The history at `path` ended (a Delete or a Pruned): its archived copies keep the
     /// retention it had.
     fn end(&mut self, path: &RelPath, seq: u64) {
-        if let Some(h) = self.files.remove(path) {
-            self.copies_follow(&h, None);
-        }
+        let Some(h) = self.files.remove(path) else { return };
+        self.copies_follow(&h, None);
         self.damage.remove(path);
-        self.ended.insert(path.clone(), Ended::Deleted { seq });
+        self.ended.insert(path.clone(), Ended::Deleted { seq, history: Box::new(h) });
     }
 
     /// The archived copies of history `h` now belong to the file at `to` (None: to no file,
@@ -917,7 +925,7 @@ mod tests {
         let seq = c.pruned("a.log", archived);
         assert_eq!(c.findings(), &[]);
         assert!(!c.history.files.contains_key(&p("a.log")));
-        assert_eq!(c.history.ended.get(&p("a.log")), Some(&Ended::Deleted { seq }));
+        assert!(matches!(c.history.ended.get(&p("a.log")), Some(Ended::Deleted { seq: s, .. }) if *s == seq));
         assert_eq!(c.due("k").copy.pruned, Some(seq));
         // The unlink failed: the history and the copy's link to it come back.
         c.push(Payload::Aborted { change: seq, errno: 5 });

@@ -217,6 +217,25 @@ fn last_seal(records: &[(u64, Payload)], p: &str) -> Segment {
     records.iter().rev().find_map(|(_, r)| r.segment().filter(|s| s.path == path(p)).cloned()).expect("no seal")
 }
 
+/// Remove a data file behind wormfs' back.
+fn remove_behind(w: &CoreMount, name: &str) {
+    let p = w.data().join(name);
+    unprotect(&p);
+    fs::remove_file(p).unwrap();
+}
+
+/// Append `more` to a data file behind wormfs' back.
+fn append_behind(w: &CoreMount, name: &str, more: &[u8]) {
+    let mut bytes = fs::read(w.data().join(name)).unwrap();
+    bytes.extend_from_slice(more);
+    rewrite_file(w, name, &bytes);
+}
+
+/// A Delete of the file whose newest seal is `s`, as the daemon records one.
+fn delete_of(s: Segment) -> Payload {
+    Payload::Delete { path: s.path, size: s.end, file_hash: s.file_hash, retain_until_ns: s.retain_until_ns }
+}
+
 /// Overwrite a data file behind wormfs' back (its write-once flags cleared first, as root can).
 fn rewrite_file(w: &CoreMount, name: &str, bytes: &[u8]) {
     let p = w.data().join(name);
@@ -371,7 +390,8 @@ fn vectors() -> Vec<Vector> {
         Vector {
             name: "intact-archived-and-pruned",
             description: "A sealed file recorded as archived to S3 (Archived), then, after its retention, its local \
-                          copy pruned (Pruned): verify without --archive cannot check the copy and says so.",
+                          copy pruned (Pruned). Without --archive verify checks only what the records say of the \
+                          copy; with it, it would read the copy back from the bucket.",
             build: || {
                 let w = one_file();
                 forge(&w, |r| {
@@ -392,12 +412,7 @@ fn vectors() -> Vec<Vector> {
                     let (path, size, file_hash, retain_until_ns) = (s.path, s.end, s.file_hash, s.retain_until_ns);
                     r.push((at + 2 * DAY, Payload::Pruned { path, size, file_hash, retain_until_ns, archived }));
                 });
-                fs::remove_file({
-                    let p = w.data().join("app.log");
-                    unprotect(&p);
-                    p
-                })
-                .unwrap();
+                remove_behind(&w, "app.log");
                 w
             },
             findings: &[],
@@ -420,9 +435,7 @@ fn vectors() -> Vec<Vector> {
             description: "The sealed file deleted from the data directory.",
             build: || {
                 let w = one_file();
-                let p = w.data().join("app.log");
-                unprotect(&p);
-                fs::remove_file(p).unwrap();
+                remove_behind(&w, "app.log");
                 w
             },
             findings: &[("file.missing", 1)],
@@ -689,8 +702,7 @@ fn vectors() -> Vec<Vector> {
                 forge(&w, |r| {
                     let s = last_seal(r, "app.log");
                     let t = r.last().unwrap().0 + 2 * DAY;
-                    let (path, size, file_hash, retain_until_ns) = (s.path, s.end, s.file_hash, s.retain_until_ns);
-                    *r.last_mut().unwrap() = (t, Payload::Delete { path, size, file_hash, retain_until_ns });
+                    *r.last_mut().unwrap() = (t, delete_of(s));
                 });
                 w
             },
@@ -931,12 +943,9 @@ fn vectors() -> Vec<Vector> {
                 forge(&w, |r| {
                     let s = last_seal(r, "app.log");
                     let at = position(r, |p| matches!(p, Payload::Unmount));
-                    let (path, size, file_hash, retain_until_ns) = (s.path, s.end, s.file_hash, s.retain_until_ns);
-                    r.insert(at, (r[at].0, Payload::Delete { path, size, file_hash, retain_until_ns }));
+                    r.insert(at, (r[at].0, delete_of(s)));
                 });
-                let p = w.data().join("app.log");
-                unprotect(&p);
-                fs::remove_file(p).unwrap();
+                remove_behind(&w, "app.log");
                 w
             },
             findings: &[("file.changed_before_expiry", 1)],
@@ -954,14 +963,11 @@ fn vectors() -> Vec<Vector> {
                     let hold =
                         Payload::Hold { prefix: RelPath::root(), set: true, reason: "litigation".into(), uid: 0 };
                     r.insert(at, (t, hold));
-                    let (path, size, file_hash, retain_until_ns) = (s.path, s.end, s.file_hash, s.retain_until_ns);
-                    r.insert(at + 1, (t + 2 * DAY, Payload::Delete { path, size, file_hash, retain_until_ns }));
+                    r.insert(at + 1, (t + 2 * DAY, delete_of(s)));
                     let n = r.len();
                     r[n - 1].0 = t + 2 * DAY;
                 });
-                let p = w.data().join("app.log");
-                unprotect(&p);
-                fs::remove_file(p).unwrap();
+                remove_behind(&w, "app.log");
                 w
             },
             findings: &[("file.changed_under_hold", 1)],
@@ -977,9 +983,7 @@ fn vectors() -> Vec<Vector> {
                     let t = r.last().unwrap().0;
                     r.push((t, Payload::Seal(seal("app.log", s.end, b"planted\n", s.file_hash, s.retain_until_ns))));
                 });
-                let mut bytes = fs::read(w.data().join("app.log")).unwrap();
-                bytes.extend_from_slice(b"planted\n");
-                rewrite_file(&w, "app.log", &bytes);
+                append_behind(&w, "app.log", b"planted\n");
                 w
             },
             findings: &[("chain.record_while_unmounted", 1)],
@@ -997,9 +1001,7 @@ fn vectors() -> Vec<Vector> {
                     let gap = seal("app.log", s.end + 1, b"x\n", s.file_hash, s.retain_until_ns);
                     r.insert(at, (t, Payload::Seal(gap)));
                 });
-                let mut bytes = fs::read(w.data().join("app.log")).unwrap();
-                bytes.extend_from_slice(b"?x\n");
-                rewrite_file(&w, "app.log", &bytes);
+                append_behind(&w, "app.log", b"?x\n");
                 w
             },
             findings: &[("file.seals_do_not_chain", 1)],
@@ -1056,9 +1058,7 @@ fn vectors() -> Vec<Vector> {
                     let segment = seal("app.log", s.end, b"late\n", s.file_hash, s.retain_until_ns);
                     r.insert(at, (r[at].0, Payload::Recovered { segment, adopted: false }));
                 });
-                let mut bytes = fs::read(w.data().join("app.log")).unwrap();
-                bytes.extend_from_slice(b"late\n");
-                rewrite_file(&w, "app.log", &bytes);
+                append_behind(&w, "app.log", b"late\n");
                 w
             },
             findings: &[("chain.recovered_outside_recovery", 1)],
@@ -1079,9 +1079,7 @@ fn vectors() -> Vec<Vector> {
                     r.push((t, Payload::Recovered { segment, adopted: false }));
                     r.push((t + SEC, Payload::Unmount));
                 });
-                let mut bytes = fs::read(w.data().join("app.log")).unwrap();
-                bytes.extend_from_slice(b"planted\n");
-                rewrite_file(&w, "app.log", &bytes);
+                append_behind(&w, "app.log", b"planted\n");
                 w
             },
             findings: &[("file.sealed_after_clean_unmount", 1)],
@@ -1101,9 +1099,7 @@ fn vectors() -> Vec<Vector> {
                     let n = r.len();
                     r[n - 1].0 = t;
                 });
-                let p = w.data().join("app.log");
-                unprotect(&p);
-                fs::remove_file(p).unwrap();
+                remove_behind(&w, "app.log");
                 w
             },
             findings: &[("file.pruned_without_archive", 1)],

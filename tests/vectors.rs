@@ -1255,7 +1255,9 @@ fn write_vector(v: &Vector, dir: &Path) {
     let w = (v.build)();
     let extras = EXTRAS.with(|e| std::mem::take(&mut *e.borrow_mut()));
     let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir.join("data")).unwrap();
+    // No data/ when the store has no files: git keeps no empty directory, so a fresh clone
+    // would not have one either.
+    fs::create_dir_all(dir).unwrap();
     for (rel, (is_link, bytes)) in tree(w.data()) {
         let to = dir.join("data").join(&rel);
         fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -1287,11 +1289,14 @@ fn write_vector(v: &Vector, dir: &Path) {
 
 /// `wormfs verify --export` of the vector in `dir`, as JSON.
 fn verify(dir: &Path, pubkey: &str) -> (Option<i32>, Value, String) {
+    // A store with no files has no data/ (git keeps no empty directory): an empty one stands in.
+    let empty = tempfile::tempdir().unwrap();
+    let data = if dir.join("data").is_dir() { dir.join("data") } else { empty.path().to_path_buf() };
     let mut cmd = Command::new(WORMFS);
     cmd.args(["verify", "--json", "--pubkey", pubkey, "--export"])
         .arg(dir.join("records.export"))
         .arg("--data")
-        .arg(dir.join("data"));
+        .arg(&data);
     if dir.join("anchor").exists() {
         cmd.arg("--anchor").arg(dir.join("anchor"));
         cmd.arg("--checkpoint-key").arg(Path::new(VECTORS).join("checkpoint.vkey"));

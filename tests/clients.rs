@@ -186,6 +186,19 @@ fn spawn_rsyslogd(conf: &Path, pidfile: &Path, out_path: &Path) -> KillOnDrop {
     KillOnDrop(child)
 }
 
+/// Send messages `from..=to` to `socket` and wait until all messages up to `to` are in the mount
+/// (`daemon_output` tells why not).
+#[track_caller]
+fn send_and_wait(m: &TestMount, socket: &Path, from: usize, to: usize, daemon_output: impl Fn() -> String) {
+    send_messages(socket, from, to);
+    assert!(
+        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= to),
+        "only {} of {to} messages reached the mount\n{}",
+        messages_in(m.data()).0,
+        daemon_output()
+    );
+}
+
 #[test]
 fn example_rsyslog_conf_is_valid() {
     require_tool(RSYSLOGD, "rsyslog");
@@ -224,13 +237,7 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
     // First half, then SIGHUP once all of it is written: rsyslog closes its files, and the
     // close seals them.
     let half = MESSAGES / 2;
-    send_messages(&socket, 1, half);
-    assert!(
-        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= half),
-        "only {} of {half} messages reached the mount\n{}",
-        messages_in(m.data()).0,
-        rsyslog_out()
-    );
+    send_and_wait(&m, &socket, 1, half, rsyslog_out);
     kill(pid, Signal::SIGHUP).expect("SIGHUP rsyslogd");
     let sealed_at_hup = wait_until(Duration::from_secs(10), || {
         let records = m.records();
@@ -240,13 +247,7 @@ fn rsyslogd_with_the_example_config_keeps_10000_messages_through_a_sighup_all_se
     });
     assert!(sealed_at_hup, "SIGHUP did not close (and so seal) rsyslog's files: {:#?}", m.records());
 
-    send_messages(&socket, half + 1, MESSAGES);
-    assert!(
-        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= MESSAGES),
-        "only {} of {MESSAGES} messages reached the mount\n{}",
-        messages_in(m.data()).0,
-        rsyslog_out()
-    );
+    send_and_wait(&m, &socket, half + 1, MESSAGES, rsyslog_out);
     assert!(rsyslogd.0.try_wait().unwrap().is_none(), "rsyslogd died\n{}", rsyslog_out());
 
     kill(pid, Signal::SIGTERM).expect("SIGTERM rsyslogd");
@@ -542,25 +543,13 @@ fn syslog_ng_with_the_example_config_keeps_10000_messages_through_a_reload_all_s
     // First half, then a reload (SIGHUP, what `systemctl reload syslog-ng` sends) once all of
     // it is written.
     let half = MESSAGES / 2;
-    send_messages(&socket, 1, half);
-    assert!(
-        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= half),
-        "only {} of {half} messages reached the mount\n{}",
-        messages_in(m.data()).0,
-        daemon.output()
-    );
+    send_and_wait(&m, &socket, 1, half, || daemon.output());
     kill(daemon.pid(), Signal::SIGHUP).expect("SIGHUP syslog-ng");
     // It says so through its internal() source, into the mount.
     let reloaded =
         || files_under(m.data()).values().any(|b| String::from_utf8_lossy(b).contains("Configuration reload finished"));
     assert!(wait_until(Duration::from_secs(10), reloaded), "syslog-ng did not reload\n{}", daemon.output());
-    send_messages(&socket, half + 1, MESSAGES);
-    assert!(
-        wait_until(Duration::from_secs(15), || messages_in(m.data()).0 >= MESSAGES),
-        "only {} of {MESSAGES} messages reached the mount\n{}",
-        messages_in(m.data()).0,
-        daemon.output()
-    );
+    send_and_wait(&m, &socket, half + 1, MESSAGES, || daemon.output());
     daemon.assert_running();
     // Unlike rsyslog's SIGHUP, the reload kept the files open: nothing is sealed yet.
     let records = m.records();

@@ -24,6 +24,8 @@ pub const MAGIC: &str = "wormfs-export 1";
 pub enum ExportError {
     Store(StoreError),
     Output(std::io::Error),
+    /// The export file could not be read.
+    Input(std::io::Error),
     /// The text is not an export: the line (1-based) and what is wrong with it.
     Malformed {
         line: usize,
@@ -36,6 +38,7 @@ impl fmt::Display for ExportError {
         match self {
             ExportError::Store(e) => write!(f, "reading the index: {e}"),
             ExportError::Output(e) => write!(f, "writing the export: {e}"),
+            ExportError::Input(e) => write!(f, "reading the export: {e}"),
             ExportError::Malformed { line, why } => write!(f, "not a wormfs export: line {line}: {why}"),
         }
     }
@@ -67,6 +70,12 @@ pub fn write(store: &dyn Store, out: &mut dyn Write) -> Result<(), ExportError> 
         Some(e) => Err(ExportError::Output(e)),
         None => out.flush().map_err(ExportError::Output),
     }
+}
+
+/// The store the export in file `path` describes (`read`).
+pub fn read_file(path: &std::path::Path) -> Result<MemoryStore, ExportError> {
+    let text = std::fs::read_to_string(path).map_err(ExportError::Input)?;
+    read(&text)
 }
 
 /// The store an export describes. Strict: anything but the three line forms, a key out of

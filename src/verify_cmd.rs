@@ -30,7 +30,7 @@ pub enum VerifyCmdError {
     NoCheckpointKeyForExport,
     Export {
         path: std::path::PathBuf,
-        err: ExportReadError,
+        err: crate::export::ExportError,
     },
     NoCheckpointKey(std::path::PathBuf),
     BadWitnessKey(String),
@@ -78,22 +78,6 @@ impl fmt::Display for VerifyCmdError {
 }
 
 impl std::error::Error for VerifyCmdError {}
-
-/// Why an export could not be read.
-#[derive(Debug)]
-pub enum ExportReadError {
-    Io(std::io::Error),
-    Export(crate::export::ExportError),
-}
-
-impl fmt::Display for ExportReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExportReadError::Io(e) => write!(f, "{e}"),
-            ExportReadError::Export(e) => write!(f, "{e}"),
-        }
-    }
-}
 
 /// What to verify beyond the two directories.
 pub struct VerifyArgs<'a> {
@@ -187,9 +171,7 @@ pub fn run(data: &Path, state: Option<&StateDir>, args: VerifyArgs<'_>) -> Resul
     };
     let store: Box<dyn Store> = match (&export, state) {
         (Some(path), _) => {
-            let err = |err| VerifyCmdError::Export { path: path.clone(), err };
-            let text = std::fs::read_to_string(path).map_err(|e| err(ExportReadError::Io(e)))?;
-            Box::new(crate::export::read(&text).map_err(|e| err(ExportReadError::Export(e)))?)
+            Box::new(crate::export::read_file(path).map_err(|err| VerifyCmdError::Export { path: path.clone(), err })?)
         }
         (None, Some(state)) => Box::new(inspect::open_index_read_only(state).map_err(VerifyCmdError::Index)?),
         (None, None) => return Err(VerifyCmdError::NothingToCheck),
